@@ -1,0 +1,1 @@
+"""drift: upgrade embedding models in vector search without re-indexing."""

@@ -1,0 +1,24 @@
+"""Adapters from the new model's space into the old one's; see drift/adapters/base.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drift.adapters.base import ADAPTERS, Adapter, load_adapter, register_adapter
+from drift.errors import ConfigError
+
+
+def build_adapter(kind: str, **hparams: Any) -> Adapter:
+    """Instantiate a registered adapter by name (e.g. "procrustes", "low_rank_affine")."""
+    _import_all()
+    if kind not in ADAPTERS:
+        raise ConfigError(f"unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[kind](**hparams)
+
+
+def _import_all() -> None:
+    # Importing the modules runs their @register_adapter decorators.
+    from drift.adapters import baselines, low_rank_affine, procrustes, residual_mlp  # noqa: F401
+
+
+__all__ = ["Adapter", "ADAPTERS", "build_adapter", "load_adapter", "register_adapter"]

@@ -1,0 +1,148 @@
+"""The adapter contract: a map from the new model's space into the old model's space.
+
+Adapters are pure: numpy arrays in, numpy arrays out; no files besides their own save/load,
+no configs, no FAISS. A newcomer can test one with two arrays and nothing else:
+
+    from drift.adapters import build_adapter
+    adapter = build_adapter("procrustes").fit(x_new, x_old)
+    x_mapped = adapter.transform(x_new)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from drift.errors import VectorError
+from drift.vectors import check_vectors
+
+ADAPTERS: dict[str, type[Adapter]] = {}
+
+
+def register_adapter(name: str):
+    """Class decorator adding an adapter class to the registry under `name`."""
+
+    def wrap(cls: type[Adapter]) -> type[Adapter]:
+        cls.kind = name
+        ADAPTERS[name] = cls
+        return cls
+
+    return wrap
+
+
+class Adapter(ABC):
+    """Fit on paired vectors (x_new[i], x_old[i]) of the same items; map new -> old.
+
+    Subclasses implement `_fit`, `_transform`, `params` (name -> array, everything needed to
+    transform) and `hparams` (JSON-able constructor arguments). `save`/`load` store the arrays in
+    an .npz (loaded with allow_pickle=False) beside an adapter.json; nothing is ever unpickled.
+    """
+
+    kind: ClassVar[str] = "base"
+
+    def __init__(self) -> None:
+        self.d_in: int | None = None
+        self.d_out: int | None = None
+        self.fit_seconds: float | None = None
+        self.fit_info: dict[str, Any] = {}
+
+    # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(
+        self,
+        x_new: np.ndarray,
+        x_old: np.ndarray,
+        x_new_val: np.ndarray | None,
+        x_old_val: np.ndarray | None,
+        seed: int,
+    ) -> None: ...
+
+    @abstractmethod
+    def _transform(self, x_new: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def params(self) -> dict[str, np.ndarray]:
+        """The fitted arrays; `set_params` must accept exactly these."""
+
+    @abstractmethod
+    def set_params(self, params: dict[str, np.ndarray]) -> None: ...
+
+    def hparams(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-able (so `type(self)(**hparams)` rebuilds it)."""
+        return {}
+
+    # -- shared -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.asarray(a).size for a in self.params().values()))
+
+    def fit(
+        self,
+        x_new: np.ndarray,
+        x_old: np.ndarray,
+        *,
+        x_new_val: np.ndarray | None = None,
+        x_old_val: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> Adapter:
+        x_new = check_vectors(x_new, name=f"{self.name} fit: new-model vectors")
+        x_old = check_vectors(x_old, name=f"{self.name} fit: old-model vectors")
+        if x_new.shape[0] != x_old.shape[0]:
+            raise VectorError(
+                f"{self.name} fit: {x_new.shape[0]} new-model vectors but {x_old.shape[0]} "
+                "old-model vectors; pairs must be row-aligned"
+            )
+        if x_new_val is not None and x_old_val is not None:
+            x_new_val = check_vectors(x_new_val, name="validation new vectors", dim=x_new.shape[1])
+            x_old_val = check_vectors(x_old_val, name="validation old vectors", dim=x_old.shape[1])
+        self.d_in, self.d_out = int(x_new.shape[1]), int(x_old.shape[1])
+        start = time.perf_counter()
+        self._fit(x_new, x_old, x_new_val, x_old_val, seed)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def transform(self, x_new: np.ndarray) -> np.ndarray:
+        if self.d_in is None:
+            raise RuntimeError(f"{self.name}: transform called before fit/load")
+        x_new = check_vectors(x_new, name=f"{self.name} transform: new-model vectors", dim=self.d_in)
+        return np.ascontiguousarray(self._transform(x_new), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "hparams": self.hparams(),
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "n_params": self.n_params,
+            "fit_seconds": self.fit_seconds,
+            "fit_info": self.fit_info,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "weights.npz", **{k: np.asarray(v) for k, v in self.params().items()})
+        (directory / "adapter.json").write_text(json.dumps(self.describe(), indent=2))
+        return directory
+
+
+def load_adapter(directory: str | Path) -> Adapter:
+    """Rebuild an adapter saved with `Adapter.save` (no pickle involved)."""
+    directory = Path(directory)
+    meta = json.loads((directory / "adapter.json").read_text())
+    cls = ADAPTERS[meta["kind"]]
+    adapter = cls(**meta["hparams"])
+    with np.load(directory / "weights.npz", allow_pickle=False) as npz:
+        adapter.set_params({k: npz[k] for k in npz.files})
+    adapter.d_in, adapter.d_out = meta["d_in"], meta["d_out"]
+    adapter.fit_seconds, adapter.fit_info = meta["fit_seconds"], meta.get("fit_info", {})
+    return adapter

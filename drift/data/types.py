@@ -1,0 +1,126 @@
+"""`RetrievalData`: the one shape every dataset loader returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from drift.errors import DataError
+
+ItemModality = Literal["text", "image", "synthetic"]
+
+
+@dataclass
+class RetrievalData:
+    """A corpus, a query set, and optional relevance labels.
+
+    Items are texts, image file paths, or synthetic item ids, as `corpus_modality` and
+    `query_modality` say. `qrels[query_id][doc_id] = relevance` (> 0 means relevant); None when
+    the dataset has no labels (then only the kNN protocol applies).
+    """
+
+    name: str
+    corpus_ids: list[str]
+    corpus: list[str]
+    query_ids: list[str]
+    queries: list[str]
+    qrels: dict[str, dict[str, int]] | None = None
+    corpus_modality: ItemModality = "text"
+    query_modality: ItemModality = "text"
+    revision: str = "unknown"
+    synthetic: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def validate(self) -> RetrievalData:
+        """Raise DataError naming the first inconsistency; return self when all is well."""
+        if not self.corpus:
+            raise DataError(f"dataset {self.name!r}: the corpus is empty")
+        if not self.queries:
+            raise DataError(f"dataset {self.name!r}: the query set is empty")
+        if len(self.corpus_ids) != len(self.corpus):
+            raise DataError(
+                f"dataset {self.name!r}: {len(self.corpus_ids)} corpus ids for {len(self.corpus)} items"
+            )
+        if len(self.query_ids) != len(self.queries):
+            raise DataError(
+                f"dataset {self.name!r}: {len(self.query_ids)} query ids for {len(self.queries)} queries"
+            )
+        if len(set(self.corpus_ids)) != len(self.corpus_ids):
+            raise DataError(f"dataset {self.name!r}: corpus ids are not unique")
+        if len(set(self.query_ids)) != len(self.query_ids):
+            raise DataError(f"dataset {self.name!r}: query ids are not unique")
+        if self.qrels is not None:
+            doc_ids = set(self.corpus_ids)
+            missing = {d for rel in self.qrels.values() for d in rel if d not in doc_ids}
+            if missing:
+                raise DataError(
+                    f"dataset {self.name!r}: qrels name {len(missing)} documents that are not in "
+                    f"the corpus (e.g. {sorted(missing)[:5]})"
+                )
+            unknown_q = set(self.qrels) - set(self.query_ids)
+            if unknown_q:
+                raise DataError(
+                    f"dataset {self.name!r}: qrels name {len(unknown_q)} queries that are not in "
+                    f"the query set (e.g. {sorted(unknown_q)[:5]})"
+                )
+        return self
+
+    def subsample(
+        self, *, max_corpus: int | None = None, max_queries: int | None = None, seed: int = 0
+    ) -> RetrievalData:
+        """A seeded subset: at most `max_queries` queries and `max_corpus` documents.
+
+        Every relevant document of a kept query stays in the corpus (so qrels stay valid); the rest
+        of the corpus budget is filled at random. Order is preserved. No limit: self unchanged.
+        """
+        rng = np.random.default_rng(seed)
+        q_keep = np.arange(len(self.queries))
+        if max_queries is not None and len(self.queries) > max_queries:
+            q_keep = np.sort(rng.choice(len(self.queries), size=max_queries, replace=False))
+        query_ids = [self.query_ids[i] for i in q_keep]
+        qrels = None if self.qrels is None else {q: self.qrels[q] for q in query_ids if q in self.qrels}
+
+        d_keep = np.arange(len(self.corpus))
+        if max_corpus is not None and len(self.corpus) > max_corpus:
+            needed = {d for rel in (qrels or {}).values() for d in rel}
+            is_needed = np.array([d in needed for d in self.corpus_ids], dtype=bool)
+            if is_needed.sum() > max_corpus:
+                warnings.warn(
+                    f"dataset {self.name!r}: the kept queries have {int(is_needed.sum())} relevant "
+                    f"documents, more than max_corpus={max_corpus}; keeping them all",
+                    stacklevel=2,
+                )
+            room = max(0, max_corpus - int(is_needed.sum()))
+            others = np.flatnonzero(~is_needed)
+            filler = rng.choice(others, size=min(room, others.size), replace=False)
+            d_keep = np.sort(np.concatenate([np.flatnonzero(is_needed), filler]))
+        if q_keep.size == len(self.queries) and d_keep.size == len(self.corpus):
+            return self
+        return dataclasses.replace(
+            self,
+            corpus_ids=[self.corpus_ids[i] for i in d_keep],
+            corpus=[self.corpus[i] for i in d_keep],
+            query_ids=query_ids,
+            queries=[self.queries[i] for i in q_keep],
+            qrels=qrels,
+            meta={**self.meta, "subsampled": {"max_corpus": max_corpus, "max_queries": max_queries, "seed": seed}},
+        )
+
+    def summary(self) -> dict:
+        """Sizes and provenance, as stored in result files."""
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "n_corpus": len(self.corpus),
+            "n_queries": len(self.queries),
+            "n_qrels": sum(len(r) for r in self.qrels.values()) if self.qrels else 0,
+            "has_qrels": self.qrels is not None,
+            "corpus_modality": self.corpus_modality,
+            "query_modality": self.query_modality,
+            "synthetic": self.synthetic,
+            **self.meta,
+        }

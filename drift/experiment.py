@@ -1,0 +1,226 @@
+"""One experiment of the paper: encode, sample pairs, fit adapters, index, answer, score.
+
+`run_experiment(config)` takes the resolved config as a plain dict (see drift.config.to_plain) and
+returns the result record that drift.results writes to JSON. It is the only place where the
+stages meet; each stage takes plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.adapters import Adapter, build_adapter
+from drift.cache import CachedEncoder, EmbeddingCache
+from drift.data import load_data
+from drift.data.types import RetrievalData
+from drift.encoders import Encoder, build_encoder
+from drift.errors import ConfigError, DataError
+from drift.evaluate import evaluate
+from drift.index import IndexCache, IndexSpec, exact_search
+from drift.pairs import PairSplit, sample_pairs
+from drift.seeding import derive_seed, seed_everything
+from drift.strategies import run_strategies
+from drift.timing import Timings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_offline(flag: bool | None) -> bool:
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def encoder_summary(encoder: Encoder) -> dict[str, Any]:
+    return {
+        "name": encoder.name,
+        "revision": encoder.revision,
+        "dim": encoder.dim,
+        "modality": encoder.modality,
+        "real_weights": encoder.real_weights,
+        "preprocessing": encoder.preprocessing,
+    }
+
+
+def build_adapters(adapter_cfg: dict[str, Any]) -> dict[str, Adapter]:
+    """One adapter per method and DSM setting, named e.g. "procrustes" and "procrustes+dsm"."""
+    adapters = {}
+    for method, hparams in adapter_cfg["methods"].items():
+        for dsm in adapter_cfg["dsm"]:
+            name = f"{method}+dsm" if dsm else method
+            adapters[name] = build_adapter(method, **(hparams or {}), dsm=bool(dsm))
+    if not adapters:
+        raise ConfigError("adapter.methods is empty: name at least one adapter to fit")
+    return adapters
+
+
+def query_text_mask(data: RetrievalData) -> np.ndarray:
+    """Corpus rows whose item equals a query item: never used as adapter training pairs."""
+    queries = set(data.queries)
+    return np.fromiter((item in queries for item in data.corpus), dtype=bool, count=len(data.corpus))
+
+
+def qrels_by_row(data: RetrievalData) -> list[dict[int, int]] | None:
+    if data.qrels is None:
+        return None
+    row_of = {doc_id: row for row, doc_id in enumerate(data.corpus_ids)}
+    return [
+        {row_of[d]: rel for d, rel in data.qrels.get(qid, {}).items()} for qid in data.query_ids
+    ]
+
+
+def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
+    started = time.time()
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    timings = Timings()
+    paths = {k: Path(v) for k, v in cfg["paths"].items()}
+    offline = resolve_offline(cfg["offline"])
+    caught: list[str] = []
+
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+
+        with timings("load_data"):
+            data = load_data(cfg["dataset"], seed=seed, data_dir=paths["data_dir"])
+            n_original = {"n_corpus": len(data.corpus), "n_queries": len(data.queries)}
+            limits = cfg["data_limits"]
+            data = data.subsample(
+                max_corpus=limits["max_corpus"],
+                max_queries=limits["max_queries"],
+                seed=derive_seed(seed, "subsample"),
+            ).validate()
+
+        cache = EmbeddingCache(paths["embedding_cache_dir"])
+        encoders: dict[str, CachedEncoder] = {}
+        for side in ("old", "new"):
+            with timings(f"load_model/{side}"):
+                encoder = build_encoder(
+                    cfg[f"{side}_encoder"],
+                    device=cfg["device"],
+                    offline=offline,
+                    model_cache_dir=paths["model_cache_dir"],
+                )
+            check_modalities(encoder, data, side)
+            encoders[side] = CachedEncoder(encoder, cache)
+
+        enc = cfg["encode"]
+        vectors: dict[str, np.ndarray] = {}
+        for side, encoder in encoders.items():
+            for part, items, role in (("corpus", data.corpus, "document"), ("queries", data.queries, "query")):
+                with timings(f"encode/{side}/{part}"):
+                    vectors[f"{side}/{part}"] = encoder.encode(
+                        items,
+                        role=role,
+                        batch_size=enc["batch_size"],
+                        show_progress=enc["show_progress"],
+                    )
+        x_old, q_old = vectors["old/corpus"], vectors["old/queries"]
+        x_new, q_new = vectors["new/corpus"], vectors["new/queries"]
+
+        adapter_cfg = cfg["adapter"]
+        split = sample_pairs(
+            len(data.corpus),
+            int(adapter_cfg["n_pairs"]),
+            val_fraction=float(adapter_cfg["val_fraction"]),
+            seed=derive_seed(seed, "pairs"),
+            excluded=query_text_mask(data),
+        )
+        adapters = fit_adapters(build_adapters(adapter_cfg), x_new, x_old, split, seed, timings)
+
+        spec = IndexSpec(**cfg["index"])
+        index_cache = IndexCache(paths["index_cache_dir"])
+        with timings("index/old"):
+            old_index, old_info = index_cache.get_or_build(x_old, spec)
+        with timings("index/new"):
+            new_index, new_info = index_cache.get_or_build(x_new, spec)
+
+        k = max(cfg["eval"]["ks"])
+        with timings("ground_truth"):
+            _, knn_truth = exact_search(x_new, q_new, k)
+
+        with timings("search"):
+            strategy_results = run_strategies(
+                old_index=old_index,
+                new_index=new_index,
+                spec=spec,
+                q_old=q_old,
+                q_new=q_new,
+                adapters=adapters,
+                k=k,
+                old_corpus=x_old,
+                knn_truth=knn_truth,
+                include=cfg["eval"]["strategies"],
+            )
+        protocols = list(cfg["eval"]["protocols"])
+        qrels = qrels_by_row(data) if "qrels" in protocols else None
+        if "qrels" in protocols and qrels is None:
+            log.warning("dataset %s has no qrels: the qrels protocol is skipped", data.name)
+        with timings("evaluate"):
+            evaluation = evaluate(
+                strategy_results,
+                knn_truth_ids=knn_truth if "knn" in protocols else None,
+                qrels=qrels,
+                ks=tuple(cfg["eval"]["ks"]),
+                n_boot=int(cfg["eval"]["n_boot"]),
+                seed=derive_seed(seed, "bootstrap"),
+            )
+        caught = [f"{w.category.__name__}: {w.message}" for w in warned]
+
+    real_weights = all(e.real_weights for e in encoders.values())
+    return {
+        "task_name": cfg["task_name"],
+        "seed": seed,
+        "seeds": {
+            name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap")
+        },
+        "real_weights": real_weights,
+        "synthetic": data.synthetic,
+        "offline": offline,
+        "models": {side: encoder_summary(e) for side, e in encoders.items()},
+        "dataset": {**data.summary(), "original": n_original},
+        "pairs": split.summary(),
+        "adapters": {name: a.describe() for name, a in adapters.items()},
+        "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},
+        "cache": cache.stats,
+        "timings": {**timings, "total": time.time() - started},
+        "strategies": {name: r.summary() for name, r in strategy_results.items()},
+        "metrics": evaluation,
+        "warnings": caught,
+    }
+
+
+def check_modalities(encoder: Encoder, data: RetrievalData, side: str) -> None:
+    if encoder.modality != data.corpus_modality:
+        raise DataError(
+            f"{side} encoder {encoder.name!r} encodes {encoder.modality} items but dataset "
+            f"{data.name!r} holds {data.corpus_modality} items"
+        )
+
+
+def fit_adapters(
+    adapters: dict[str, Adapter],
+    x_new: np.ndarray,
+    x_old: np.ndarray,
+    split: PairSplit,
+    seed: int,
+    timings: Timings,
+) -> dict[str, Adapter]:
+    val = split.val if split.val.size else None
+    for name, adapter in adapters.items():
+        with timings(f"fit/{name}"):
+            adapter.fit(
+                x_new[split.train],
+                x_old[split.train],
+                x_new_val=x_new[val] if val is not None else None,
+                x_old_val=x_old[val] if val is not None else None,
+                seed=derive_seed(seed, f"fit/{name}"),
+            )
+    return adapters

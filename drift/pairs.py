@@ -1,0 +1,58 @@
+"""Which corpus items the adapter is trained on: Np items encoded by both models, never a query."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from drift.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """Row indices into the corpus: adapter training pairs and validation pairs."""
+
+    train: np.ndarray
+    val: np.ndarray
+    n_requested: int
+
+    def summary(self) -> dict[str, int]:
+        return {"n_requested": self.n_requested, "n_train": int(self.train.size), "n_val": int(self.val.size)}
+
+
+def sample_pairs(
+    n_corpus: int,
+    n_pairs: int,
+    *,
+    val_fraction: float,
+    seed: int,
+    excluded: np.ndarray | None = None,
+) -> PairSplit:
+    """Sample `n_pairs` corpus rows (seeded) and split them into train/validation.
+
+    Args:
+        n_corpus: corpus size.
+        n_pairs: Np, items encoded by both models. Capped (with a warning) by the eligible rows.
+        val_fraction: share of the pairs held out for validation / early stopping (paper: 0.2).
+        seed: the pair-sampling seed.
+        excluded: boolean mask of corpus rows that must never be pairs (e.g. text equal to a query).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"adapter.val_fraction must be in [0, 1), got {val_fraction}")
+    eligible = np.arange(n_corpus) if excluded is None else np.flatnonzero(~excluded)
+    if n_pairs < 2:
+        raise ConfigError(f"adapter.n_pairs must be at least 2, got {n_pairs}")
+    if n_pairs > eligible.size:
+        warnings.warn(
+            f"adapter.n_pairs={n_pairs} exceeds the {eligible.size} eligible corpus items; "
+            f"using all {eligible.size}",
+            stacklevel=2,
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(eligible)[: min(n_pairs, eligible.size)]
+    n_val = int(round(chosen.size * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    return PairSplit(train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs)

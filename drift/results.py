@@ -1,0 +1,82 @@
+"""Result files: one JSON per run, holding everything needed to trust and redo the numbers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.provenance import provenance
+
+SCHEMA_VERSION = 1
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "none"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars/arrays -> Python; NaN/inf -> None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def build_record(config: dict[str, Any], outcome: dict[str, Any], debug: bool) -> dict[str, Any]:
+    return to_jsonable(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "config_hash": config_hash(config),
+            "debug": debug,
+            "config": config,
+            "provenance": provenance(),
+            **outcome,
+        }
+    )
+
+
+def result_path(results_dir: str | Path, record: dict[str, Any]) -> Path:
+    """results_dir/<dataset>/<old>__to__<new>/<task>-seed<seed>-<config hash>.json"""
+    models = record["models"]
+    pair = f"{slug(models['old']['name'])}__to__{slug(models['new']['name'])}"
+    name = f"{slug(record['task_name'])}-seed{record['seed']}-{record['config_hash']}.json"
+    return Path(results_dir) / slug(record["dataset"]["name"]) / pair / name
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(root: str | Path) -> list[dict[str, Any]]:
+    """Every result JSON under `root` (recursively), in path order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("*.json"))]
