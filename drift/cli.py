@@ -1,6 +1,6 @@
 """`drift <command> [args]`: one entry point for the harness's commands.
 
-    drift run [hydra overrides]     # = python -m drift.run
+drift run [hydra overrides]     # = python -m drift.run
 """
 
 from __future__ import annotations

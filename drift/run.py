@@ -25,20 +25,27 @@ log = logging.getLogger("drift")
 
 def run(cfg: DictConfig) -> dict:
     """Run the experiment `cfg` describes, write its result file, return the record."""
-    from drift.evaluate import format_table
+    from drift.evaluate import format_table, table_rows
     from drift.experiment import run_experiment
     from drift.results import build_record, result_path, write_json_atomic
+    from drift.tracking import tracked_run
 
     config = to_plain(cfg)
-    outcome = run_experiment(config)
-    record = build_record(config, outcome, debug=config["run_mode"] != "full")
-    path = write_json_atomic(result_path(config["paths"]["results_dir"], record), record)
+    with tracked_run(config["logger"], config) as tracker:
+        outcome = run_experiment(config)
+        record = build_record(config, outcome, debug=config["run_mode"] != "full")
+        path = write_json_atomic(result_path(config["paths"]["results_dir"], record), record)
+        tracker.log_record(record, path, table_rows(record["metrics"]))
     for protocol in record["metrics"].get("protocols", {}):
-        print(f"\n## {record['dataset']['name']}: {record['models']['old']['name']} -> "
-              f"{record['models']['new']['name']} ({protocol} protocol)\n")
+        print(
+            f"\n## {record['dataset']['name']}: {record['models']['old']['name']} -> "
+            f"{record['models']['new']['name']} ({protocol} protocol)\n"
+        )
         print(format_table(record["metrics"], protocol))
     if not record["real_weights"]:
-        print("\nNOTE: at least one encoder uses random or synthetic weights; not a real-model result.")
+        print(
+            "\nNOTE: at least one encoder uses random or synthetic weights; not a real-model result."
+        )
     print(f"\nresult file: {path}")
     return record
 

@@ -12,7 +12,9 @@ def build_adapter(kind: str, **hparams: Any) -> Adapter:
     """Instantiate a registered adapter by name (e.g. "procrustes", "low_rank_affine")."""
     _import_all()
     if kind not in ADAPTERS:
-        raise ConfigError(f"unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}")
+        raise ConfigError(
+            f"unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}"
+        )
     return ADAPTERS[kind](**hparams)
 
 

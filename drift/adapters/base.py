@@ -23,6 +23,8 @@ from drift.vectors import check_vectors
 
 ADAPTERS: dict[str, type[Adapter]] = {}
 
+MIN_PAIRS = 2  # below this no adapter (and no validation split) is defined
+
 
 def register_adapter(name: str):
     """Class decorator adding an adapter class to the registry under `name`."""
@@ -101,10 +103,26 @@ class Adapter(ABC):
                 f"{self.name} fit: {x_new.shape[0]} new-model vectors but {x_old.shape[0]} "
                 "old-model vectors; pairs must be row-aligned"
             )
+        if x_new.shape[0] < MIN_PAIRS:
+            raise VectorError(
+                f"{self.name} fit: got {x_new.shape[0]} pair(s); an adapter needs at least "
+                f"{MIN_PAIRS} row-aligned (new, old) pairs"
+            )
+        if (x_new_val is None) != (x_old_val is None):
+            raise VectorError(
+                f"{self.name} fit: validation pairs need both x_new_val and x_old_val, got only "
+                f"{'x_new_val' if x_old_val is None else 'x_old_val'}"
+            )
         if x_new_val is not None and x_old_val is not None:
             x_new_val = check_vectors(x_new_val, name="validation new vectors", dim=x_new.shape[1])
             x_old_val = check_vectors(x_old_val, name="validation old vectors", dim=x_old.shape[1])
+            if x_new_val.shape[0] != x_old_val.shape[0] or x_new_val.shape[0] == 0:
+                raise VectorError(
+                    f"{self.name} fit: {x_new_val.shape[0]} new and {x_old_val.shape[0]} old "
+                    "validation vectors; validation pairs must be row-aligned and non-empty"
+                )
         self.d_in, self.d_out = int(x_new.shape[1]), int(x_old.shape[1])
+        self.fit_info = {}
         start = time.perf_counter()
         self._fit(x_new, x_old, x_new_val, x_old_val, seed)
         self.fit_seconds = time.perf_counter() - start
@@ -113,7 +131,9 @@ class Adapter(ABC):
     def transform(self, x_new: np.ndarray) -> np.ndarray:
         if self.d_in is None:
             raise RuntimeError(f"{self.name}: transform called before fit/load")
-        x_new = check_vectors(x_new, name=f"{self.name} transform: new-model vectors", dim=self.d_in)
+        x_new = check_vectors(
+            x_new, name=f"{self.name} transform: new-model vectors", dim=self.d_in
+        )
         return np.ascontiguousarray(self._transform(x_new), dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
@@ -138,9 +158,12 @@ class Adapter(ABC):
 def load_adapter(directory: str | Path) -> Adapter:
     """Rebuild an adapter saved with `Adapter.save` (no pickle involved)."""
     directory = Path(directory)
+    # Imported here, not at the top: drift.adapters imports this module, and building through
+    # it registers every adapter module, so a fresh process can load any saved kind.
+    from drift.adapters import build_adapter
+
     meta = json.loads((directory / "adapter.json").read_text())
-    cls = ADAPTERS[meta["kind"]]
-    adapter = cls(**meta["hparams"])
+    adapter = build_adapter(meta["kind"], **meta["hparams"])
     with np.load(directory / "weights.npz", allow_pickle=False) as npz:
         adapter.set_params({k: npz[k] for k in npz.files})
     adapter.d_in, adapter.d_out = meta["d_in"], meta["d_out"]

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
-
-import numpy as np
 
 from drift.errors import DataError
 
@@ -68,47 +64,6 @@ class RetrievalData:
                     f"the query set (e.g. {sorted(unknown_q)[:5]})"
                 )
         return self
-
-    def subsample(
-        self, *, max_corpus: int | None = None, max_queries: int | None = None, seed: int = 0
-    ) -> RetrievalData:
-        """A seeded subset: at most `max_queries` queries and `max_corpus` documents.
-
-        Every relevant document of a kept query stays in the corpus (so qrels stay valid); the rest
-        of the corpus budget is filled at random. Order is preserved. No limit: self unchanged.
-        """
-        rng = np.random.default_rng(seed)
-        q_keep = np.arange(len(self.queries))
-        if max_queries is not None and len(self.queries) > max_queries:
-            q_keep = np.sort(rng.choice(len(self.queries), size=max_queries, replace=False))
-        query_ids = [self.query_ids[i] for i in q_keep]
-        qrels = None if self.qrels is None else {q: self.qrels[q] for q in query_ids if q in self.qrels}
-
-        d_keep = np.arange(len(self.corpus))
-        if max_corpus is not None and len(self.corpus) > max_corpus:
-            needed = {d for rel in (qrels or {}).values() for d in rel}
-            is_needed = np.array([d in needed for d in self.corpus_ids], dtype=bool)
-            if is_needed.sum() > max_corpus:
-                warnings.warn(
-                    f"dataset {self.name!r}: the kept queries have {int(is_needed.sum())} relevant "
-                    f"documents, more than max_corpus={max_corpus}; keeping them all",
-                    stacklevel=2,
-                )
-            room = max(0, max_corpus - int(is_needed.sum()))
-            others = np.flatnonzero(~is_needed)
-            filler = rng.choice(others, size=min(room, others.size), replace=False)
-            d_keep = np.sort(np.concatenate([np.flatnonzero(is_needed), filler]))
-        if q_keep.size == len(self.queries) and d_keep.size == len(self.corpus):
-            return self
-        return dataclasses.replace(
-            self,
-            corpus_ids=[self.corpus_ids[i] for i in d_keep],
-            corpus=[self.corpus[i] for i in d_keep],
-            query_ids=query_ids,
-            queries=[self.queries[i] for i in q_keep],
-            qrels=qrels,
-            meta={**self.meta, "subsampled": {"max_corpus": max_corpus, "max_queries": max_queries, "seed": seed}},
-        )
 
     def summary(self) -> dict:
         """Sizes and provenance, as stored in result files."""

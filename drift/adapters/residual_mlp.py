@@ -1,0 +1,238 @@
+"""Residual MLP: x -> x @ W_lin + GELU(x @ W1 + b1) @ W2 + b (paper: hidden 256, GELU).
+
+The linear path W_lin (d_new -> d_old, so the "residual" works when the dimensions differ) starts
+from the Procrustes solution (`init="procrustes"`, default) or the ridge solution (`init="ridge"`,
+which also starts the bias); W2 starts at zero, so training starts exactly at that linear map and
+the hidden layer learns only what it fails to explain.
+
+Training (torch, CPU by default): AdamW (weight decay on the three matrices, not on biases),
+shuffled minibatches, loss "cosine" (1 - cos(mapped, old), default: what ranking by inner product
+with unit vectors cares about) or "mse" (squared L2 distance, summed over dimensions, averaged
+over pairs). After every epoch the loss on the validation pairs is computed; training stops after
+`patience` epochs without improvement or at `max_epochs`, and the best weights (possibly the
+initial linear map itself) are restored. Without validation pairs, 20% of the training pairs are
+held out (chosen with the seed). Everything random (hidden init, split, shuffling) comes from the
+seed, with no global RNG touched; on CPU two fits with one seed give identical weights.
+
+The fitted weights are numpy arrays and `transform` runs in numpy (exact-erf GELU, as torch's
+default), so saving, loading and applying an adapter need no torch. DSM, when on (default, as in
+the paper), is fitted in closed form on the trained network's outputs, not learned jointly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.special
+
+from drift.adapters.base import register_adapter
+from drift.adapters.baselines import check_alpha, fit_affine_ridge
+from drift.adapters.procrustes import orthogonal_procrustes
+from drift.adapters.scaling import MapAdapter
+from drift.errors import ConfigError
+
+LOSSES = ("cosine", "mse")
+INITS = ("procrustes", "ridge")
+VAL_FRACTION = 0.2
+
+
+def gelu(z: np.ndarray) -> np.ndarray:
+    """Exact GELU, z * Phi(z), matching torch.nn.functional.gelu(approximate="none")."""
+    return 0.5 * z * (1.0 + scipy.special.erf(z * (1.0 / math.sqrt(2.0))))
+
+
+@register_adapter("residual_mlp")
+class ResidualMLP(MapAdapter):
+    """One-hidden-layer GELU MLP plus a linear path; see the module docstring.
+
+    Args:
+        hidden: hidden width.
+        loss: "cosine" or "mse".
+        init: start of the linear path, "procrustes" or "ridge".
+        ridge_alpha: relative ridge penalty when init="ridge" (see `fit_affine_ridge`).
+        lr, weight_decay: AdamW settings.
+        batch_size: pairs per step.
+        max_epochs, patience: early stopping on the validation loss.
+        device: torch device to train on ("cpu", "cuda", "cuda:1", ...).
+        dsm: diagonal scaling after the network (on by default, as in the paper).
+        dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 256,
+        loss: str = "cosine",
+        init: str = "procrustes",
+        ridge_alpha: float = 1e-2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 256,
+        max_epochs: int = 30,
+        patience: int = 3,
+        device: str = "cpu",
+        dsm: bool = True,
+        dsm_bias: bool = False,
+        normalize_output: bool = True,
+    ) -> None:
+        super().__init__(dsm=dsm, dsm_bias=dsm_bias, normalize_output=normalize_output)
+        if loss not in LOSSES:
+            raise ConfigError(f"residual_mlp: loss must be one of {LOSSES}, got {loss!r}")
+        if init not in INITS:
+            raise ConfigError(f"residual_mlp: init must be one of {INITS}, got {init!r}")
+        for key, value in [
+            ("hidden", hidden),
+            ("batch_size", batch_size),
+            ("max_epochs", max_epochs),
+            ("patience", patience),
+        ]:
+            if int(value) != value or value < 1:
+                raise ConfigError(f"residual_mlp: {key} must be a positive integer, got {value!r}")
+        if not lr > 0 or not weight_decay >= 0:
+            raise ConfigError(
+                f"residual_mlp: need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}"
+            )
+        self.hidden, self.loss, self.init = int(hidden), loss, init
+        self.ridge_alpha = check_alpha(ridge_alpha, "residual_mlp ridge init")
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.batch_size, self.max_epochs, self.patience = (
+            int(batch_size),
+            int(max_epochs),
+            int(patience),
+        )
+        self.device = str(device)
+
+    # -- fit ----------------------------------------------------------------------------------
+    def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        if x_new_val is None:
+            x_new, x_old, x_new_val, x_old_val = _hold_out(x_new, x_old, rng)
+            self.fit_info["val_split"] = f"{x_new_val.shape[0]} of the training pairs (seeded)"
+        else:
+            self.fit_info["val_split"] = "given"
+        init = self._initial_weights(x_new, x_old, rng)
+        weights = _train(self, init, (x_new, x_old), (x_new_val, x_old_val), seed)
+        return {k: v.astype(np.float32) for k, v in weights.items()}
+
+    def _initial_weights(self, x, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        d_in, d_out = x.shape[1], y.shape[1]
+        if self.init == "procrustes":
+            w_lin, bias = orthogonal_procrustes(x, y), np.zeros(d_out)
+        else:
+            w_lin, bias, _ = fit_affine_ridge(x, y, self.ridge_alpha)
+        bound = 1.0 / math.sqrt(d_in)  # torch.nn.Linear's default range
+        return {
+            "w_lin": w_lin,
+            "w1": rng.uniform(-bound, bound, (d_in, self.hidden)),
+            "b1": rng.uniform(-bound, bound, self.hidden),
+            "w2": np.zeros((self.hidden, d_out)),
+            "bias": bias,
+        }
+
+    # -- apply --------------------------------------------------------------------------------
+    def _map(self, x: np.ndarray) -> np.ndarray:
+        w = self._weights
+        return x @ w["w_lin"] + gelu(x @ w["w1"] + w["b1"]) @ w["w2"] + w["bias"]
+
+    def _param_names(self) -> tuple[str, ...]:
+        return ("w_lin", "w1", "b1", "w2", "bias")
+
+    def _map_hparams(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "loss": self.loss,
+            "init": self.init,
+            "ridge_alpha": self.ridge_alpha,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "device": self.device,
+        }
+
+
+def _hold_out(x_new, x_old, rng: np.random.Generator):
+    """Split off VAL_FRACTION of the pairs (at least one, leaving at least one) as validation."""
+    n = x_new.shape[0]
+    n_val = min(max(1, round(VAL_FRACTION * n)), n - 1)
+    order = rng.permutation(n)
+    val, train = order[:n_val], order[n_val:]
+    return x_new[train], x_old[train], x_new[val], x_old[val]
+
+
+def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int):
+    """AdamW with early stopping; returns the best weights as float64 numpy arrays."""
+    import torch  # here, not at the top: loading and applying a fitted MLP needs no torch
+
+    if mlp.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"residual_mlp: device {mlp.device!r} requested but CUDA is unavailable")
+    device = torch.device(mlp.device)
+    params = {
+        k: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
+        for k, v in init.items()
+    }
+    x, y = (torch.from_numpy(a).to(device) for a in train)
+    x_val, y_val = (torch.from_numpy(a).to(device) for a in val)
+    matrices = [params[k] for k in ("w_lin", "w1", "w2")]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": matrices, "weight_decay": mlp.weight_decay},
+            {"params": [params["b1"], params["bias"]], "weight_decay": 0.0},
+        ],
+        lr=mlp.lr,
+    )
+
+    def forward(inputs):
+        hidden = torch.nn.functional.gelu(inputs @ params["w1"] + params["b1"])
+        return inputs @ params["w_lin"] + hidden @ params["w2"] + params["bias"]
+
+    def loss_fn(pred, target):
+        if mlp.loss == "cosine":
+            return 1.0 - torch.nn.functional.cosine_similarity(pred, target, dim=1).mean()
+        return (pred - target).pow(2).sum(dim=1).mean()
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return float(loss_fn(forward(x_val), y_val))
+
+    generator = torch.Generator().manual_seed(seed)
+    best_loss, best_epoch = val_loss(), 0
+    best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
+    train_curve: list[float] = []
+    val_curve = [best_loss]
+    n, stale = x.shape[0], 0
+    for epoch in range(1, mlp.max_epochs + 1):
+        order = torch.randperm(n, generator=generator).to(device)
+        total = 0.0
+        for start in range(0, n, mlp.batch_size):
+            idx = order[start : start + mlp.batch_size]
+            loss = loss_fn(forward(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * idx.shape[0]
+        train_curve.append(total / n)
+        val_curve.append(val_loss())
+        if val_curve[-1] < best_loss:
+            best_loss, best_epoch, stale = val_curve[-1], epoch, 0
+            best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
+        else:
+            stale += 1
+            if stale >= mlp.patience:
+                break
+    mlp.fit_info.update(
+        {
+            "epochs_run": len(train_curve),
+            "best_epoch": best_epoch,
+            "best_val_loss": best_loss,
+            "loss": mlp.loss,
+            "train_curve": train_curve,
+            "val_curve": val_curve,  # val_curve[0]: the initial linear map, before any step
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
+    return best

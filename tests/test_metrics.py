@@ -1,0 +1,130 @@
+"""drift.metrics against hand-computed cases (tiny made-up rankings, no model involved)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from drift.errors import DataError
+from drift.metrics import (
+    bootstrap_ci,
+    bootstrap_ratio_ci,
+    knn_metrics,
+    qrels_metrics,
+    summarize,
+    summarize_many,
+)
+
+L3, L4 = math.log2(3), math.log2(4)  # discounts of ranks 2 and 3
+
+
+def test_binary_qrels_by_hand():
+    ids = np.array([[3, 1, 7]])
+    m = qrels_metrics(ids, [{1: 1, 7: 1, 9: 1}], ks=(1, 3))
+    assert m["recall@1"][0] == 0.0 and m["mrr@1"][0] == 0.0 and m["ndcg@1"][0] == 0.0
+    assert m["recall@3"][0] == pytest.approx(2 / 3)
+    assert m["mrr@3"][0] == pytest.approx(1 / 2)
+    assert m["ndcg@3"][0] == pytest.approx((1 / L3 + 1 / L4) / (1 + 1 / L3 + 1 / L4))
+
+
+def test_graded_ndcg_uses_linear_gain_and_the_ideal_order():
+    ids = np.array([[2, 5, 0]])
+    m = qrels_metrics(ids, [{5: 3, 2: 1, 8: 2}], ks=(3,))
+    assert m["ndcg@3"][0] == pytest.approx((1 + 3 / L3) / (3 + 2 / L3 + 1 / L4))
+    assert m["recall@3"][0] == pytest.approx(2 / 3)  # grades do not matter to recall
+    assert m["mrr@3"][0] == 1.0
+
+
+def test_zero_grades_are_not_relevant():
+    m = qrels_metrics(np.array([[4, 6]]), [{4: 0, 6: 2}], ks=(2,))
+    assert m["recall@2"][0] == 1.0 and m["mrr@2"][0] == 0.5
+
+
+def test_query_without_relevant_document_is_nan_excluded_and_counted():
+    ids = np.array([[0, 1], [0, 1]])
+    m = qrels_metrics(ids, [{0: 1}, {}], ks=(2,))
+    assert m["recall@2"][0] == 1.0 and all(np.isnan(m[k][1]) for k in m)
+    s = summarize(m["recall@2"], n_boot=50)
+    assert (s["mean"], s["n"], s["n_excluded"]) == (1.0, 1, 1)
+
+
+def test_ties_keep_the_given_order():
+    # Same retrieved set, opposite order (as two equal scores might come back): metrics follow
+    # the order given, nothing is re-sorted.
+    qrels = [{8: 1}, {8: 1}]
+    m = qrels_metrics(np.array([[7, 8], [8, 7]]), qrels, ks=(2,))
+    np.testing.assert_allclose(m["mrr@2"], [0.5, 1.0])
+    np.testing.assert_allclose(m["recall@2"], [1.0, 1.0])
+
+
+def test_knn_protocol_per_k_by_hand():
+    truth = np.array([[0, 1, 2, 3]])
+    ids = np.array([[1, 5, 0, 2]])
+    m = knn_metrics(ids, truth, ks=(1, 2, 4))
+    np.testing.assert_allclose([m[f"recall@{k}"][0] for k in (1, 2, 4)], [0.0, 0.5, 0.75])
+    # MRR@k: reciprocal rank of the true nearest neighbour (row 0), here at rank 3.
+    np.testing.assert_allclose([m[f"mrr@{k}"][0] for k in (1, 2, 4)], [0.0, 0.0, 1 / 3])
+    assert m["ndcg@2"][0] == pytest.approx(1 / (1 + 1 / L3))
+    perfect = knn_metrics(truth, truth, ks=(1, 2, 4))
+    assert all(v[0] == 1.0 for v in perfect.values())
+
+
+def test_k_larger_than_the_corpus_with_padding():
+    # A corpus of two items, k = 3: both truth and ranking end in -1, which never matches.
+    truth = np.array([[0, 1, -1]])
+    ids = np.array([[1, 0, -1]])
+    m = knn_metrics(ids, truth, ks=(3,))
+    assert m["recall@3"][0] == 1.0  # 2 of the 2 true neighbours
+    assert m["mrr@3"][0] == 0.5
+    assert m["ndcg@3"][0] == pytest.approx(1.0)
+    padded = qrels_metrics(np.array([[4, -1, -1]]), [{4: 1, 6: 1}], ks=(3,))
+    assert padded["recall@3"][0] == 0.5
+
+
+def test_rankings_narrower_than_k_are_refused():
+    with pytest.raises(DataError, match="has 2 columns but metrics at k=10"):
+        knn_metrics(np.zeros((1, 2), dtype=int), np.zeros((1, 10), dtype=int), ks=(1, 10))
+    with pytest.raises(DataError, match="qrels cover 2 queries"):
+        qrels_metrics(np.zeros((1, 10), dtype=int), [{}, {}], ks=(10,))
+
+
+def test_bootstrap_ci_contains_the_mean_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (50, 5000):
+        values = rng.binomial(1, 0.6, size=n).astype(float)
+        values[:3] = np.nan  # excluded
+        low, high = bootstrap_ci(values, n_boot=500, seed=1)
+        assert low <= np.nanmean(values) <= high
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 4  # ~ 1/sqrt(n): 10x narrower expected
+    assert all(math.isnan(x) for x in bootstrap_ci(np.array([np.nan]), n_boot=10))
+    assert bootstrap_ci(np.full(20, 0.3), n_boot=10) == pytest.approx((0.3, 0.3))
+
+
+def test_bootstrap_is_seeded_and_ratio_ci_brackets_the_ratio():
+    rng = np.random.default_rng(1)
+    num, den = rng.uniform(0, 1, 400), rng.uniform(0.5, 1, 400)
+    assert bootstrap_ci(num, seed=3) == bootstrap_ci(num, seed=3)
+    low, high = bootstrap_ratio_ci(num, den, n_boot=500)
+    assert low < num.mean() / den.mean() < high
+
+
+def test_summarize_many_equals_the_one_at_a_time_functions():
+    rng = np.random.default_rng(2)
+    a, b, ref = rng.random(300), rng.random(300), rng.uniform(0.5, 1, 300)
+    a[:5] = b[:5] = ref[:5] = np.nan  # same queries unjudged: one shared bootstrap pass
+    odd = rng.random(300)  # judged everywhere: the ratio falls back to its own bootstrap
+    summaries, ratios = summarize_many(
+        {"a": a, "b": b, "ref": ref, "odd": odd}, reference="ref", n_boot=200, seed=4
+    )
+    for name, v in {"a": a, "b": b, "odd": odd}.items():
+        assert summaries[name] == pytest.approx(summarize(v, n_boot=200, seed=4))
+        low, high = bootstrap_ratio_ci(v, ref, n_boot=200, seed=4)
+        keep = ~(np.isnan(v) | np.isnan(ref))
+        expected = {"mean": v[keep].mean() / ref[keep].mean(), "ci_low": low, "ci_high": high}
+        assert ratios[name] == pytest.approx(expected, rel=1e-5)
+    assert ratios["ref"] == pytest.approx({"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0})
+    assert summaries["odd"]["n_excluded"] == 0 and summaries["a"]["n_excluded"] == 5
