@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"run": "drift.run:main"}
+COMMANDS = {
+    "run": "drift.run:main",
+    "export": "drift.export:main",
+    "gate": "drift.gate:main",
+    "cost": "drift.cost:main",
+}
 
 
 def main() -> None:

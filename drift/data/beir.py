@@ -72,6 +72,8 @@ def load_beir_mix(
         for q, rel in data.qrels.items():
             mixed.qrels[f"{part}/{q}"] = {f"{part}/{d}": s for d, s in rel.items()}
         part_meta[part] = {k: data.summary()[k] for k in ("revision", "n_corpus", "n_queries")}
+        if "source_packages" in data.meta:
+            part_meta[part]["source_packages"] = data.meta["source_packages"]
     mixed.revision = hashlib.sha256(json.dumps(part_meta, sort_keys=True).encode()).hexdigest()[:16]
     mixed.meta = {"split": split, "parts": part_meta}
     mixed.validate()
@@ -94,6 +96,10 @@ def read_beir(folder: str | Path, *, split: str = "test", name: str | None = Non
         row["_id"]: str(row.get("text") or "")
         for row in _read_jsonl(_find(folder, "queries.jsonl", name), digest)
     }
+    if not corpus_ids or not all_queries:
+        raise DataError(
+            f"dataset {name!r}: {folder} holds no {'queries' if corpus else 'documents'}"
+        )
     qrels = _read_qrels(folder, split, name, digest)
     missing = sorted(set(qrels) - set(all_queries))
     if missing:

@@ -28,6 +28,7 @@ def load_classification(
     *,
     path: str,
     name: str | None = None,
+    config: str | None = None,
     text_fields: Sequence[str] = ("text",),
     label_field: str = "label",
     corpus_split: str = "train",
@@ -45,6 +46,7 @@ def load_classification(
     Args:
         path: the hub dataset id, e.g. "fancyzhx/ag_news".
         name: the dataset's name in results (default: the last part of `path`).
+        config: the HF dataset configuration (None: its default).
         text_fields: columns joined with " " into an item's text (dbpedia_14: title, content).
         corpus_size, n_queries: sample sizes, capped by the split sizes (None: the whole split);
             `meta` records requested and effective sizes.
@@ -55,8 +57,8 @@ def load_classification(
     """
     name = name or path.rsplit("/", 1)[-1]
     revision = revision or _resolve_revision(path)
-    corpus_ds = _load_split(path, corpus_split, revision, cache_dir)
-    query_ds = _load_split(path, query_split, revision, cache_dir)
+    corpus_ds = _load_split(path, config, corpus_split, revision, cache_dir)
+    query_ds = _load_split(path, config, query_split, revision, cache_dir)
     for column in (*text_fields, label_field):
         if column not in corpus_ds.column_names:
             raise DataError(f"dataset {path!r} has no column {column!r}: {corpus_ds.column_names}")
@@ -96,11 +98,15 @@ def _resolve_revision(path: str) -> str:
         raise hub_error(f"HF dataset {path!r}", e) from e
 
 
-def _load_split(path: str, split: str, revision: str, cache_dir: str | None) -> Any:
+def _load_split(
+    path: str, config: str | None, split: str, revision: str, cache_dir: str | None
+) -> Any:
     import datasets
 
     try:
-        return datasets.load_dataset(path, split=split, revision=revision, cache_dir=cache_dir)
+        return datasets.load_dataset(
+            path, config, split=split, revision=revision, cache_dir=cache_dir
+        )
     except Exception as e:  # as above
         raise hub_error(f"HF dataset {path!r} (split {split!r}, revision {revision})", e) from e
 

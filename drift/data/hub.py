@@ -10,7 +10,7 @@ from drift.errors import DataError
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def offline_vars() -> list[str]:
+def _offline_vars() -> list[str]:
     """The offline switches set in the environment (e.g. ["HF_HUB_OFFLINE=1"])."""
     return [
         f"{v}={os.environ[v]}"
@@ -21,7 +21,7 @@ def offline_vars() -> list[str]:
 
 def hub_error(what: str, error: BaseException) -> DataError:
     """A DataError saying `what` needs the hub, why it failed, and which datasets need none."""
-    switches = offline_vars()
+    switches = _offline_vars()
     reason = (
         f"offline mode is on ({', '.join(switches)}) and it is not in the local cache"
         if switches

@@ -31,8 +31,9 @@ def load_synthetic(
         data_dir: unused; accepted like every loader.
     """
     if n_corpus < 1 or n_queries < 1:
-        raise ConfigError(f"synthetic dataset needs n_corpus, n_queries >= 1, got {n_corpus}, "
-                          f"{n_queries}")
+        raise ConfigError(
+            f"synthetic dataset needs n_corpus, n_queries >= 1, got {n_corpus}, {n_queries}"
+        )
     data_seed = seed if data_seed is None else data_seed
     corpus_ids = [f"s{data_seed}/doc{i}" for i in range(n_corpus)]
     query_ids = [f"s{data_seed}/query{i}" for i in range(n_queries)]

@@ -1,0 +1,244 @@
+"""Re-index gate: keep serving new-model queries through the adapter, or re-embed the corpus now?
+
+    drift gate --adapter-dir ADAPTER_DIR --pairs heldout.npz --threshold 0.9 [--json gate.json]
+
+Inputs: a fitted adapter and held-out pairs (items never used to fit it) encoded by both models,
+in an .npz (read with allow_pickle=False) holding `new` [n, d_new] and `old` [n, d_old], and
+optionally `old_corpus` [N, d_old]: old-model vectors of other corpus items (e.g. read back
+from the old index).
+
+Estimate: the paper's kNN protocol, on the held-out pool. Each held-out item is a query; the truth
+is its k nearest *other* held-out items by the new model (what a re-embedded index would return);
+the adapter's answer is the k nearest other held-out items by old vector, queried with
+adapter(new vector). ARR@k is the mean recall@k of that answer (drift.metrics.knn_metrics), with a
+percentile bootstrap CI over queries. Beside it, the status quo (each item's old vector as the
+query) shows what keeping the old model would give.
+
+Decision: keep serving through the adapter when ARR@k reaches the threshold at the CI's lower
+bound (rule "ci_low", default) or at the point estimate (rule "mean"); otherwise re-index now.
+The report says which figure decided, and how the adapter compares with the status quo.
+
+Caveat printed with every report: a pool of n items is far sparser than the corpus, so neighbour
+sets are easier to recover in it; the pool ARR is an optimistic estimate of ARR at corpus scale.
+With `old_corpus`, the gate also reports self-hit@k at corpus scale: how often the adapted query
+finds its own item's old vector in the top k among the corpus's old vectors (a check that needs
+no new-model corpus vectors).
+
+Exit status of the command: 0 keep, 1 re-index, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from drift.adapters.base import Adapter, load_adapter
+from drift.errors import ConfigError, DataError, DriftError, VectorError
+from drift.index import exact_search
+from drift.metrics import knn_metrics, summarize
+from drift.vectors import check_vectors
+
+Rule = Literal["ci_low", "mean"]
+KEEP, REINDEX = "keep_serving_through_adapter", "reindex_now"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    decision: str
+    threshold: float
+    rule: str
+    k: int
+    confidence: float
+    n_pairs: int
+    arr: dict[str, float | int]
+    status_quo: dict[str, float | int]
+    self_hit: dict[str, float | int] | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> bool:
+        return self.decision == KEEP
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        lines = [f"decision: {self.decision}"] + [f"- {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+
+def leave_one_out_knn(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k rows of `corpus` for each query row i, never returning row i itself."""
+    _, ids = exact_search(corpus, queries, k + 1, device="cpu")
+    not_self = ids != np.arange(ids.shape[0])[:, None]
+    first_k = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # non-self ids, in rank order
+    return np.take_along_axis(ids, first_k, axis=1)
+
+
+def evaluate_gate(
+    adapter: Adapter,
+    x_new: np.ndarray,
+    x_old: np.ndarray,
+    *,
+    old_corpus: np.ndarray | None = None,
+    threshold: float = 0.9,
+    k: int = 10,
+    rule: Rule = "ci_low",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> GateReport:
+    """Estimate the adapter's ARR@k on held-out pairs and decide (see the module docstring)."""
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"gate threshold must be in (0, 1], got {threshold}")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"gate confidence must be in (0, 1), got {confidence}")
+    if rule not in ("ci_low", "mean"):
+        raise ConfigError(f"gate rule must be 'ci_low' or 'mean', got {rule!r}")
+    x_new = check_vectors(x_new, name="held-out new-model vectors", dim=adapter.d_in)
+    x_old = check_vectors(x_old, name="held-out old-model vectors", dim=adapter.d_out)
+    n = x_new.shape[0]
+    if x_old.shape[0] != n:
+        raise VectorError(f"held-out pairs: {n} new-model rows but {x_old.shape[0]} old-model rows")
+    if n <= k:
+        raise DataError(
+            f"the gate needs more than k={k} held-out pairs (got {n}): each query's "
+            f"truth is its {k} nearest other held-out items"
+        )
+
+    mapped = adapter.transform(x_new)
+    truth = leave_one_out_knn(x_new, x_new, k)
+    alpha = 1.0 - confidence
+    stats = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
+    arr = summarize(
+        knn_metrics(leave_one_out_knn(x_old, mapped, k), truth, (k,))[f"recall@{k}"], **stats
+    )
+    status_quo = summarize(
+        knn_metrics(leave_one_out_knn(x_old, x_old, k), truth, (k,))[f"recall@{k}"], **stats
+    )
+    self_hit = None
+    if old_corpus is not None:
+        old_corpus = check_vectors(old_corpus, name="old corpus vectors", dim=adapter.d_out)
+        searched = np.concatenate([old_corpus, x_old])
+        _, ids = exact_search(searched, mapped, k, device="cpu")
+        own_row = old_corpus.shape[0] + np.arange(n)
+        self_hit = summarize((ids == own_row[:, None]).any(axis=1).astype(np.float64), **stats)
+
+    decided_by = arr["ci_low"] if rule == "ci_low" else arr["mean"]
+    keep = decided_by >= threshold
+    reasons = [
+        _verdict(arr, threshold, rule, k, confidence, keep),
+        _versus_status_quo(arr, status_quo, k),
+    ]
+    if self_hit is not None:
+        reasons.append(
+            f"self-hit@{k} at corpus scale ({old_corpus.shape[0]} old corpus vectors + the pool): "
+            f"{self_hit['mean']:.3f} ({_ci(self_hit, confidence)}) of adapted queries find their "
+            "own item's old vector in the top k"
+        )
+    reasons.append(
+        f"estimated on a pool of {n} held-out items: neighbours are easier to recover in a pool "
+        "than in the full corpus, so read this ARR as optimistic for corpus scale"
+    )
+    return GateReport(
+        decision=KEEP if keep else REINDEX,
+        threshold=threshold,
+        rule=rule,
+        k=k,
+        confidence=confidence,
+        n_pairs=n,
+        arr=arr,
+        status_quo=status_quo,
+        self_hit=self_hit,
+        reasons=reasons,
+    )
+
+
+def _ci(summary: dict[str, float | int], confidence: float) -> str:
+    return f"{confidence:.0%} CI {summary['ci_low']:.3f}-{summary['ci_high']:.3f}"
+
+
+def _verdict(arr, threshold: float, rule: str, k: int, confidence: float, keep: bool) -> str:
+    estimate = f"ARR@{k} {arr['mean']:.3f} ({_ci(arr, confidence)}, {arr['n']} queries)"
+    if keep:
+        where = "at the CI's lower bound" if rule == "ci_low" else "as a point estimate"
+        return f"keep serving: {estimate} reaches the threshold {threshold} {where}"
+    if rule == "ci_low" and arr["mean"] >= threshold:
+        return (
+            f"re-index: {estimate} passes the threshold {threshold} only as a point estimate; "
+            "its CI reaches below it, so the data cannot show the adapter is good enough "
+            "(more held-out pairs narrow the CI)"
+        )
+    return f"re-index: {estimate} is below the threshold {threshold}"
+
+
+def _versus_status_quo(arr, status_quo, k: int) -> str:
+    gain = arr["mean"] - status_quo["mean"]
+    base = (
+        f"status quo (old-model query into the old index) recovers {status_quo['mean']:.3f} "
+        f"of the new model's top-{k}"
+    )
+    if gain <= 0:
+        return (
+            f"{base}; the adapter ({arr['mean']:.3f}) does no better than keeping the old "
+            "model for queries"
+        )
+    return f"{base}; the adapter adds {gain:+.3f}"
+
+
+# -- command line -------------------------------------------------------------------------------
+def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as err:  # e.g. an object array, which would need unpickling
+        raise DataError(f"{path}: cannot read without unpickling ({err})") from err
+    missing = {"new", "old"} - set(arrays)
+    if missing:
+        raise DataError(
+            f"{path} lacks array(s) {sorted(missing)}; it holds {sorted(arrays)} "
+            "(expected new, old and optionally old_corpus)"
+        )
+    return arrays
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="drift gate", description=__doc__.split("\n")[0])
+    parser.add_argument("--adapter-dir", required=True, help="folder written by Adapter.save")
+    parser.add_argument("--pairs", required=True, help=".npz with new, old (, old_corpus)")
+    parser.add_argument("--threshold", type=float, default=0.9, help="minimum ARR@k to keep")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--rule", choices=("ci_low", "mean"), default="ci_low")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the report here (e.g. for drift export --metrics)")
+    args = parser.parse_args(argv)
+    try:
+        pairs = load_pairs(args.pairs)
+        report = evaluate_gate(
+            load_adapter(args.adapter_dir),
+            pairs["new"],
+            pairs["old"],
+            old_corpus=pairs.get("old_corpus"),
+            threshold=args.threshold,
+            k=args.k,
+            rule=args.rule,
+            n_boot=args.n_boot,
+            confidence=args.confidence,
+            seed=args.seed,
+        )
+    except (DriftError, OSError) as err:
+        print(f"drift gate: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(report.text())
+    if args.json:
+        from drift.results import to_jsonable, write_json_atomic
+
+        write_json_atomic(Path(args.json), to_jsonable({"gate": report.to_dict()}))
+    sys.exit(0 if report.keep else 1)

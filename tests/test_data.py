@@ -1,0 +1,277 @@
+"""Data sources: BEIR folders, the committed offline sets, mteb and HF errors, subsets, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drift.config import compose, to_plain
+from drift.data import OFFLINE_DATASETS, load_data
+from drift.data.beir import read_beir, write_beir
+from drift.data.subsample import subsample
+from drift.data.types import RetrievalData
+from drift.errors import ConfigError, DataError
+from drift.provenance import REPO_ROOT
+
+DATA_DIR = REPO_ROOT / "data"
+OFFLINE_SIZES = {"manpages": 1076, "faq": 482, "pydoc": 4260}
+
+
+def toy(n_docs: int = 6, n_queries: int = 3) -> RetrievalData:
+    """Query i judges doc i (score 1) and doc i+1 (score 0)."""
+    return RetrievalData(
+        name="toy",
+        corpus_ids=[f"d{i}" for i in range(n_docs)],
+        corpus=[f"document number {i} ü" for i in range(n_docs)],
+        query_ids=[f"q{i}" for i in range(n_queries)],
+        queries=[f"query {i}" for i in range(n_queries)],
+        qrels={f"q{i}": {f"d{i}": 1, f"d{i + 1}": 0} for i in range(n_queries)},
+    )
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_beir_round_trip(tmp_path: Path, compress: bool) -> None:
+    data = toy()
+    write_beir(data, tmp_path / "toy", compress=compress)
+    back = read_beir(tmp_path / "toy")
+    assert (back.corpus_ids, back.corpus) == (data.corpus_ids, data.corpus)
+    assert (back.query_ids, back.queries, back.qrels) == (data.query_ids, data.queries, data.qrels)
+    # rewriting in the other format leaves one readable copy with the same content
+    write_beir(back, tmp_path / "toy", compress=not compress)
+    assert read_beir(tmp_path / "toy").corpus == data.corpus
+
+
+def test_beir_title_joined_and_unjudged_queries_dropped(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"_id": 1, "title": "Title", "text": "body"}\n{"_id": "2", "text": "plain"}\n'
+    )
+    (tmp_path / "queries.jsonl").write_text(
+        '{"_id": "a", "text": "qa"}\n{"_id": "b", "text": "x"}\n'
+    )
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\na\t1\t1\n")
+    data = read_beir(tmp_path)
+    assert data.corpus == ["Title body", "plain"] and data.corpus_ids == ["1", "2"]
+    assert data.query_ids == ["a"]
+    with pytest.raises(DataError, match="no qrels for split 'dev'.*found: \\['test'\\]"):
+        read_beir(tmp_path, split="dev")
+
+
+def test_qrels_naming_a_missing_document_is_a_data_error(tmp_path: Path) -> None:
+    write_beir(toy(), tmp_path)
+    with open(tmp_path / "qrels" / "test.tsv", "a") as f:
+        f.write("q0\tghost\t1\n")
+    with pytest.raises(DataError, match="not in the corpus.*ghost"):
+        read_beir(tmp_path)
+
+
+@pytest.mark.parametrize("empty", ["corpus", "queries"])
+def test_empty_corpus_or_queries_is_a_data_error(tmp_path: Path, empty: str) -> None:
+    write_beir(toy(), tmp_path)
+    (tmp_path / f"{empty}.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=f"holds no {'documents' if empty == 'corpus' else empty}"):
+        read_beir(tmp_path)
+    with pytest.raises(DataError, match="is empty"):
+        RetrievalData(name="e", corpus_ids=[], corpus=[], query_ids=["q"], queries=["q"]).validate()
+
+
+def test_missing_folder_and_bad_json_are_data_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_beir(tmp_path / "nope")
+    write_beir(toy(), tmp_path)
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q0", "text": "ok"}\n{broken\n')
+    with pytest.raises(DataError, match="queries.jsonl:2: not valid JSON"):
+        read_beir(tmp_path)
+
+
+def test_subsample_keeps_judged_docs_and_is_seeded() -> None:
+    data = toy(n_docs=40, n_queries=30)
+    small = subsample(data, max_corpus=12, max_queries=5, seed=3)
+    small.validate()
+    assert len(small.queries) == 5 and len(small.corpus) == 12
+    judged = {d for rel in small.qrels.values() for d in rel}
+    assert judged <= set(small.corpus_ids) and set(small.qrels) == set(small.query_ids)
+    assert small.corpus_ids == sorted(small.corpus_ids, key=data.corpus_ids.index)  # order kept
+    assert small.meta["subsample"]["n_corpus_full"] == 40
+    again = subsample(data, max_corpus=12, max_queries=5, seed=3)
+    assert (again.query_ids, again.corpus_ids) == (small.query_ids, small.corpus_ids)
+    other = subsample(data, max_corpus=12, max_queries=5, seed=4)
+    assert other.query_ids != small.query_ids
+    # judged documents beyond max_corpus are all kept
+    tight = subsample(data, max_corpus=3, max_queries=5, seed=3)
+    assert set(tight.corpus_ids) == {d for rel in tight.qrels.values() for d in rel}
+    assert len(tight.corpus) > 3 and tight.validate()
+    assert subsample(data) is data
+    with pytest.raises(ConfigError, match="max_queries"):
+        subsample(data, max_queries=0)
+
+
+def test_load_beir_with_limits_through_the_registry(tmp_path: Path) -> None:
+    write_beir(toy(n_docs=40, n_queries=30), tmp_path / "toy")
+    spec = {"type": "beir", "path": "toy", "max_corpus": 15, "max_queries": 4}
+    data = load_data(spec, seed=0, data_dir=tmp_path)  # relative path: under data_dir
+    assert (len(data.corpus), len(data.queries), data.name) == (15, 4, "toy")
+
+
+def test_registry_rejects_unknown_types_and_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown dataset type 'nope'.*beir, beir_mix"):
+        load_data({"type": "nope"}, seed=0, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'colour'"):
+        load_data(
+            {"type": "synthetic", "n_corpus": 5, "n_queries": 2, "colour": 1},
+            seed=0,
+            data_dir=tmp_path,
+        )
+    with pytest.raises(ConfigError, match="data_seed"):
+        load_data(
+            {"type": "synthetic", "n_corpus": 5, "n_queries": 2, "seed": 1},
+            seed=0,
+            data_dir=tmp_path,
+        )
+
+
+@pytest.mark.parametrize("name", sorted(OFFLINE_SIZES))
+def test_offline_sets_have_the_committed_sizes(name: str) -> None:
+    folder = DATA_DIR / "offline_text" / name
+    data = read_beir(folder)
+    n = OFFLINE_SIZES[name]
+    assert len(data.corpus) == len(data.queries) == len(data.qrels) == n
+    assert all(len(rel) == 1 for rel in data.qrels.values())  # one relevant document per query
+    assert {d for rel in data.qrels.values() for d in rel} <= set(data.corpus_ids)
+    assert max(len(t) for t in data.corpus) <= 2000 and min(len(t) for t in data.queries) > 0
+    source = json.loads((folder / "SOURCE.json").read_text())
+    assert source["n_docs"] == n and all(len(d["sha256"]) == 64 for d in source["debs"])
+    assert data.meta["source_packages"] == source["packages"]
+
+
+def test_offline_mix_is_the_sum_of_its_parts() -> None:
+    cfg = to_plain(compose(["dataset=offline_mix"]))
+    mix = load_data(cfg["dataset"], seed=0, data_dir=DATA_DIR)
+    assert len(mix.corpus) == len(mix.queries) == sum(OFFLINE_SIZES.values())
+    assert mix.meta["parts"]["faq"]["n_queries"] == OFFLINE_SIZES["faq"]
+    faq = read_beir(DATA_DIR / "offline_text" / "faq")
+    i = mix.query_ids.index(f"faq/{faq.query_ids[0]}")
+    assert mix.queries[i] == faq.queries[0]
+    assert mix.qrels[f"faq/{faq.query_ids[0]}"] == {f"faq/{faq.query_ids[0]}": 1}
+
+
+def test_mix_with_limits_keeps_relevant_docs() -> None:
+    spec = {
+        "type": "beir_mix",
+        "parts": {"faq": "offline_text/faq", "man": "offline_text/manpages"},
+        "max_queries": 50,
+        "max_corpus": 200,
+    }
+    data = load_data(spec, seed=1, data_dir=DATA_DIR)
+    assert len(data.queries) == 50 and len(data.corpus) == 200
+    assert {d for rel in data.qrels.values() for d in rel} <= set(data.corpus_ids)
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "manpages",
+        "faq",
+        "pydoc",
+        "synthetic",
+        "beir_local",
+        "mteb",
+        "nfcorpus",
+        "scifact",
+        "ag_news",
+        "dbpedia_14",
+        "emotion",
+    ],
+)
+def test_every_dataset_config_composes(dataset: str) -> None:
+    overrides = [f"dataset={dataset}"]
+    if dataset == "beir_local":
+        overrides.append("dataset.path=/somewhere")
+    if dataset == "mteb":
+        overrides.append("dataset.task=SciFact")
+    spec = to_plain(compose(overrides))["dataset"]
+    assert spec["type"] in {"beir", "beir_mix", "mteb", "classification", "synthetic"}
+    if dataset in OFFLINE_DATASETS and dataset != "beir_local":
+        assert load_data(spec, seed=0, data_dir=DATA_DIR).validate()
+
+
+def test_mteb_unknown_task_lists_similar_names(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown mteb task 'SciFakt'.*SciFact"):
+        load_data({"type": "mteb", "task": "SciFakt"}, seed=0, data_dir=tmp_path)
+    with pytest.raises(DataError, match="is a Classification task"):
+        load_data({"type": "mteb", "task": "Banking77Classification"}, seed=0, data_dir=tmp_path)
+    with pytest.raises(DataError, match="has no split 'train'"):
+        load_data({"type": "mteb", "task": "NFCorpus", "split": "train"}, seed=0, data_dir=tmp_path)
+
+
+def test_mteb_offline_task_names_the_task_and_the_alternatives(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        load_data({"type": "mteb", "task": "NFCorpus"}, seed=0, data_dir=tmp_path)
+    message = str(info.value)
+    assert "mteb task 'NFCorpus'" in message and "offline mode is on" in message
+    assert "offline_mix" in message and "beir_local" in message
+
+
+def test_classification_offline_is_a_clear_data_error(tmp_path: Path) -> None:
+    spec = to_plain(compose(["dataset=ag_news", f"dataset.cache_dir={tmp_path}"]))["dataset"]
+    with pytest.raises(DataError, match="fancyzhx/ag_news.*offline mode is on.*offline_mix"):
+        load_data(spec, seed=0, data_dir=tmp_path)
+
+
+def test_mteb_split_is_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conversion of a loaded task, with mteb's own mock split standing in for the hub."""
+    import mteb
+    from mteb.mocks.mock_tasks.retrieval import base_retrieval_datasplit
+
+    def fake_load_data(self, *args, **kwargs) -> None:
+        self.dataset = {"default": {"test": base_retrieval_datasplit()}}
+
+    monkeypatch.setattr(type(mteb.get_task("SciFact")), "load_data", fake_load_data)
+    data = load_data({"type": "mteb", "task": "SciFact"}, seed=0, data_dir=tmp_path)
+    assert (
+        data.corpus_ids == ["d2", "d1"]
+        and data.corpus[0] == "Title of d1 This is a positive sentence"
+    )
+    assert data.queries == ["This is a test sentence", "This is another test sentence"]
+    assert data.qrels == {"q1": {"d1": 1, "d2": 0}, "q2": {"d1": 0, "d2": 1}}
+    assert data.revision == mteb.get_task("SciFact").metadata.dataset["revision"]
+
+
+def test_classification_sampling_and_text_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kNN protocol sampling, with small in-memory splits standing in for the hub."""
+    import datasets
+
+    from drift.data import classification
+
+    features = datasets.Features(
+        {
+            "title": datasets.Value("string"),
+            "content": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["a", "b"]),
+        }
+    )
+    splits = {
+        split: datasets.Dataset.from_dict(
+            {
+                "title": [f"{split} title {i}" for i in range(n)],
+                "content": [f"content {i}" for i in range(n)],
+                "label": [i % 2 for i in range(n)],
+            },
+            features=features,
+        )
+        for split, n in (("train", 50), ("test", 20))
+    }
+    monkeypatch.setattr(classification, "_resolve_revision", lambda path: "abc123")
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, config, split, **kw: splits[split])
+    spec = to_plain(compose(["dataset=dbpedia_14", "dataset.corpus_size=30"]))["dataset"]
+    data = load_data(spec, seed=0, data_dir=tmp_path)
+    assert (len(data.corpus), len(data.queries), data.qrels) == (30, 20, None)  # 10k capped to 20
+    i = int(data.corpus_ids[0].split("/")[1])
+    assert data.corpus[0] == f"train title {i} content {i}"
+    assert data.meta["label_names"] == ["a", "b"] and data.revision == "abc123"
+    assert sum(data.meta["corpus_label_counts"].values()) == 30
+    assert load_data(spec, seed=1, data_dir=tmp_path).corpus_ids != data.corpus_ids

@@ -1,0 +1,111 @@
+"""drift.gate: keep vs re-index on planted good and bad adapters (synthetic vectors)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from drift.adapters import build_adapter
+from drift.errors import ConfigError, DataError, VectorError
+from drift.gate import KEEP, REINDEX, evaluate_gate, leave_one_out_knn, main
+from drift.vectors import l2_normalize
+
+D = 16
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return l2_normalize(x.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def world():
+    """A planted rotation new -> old with small noise; pairs for fitting and held-out pairs."""
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    x_new = unit(rng.standard_normal((1400, D)))
+    x_old = unit(x_new @ rotation + 0.01 * rng.standard_normal((1400, D)))
+    fit, held = slice(0, 1000), slice(1000, 1400)
+    good = build_adapter("procrustes").fit(x_new[fit], x_old[fit])
+    # Fitted on shuffled pairs: a map that has learnt nothing about the drift.
+    bad = build_adapter("procrustes").fit(x_new[fit], x_old[fit][rng.permutation(1000)])
+    return {"good": good, "bad": bad, "new": x_new[held], "old": x_old[held], "fit_old": x_old[fit]}
+
+
+def test_planted_good_adapter_keeps_serving(world):
+    report = evaluate_gate(world["good"], world["new"], world["old"], threshold=0.8)
+    assert report.decision == KEEP and report.keep
+    assert report.arr["ci_low"] >= 0.8 and report.arr["n"] == 400
+    assert "keep serving" in report.reasons[0]
+
+
+def test_planted_bad_adapter_triggers_reindex(world):
+    report = evaluate_gate(world["bad"], world["new"], world["old"], threshold=0.8)
+    assert report.decision == REINDEX
+    assert report.arr["mean"] < 0.3
+    assert "below the threshold" in report.reasons[0]
+    # Old queries into the old index recover the planted neighbours; the bad adapter does not.
+    assert report.status_quo["mean"] > 0.8
+    assert "does no better than keeping the old model" in report.reasons[1]
+
+
+def test_uncertain_estimate_reindexes_under_ci_low_but_keeps_under_mean(world):
+    first = evaluate_gate(world["good"], world["new"][:60], world["old"][:60], k=5, threshold=0.5)
+    assert first.arr["ci_low"] < first.arr["mean"]
+    threshold = (first.arr["ci_low"] + first.arr["mean"]) / 2
+    strict = evaluate_gate(
+        world["good"], world["new"][:60], world["old"][:60], k=5, threshold=threshold
+    )
+    lenient = evaluate_gate(
+        world["good"], world["new"][:60], world["old"][:60], k=5, threshold=threshold, rule="mean"
+    )
+    assert strict.decision == REINDEX and "only as a point estimate" in strict.reasons[0]
+    assert lenient.decision == KEEP
+
+
+def test_self_hit_at_corpus_scale(world):
+    good = evaluate_gate(world["good"], world["new"], world["old"], old_corpus=world["fit_old"])
+    bad = evaluate_gate(world["bad"], world["new"], world["old"], old_corpus=world["fit_old"])
+    assert good.self_hit["mean"] > 0.95 > 0.2 > bad.self_hit["mean"]
+    assert any("self-hit@10" in reason for reason in good.reasons)
+
+
+def test_leave_one_out_knn_matches_brute_force(world):
+    x = world["old"][:100]
+    ids = leave_one_out_knn(x, x, 5)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    assert not (ids == np.arange(100)[:, None]).any()
+    assert np.mean(ids == expected) > 0.99  # ties aside
+
+
+def test_bad_inputs(world):
+    with pytest.raises(DataError, match="more than k=10"):
+        evaluate_gate(world["good"], world["new"][:10], world["old"][:10])
+    with pytest.raises(VectorError, match="dimension"):
+        evaluate_gate(world["good"], world["new"][:, :8], world["old"])
+    with pytest.raises(VectorError, match="rows"):
+        evaluate_gate(world["good"], world["new"], world["old"][:50])
+    with pytest.raises(ConfigError, match="threshold"):
+        evaluate_gate(world["good"], world["new"], world["old"], threshold=0.0)
+
+
+def test_cli_exit_status_and_json(world, tmp_path, capsys):
+    world["good"].save(tmp_path / "good")
+    world["bad"].save(tmp_path / "bad")
+    np.savez(tmp_path / "pairs.npz", new=world["new"], old=world["old"])
+    args = ["--pairs", str(tmp_path / "pairs.npz"), "--threshold", "0.8", "--n-boot", "200"]
+    with pytest.raises(SystemExit) as keep:
+        main(["--adapter-dir", str(tmp_path / "good"), *args, "--json", str(tmp_path / "g.json")])
+    assert keep.value.code == 0
+    assert json.loads((tmp_path / "g.json").read_text())["gate"]["decision"] == KEEP
+    with pytest.raises(SystemExit) as reindex:
+        main(["--adapter-dir", str(tmp_path / "bad"), *args])
+    assert reindex.value.code == 1
+    assert "decision: reindex_now" in capsys.readouterr().out
+    np.savez(tmp_path / "broken.npz", new=world["new"])
+    with pytest.raises(SystemExit) as broken:
+        main(["--adapter-dir", str(tmp_path / "good"), "--pairs", str(tmp_path / "broken.npz")])
+    assert broken.value.code == 2
