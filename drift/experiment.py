@@ -22,7 +22,7 @@ from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 from drift.drift_measures import drift_measures
-from drift.encoders import Encoder, build_encoder
+from drift.encoders import Encoder, shared_encoder
 from drift.errors import ConfigError, DataError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
@@ -107,7 +107,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         encoders: dict[str, CachedEncoder] = {}
         for side in ("old", "new"):
             with timings(f"load_model/{side}"):
-                encoder = build_encoder(
+                encoder = shared_encoder(
                     cfg[f"{side}_encoder"],
                     device=cfg["device"],
                     offline=offline,

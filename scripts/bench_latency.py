@@ -3,10 +3,14 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_latency.py          # ~5 min on 2 cores
     .venv/bin/python scripts/bench_latency.py --quick --out /tmp/bench  # smoke run, not a result
 
+Data (all synthetic, seeded): per old dimension, 100k indexed vectors plus 4096 held-out query
+vectors from faiss's SyntheticDataset generator, L2-normalised (--corpus-kind uniform: uniform on
+the sphere instead, HNSW's worst case); the "new model" view of an item is unit(x_old @ M + noise).
+
 For each dimension pair (768->384, 1024->768, 768->768) and each adapter (OP, LA r=64, MLP-256,
-each with and without DSM), the adapter is fitted on seeded synthetic pairs (fit quality does not
-change the arithmetic, so it is irrelevant here), exported with drift.export, and timed at batch
-1, 16 and 256 with these backends, all float32 on the CPU:
+each with and without DSM), the adapter is fitted on pairs of indexed items (fit quality does not
+change the arithmetic; the MLP trains one epoch), exported with drift.export, and timed on the
+held-out new-model queries at batch 1, 16 and 256 with these backends, float32 on the CPU:
 
 - numpy:       the exported artifact's `drift_serving.apply` (what a Python service would run)
 - harness:     `Adapter.transform` (adds input checks: NaN/inf scan, dtype and shape)
@@ -14,13 +18,13 @@ change the arithmetic, so it is irrelevant here), exported with drift.export, an
 - onnxruntime: the exported model.onnx
 - faiss:       faiss.LinearTransform (+ NormalizationTransform) applied from Python, affine only
 
-In the same run, HNSW search (M=32, efConstruction=200, efSearch=50, k=10, inner product) over
-100k seeded synthetic unit vectors per old dimension (index cached under cache/index), and, at
-768->384, the end-to-end search with the adapter inside the index (faiss.IndexPreTransform)
-against numpy apply + search. Timings run on one thread by default (--threads; indexes are built
-with all threads first), as a serving worker per core would. Every timing follows drift.latency
-(warm-up, repeat until a minimum time, median and p99, run count). All vectors are synthetic: the
-numbers are costs, not quality.
+In the same run: HNSW search (M=32, efConstruction=200, efSearch=50, k=10, inner product) of
+the held-out old-space queries (index cached under cache/index); and, at 768->384, the search
+with the adapter inside the index (faiss.IndexPreTransform) against numpy apply + search.
+Timings run on one thread by default (--threads; indexes are built with all threads first), as
+a serving worker per core would. Every timing follows drift.latency (warm-up, repeat until a
+minimum time, median and p99, run count). All vectors are synthetic: the numbers are costs, not
+retrieval quality.
 
 Writes results/bench/latency.json and results/bench/latency.png.
 """
@@ -69,12 +73,31 @@ def unit(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return l2_normalize(rng.standard_normal((n, d)).astype(np.float32))
 
 
-def synthetic_pairs(d_new: int, d_old: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """x_old = unit(x_new @ M + noise): a seeded linear drift, enough to fit any adapter."""
+def old_space(kind: str, n: int, d: int, seed: int) -> np.ndarray:
+    """n seeded synthetic unit vectors standing for old-model embeddings.
+
+    "structured": faiss's SyntheticDataset (about 10 intrinsic dimensions through a sine, "not
+    completely random but still challenging to index"), L2-normalised; HNSW recall and search
+    time on it are close to those on real sentence embeddings. "uniform": uniform on the sphere,
+    HNSW's worst case (low recall at efSearch 50, several times the search time).
+    """
+    if kind == "uniform":
+        return unit(n, d, np.random.default_rng(seed))
+    from faiss.contrib.datasets import SyntheticDataset
+
+    return l2_normalize(SyntheticDataset(d, 0, n, 0, metric="IP", seed=seed).get_database())
+
+
+def new_model_view(x_old: np.ndarray, d_new: int, seed: int) -> np.ndarray:
+    """The same items as a seeded "new model" sees them: unit(x_old @ M + noise).
+
+    M is drawn first from `seed`, so every call with one seed uses the same M.
+    """
     rng = np.random.default_rng(seed)
-    x_new = unit(n, d_new, rng)
-    mixed = x_new @ rng.standard_normal((d_new, d_old)).astype(np.float32)
-    return x_new, l2_normalize(mixed + 0.1 * rng.standard_normal(mixed.shape).astype(np.float32))
+    mix = rng.standard_normal((x_old.shape[1], d_new)).astype(np.float32)
+    mixed = x_old @ mix
+    noise = rng.standard_normal(mixed.shape).astype(np.float32)
+    return l2_normalize(mixed + 0.1 * float(mixed.std()) * noise)
 
 
 def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.ndarray]:
@@ -141,13 +164,20 @@ def batches_of(pool: np.ndarray, batch: int) -> list[np.ndarray]:
     return [pool[i : i + batch] for i in range(0, pool.shape[0] - batch + 1, batch)]
 
 
-def bench_adapters(args, timing: dict[str, Any], workdir: Path) -> tuple[list[dict], dict]:
+def bench_adapters(
+    args, timing: dict[str, Any], workdir: Path, built: dict
+) -> tuple[list[dict], dict, np.ndarray]:
+    """Fit, export and time every adapter; pairs are indexed items seen by both "models", the
+    query pool is the new-model view of held-out items."""
     rows: list[dict[str, Any]] = []
     served_768_384: dict[str, serving.ServingAdapter] = {}
+    pools = {}
     for d_new, d_old in DIM_PAIRS:
         pair = f"{d_new}->{d_old}"
-        x_new, x_old = synthetic_pairs(d_new, d_old, args.n_fit, seed=args.seed)
-        pool = unit(QUERY_POOL, d_new, np.random.default_rng(args.seed + 1))
+        _, _, corpus, old_queries = built[d_old]
+        x_old = corpus[: args.n_fit]
+        x_new = new_model_view(x_old, d_new, seed=args.seed + d_new + d_old)
+        pool = pools[pair] = new_model_view(old_queries, d_new, seed=args.seed + d_new + d_old)
         for label, (kind, hparams) in ADAPTERS.items():
             adapter: Adapter = build_adapter(kind, **hparams).fit(x_new, x_old, seed=args.seed)
             out = export_adapter(
@@ -186,7 +216,7 @@ def bench_adapters(args, timing: dict[str, Any], workdir: Path) -> tuple[list[di
                         }
                     )
             print(f"  {pair} {label:8s} fitted+exported+timed", flush=True)
-    return rows, served_768_384
+    return rows, served_768_384, pools["768->384"]
 
 
 def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
@@ -208,13 +238,15 @@ def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_indexes(args, cache: IndexCache) -> tuple[IndexSpec, dict[int, tuple]]:
-    """One HNSW index per old dimension over seeded synthetic unit vectors (cached on disk)."""
+    """Per old dimension: synthetic corpus and held-out queries, and the corpus's HNSW index
+    (cached on disk)."""
     spec = IndexSpec(
         kind="hnsw", m=32, ef_construction=args.ef_construction, ef_search=50, device="cpu"
     )
     built = {}
     for d in sorted({d_old for _, d_old in DIM_PAIRS}):
-        corpus = unit(args.corpus, d, np.random.default_rng(args.seed + d))
+        vectors = old_space(args.corpus_kind, args.corpus + QUERY_POOL, d, seed=args.seed + d)
+        corpus, queries = vectors[: args.corpus], vectors[args.corpus :]
         start = time.perf_counter()
         index, info = cache.get_or_build(corpus, spec)
         print(
@@ -223,14 +255,13 @@ def build_indexes(args, cache: IndexCache) -> tuple[IndexSpec, dict[int, tuple]]
             flush=True,
         )
         index.hnsw.efSearch = spec.ef_search
-        built[d] = (index, info, corpus)
+        built[d] = (index, info, corpus, queries)
     return spec, built
 
 
 def bench_hnsw(args, timing: dict[str, Any], spec: IndexSpec, built: dict) -> list[dict]:
     rows = []
-    for d, (index, info, corpus) in built.items():
-        queries = unit(QUERY_POOL, d, np.random.default_rng(args.seed + 2 * d))
+    for d, (index, info, corpus, queries) in built.items():
         truth = faiss.IndexFlatIP(d)
         truth.add(corpus)
         _, exact = truth.search(queries[:1000], K)
@@ -262,9 +293,10 @@ def bench_hnsw(args, timing: dict[str, Any], spec: IndexSpec, built: dict) -> li
     return rows
 
 
-def bench_in_index(args, timing, served: dict[str, serving.ServingAdapter], index) -> list[dict]:
+def bench_in_index(
+    timing: dict[str, Any], served: dict[str, serving.ServingAdapter], pool: np.ndarray, index
+) -> list[dict]:
     """768->384: search time with the adapter in the path, three ways, for the affine adapters."""
-    pool = unit(QUERY_POOL, 768, np.random.default_rng(args.seed + 3))
     rows = []
     for label, adapter in served.items():
         if adapter.affine() is None:
@@ -391,6 +423,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/bench", help="folder for latency.json/.png")
     parser.add_argument("--corpus", type=int, default=100_000, help="HNSW corpus size")
+    parser.add_argument(
+        "--corpus-kind",
+        choices=("structured", "uniform"),
+        default="structured",
+        help="synthetic old-space vectors (see old_space)",
+    )
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--n-fit", type=int, default=4000, help="synthetic pairs per adapter fit")
     parser.add_argument("--min-time", type=float, default=0.15, help="seconds per measurement")
@@ -420,11 +458,11 @@ def main() -> None:
         set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         print("adapters:", flush=True)
-        rows, served = bench_adapters(args, timing, Path(tmp))
+        rows, served, pool = bench_adapters(args, timing, Path(tmp), built)
     floor = numpy_floor(args, timing)
     print("HNSW search:", flush=True)
     hnsw = bench_hnsw(args, timing, spec, built)
-    in_index = bench_in_index(args, timing, served, built[384][0])
+    in_index = bench_in_index(timing, served, pool, built[384][0])
     add_ratios(rows, hnsw)
     summary = summarise(rows, floor)
     record = {
@@ -432,7 +470,8 @@ def main() -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": args.quick,
         "synthetic": True,
-        "note": "Seeded synthetic unit vectors and adapters fitted on synthetic pairs: these are "
+        "note": f"Seeded synthetic {args.corpus_kind} vectors and adapters fitted on synthetic "
+        "pairs: these are "
         "costs on this CPU, not retrieval quality.",
         "settings": {**vars(args), **timing, "batches": BATCHES, "k": K, "query_pool": QUERY_POOL},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
@@ -449,7 +488,7 @@ def main() -> None:
     note = (
         "QUICK SMOKE RUN, not a result"
         if args.quick
-        else (f"{machine()['cpu']}, synthetic vectors, HNSW n={args.corpus}")
+        else f"{machine()['cpu']}, synthetic {args.corpus_kind} vectors, HNSW n={args.corpus}"
     )
     plot(rows, hnsw, out / "latency.png", note)
     print_summary(record)

@@ -1,9 +1,10 @@
 """Residual MLP: x -> x @ W_lin + GELU(x @ W1 + b1) @ W2 + b (paper: hidden 256, GELU).
 
 The linear path W_lin (d_new -> d_old, so the "residual" works when the dimensions differ) starts
-from the Procrustes solution (`init="procrustes"`, default) or the ridge solution (`init="ridge"`,
-which also starts the bias); W2 starts at zero, so training starts exactly at that linear map and
-the hidden layer learns only what it fails to explain. W1 is scaled to the data (unit-variance
+from the ridge solution with its bias (`init="ridge"`, default: the least-squares linear map, so
+the MLP's validation loss starts at the best linear fit's) or the Procrustes solution
+(`init="procrustes"`, zero bias); W2 starts at zero, so training starts exactly at that linear map
+and the hidden layer learns only what it fails to explain. W1 is scaled to the data (unit-variance
 pre-activations on the training inputs, b1 uniform in [-1, 1]) rather than torch.nn.Linear's
 default range, which on unit vectors leaves GELU in its nearly linear range (see
 `_initial_weights`).
@@ -68,9 +69,9 @@ class ResidualMLP(MapAdapter):
         *,
         hidden: int = 256,
         loss: str = "cosine",
-        init: str = "procrustes",
+        init: str = "ridge",
         ridge_alpha: float = 1e-2,
-        lr: float = 1e-3,
+        lr: float = 3e-4,
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 30,
@@ -100,11 +101,8 @@ class ResidualMLP(MapAdapter):
         self.hidden, self.loss, self.init = int(hidden), loss, init
         self.ridge_alpha = check_alpha(ridge_alpha, "residual_mlp ridge init")
         self.lr, self.weight_decay = float(lr), float(weight_decay)
-        self.batch_size, self.max_epochs, self.patience = (
-            int(batch_size),
-            int(max_epochs),
-            int(patience),
-        )
+        self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
+        self.patience = int(patience)
         self.device = str(device)
 
     # -- fit ----------------------------------------------------------------------------------

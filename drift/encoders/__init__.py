@@ -7,6 +7,7 @@ imported lazily so that, e.g., a synthetic run never imports torch.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -52,4 +53,27 @@ def build_encoder(
     return factory(**spec, device=device, offline=offline, model_cache_dir=model_cache_dir)
 
 
-__all__ = ["Encoder", "Modality", "Role", "ENCODER_TYPES", "build_encoder"]
+_SHARED: dict[str, Encoder] = {}
+
+
+def shared_encoder(
+    spec: dict[str, Any],
+    *,
+    device: str = "auto",
+    offline: bool | None = None,
+    model_cache_dir: str | Path | None = None,
+) -> Encoder:
+    """`build_encoder`, but one instance per distinct config in this process.
+
+    Encoders do not change once built, so runs in one process (a test session, an in-process
+    sweep) load each model once.
+    """
+    key = json.dumps([spec, device, offline, str(model_cache_dir)], sort_keys=True, default=str)
+    if key not in _SHARED:
+        _SHARED[key] = build_encoder(
+            spec, device=device, offline=offline, model_cache_dir=model_cache_dir
+        )
+    return _SHARED[key]
+
+
+__all__ = ["Encoder", "Modality", "Role", "ENCODER_TYPES", "build_encoder", "shared_encoder"]

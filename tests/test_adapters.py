@@ -1,0 +1,363 @@
+"""Adapters recover planted maps, round-trip through save/load without pickle, and reject bad input.
+
+All data here is synthetic (seeded random vectors and planted maps); numpy only, except the MLP's
+training, which uses torch on CPU with one thread (tiny problems run fastest that way).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from drift.adapters import ADAPTERS, build_adapter, load_adapter
+from drift.adapters.residual_mlp import gelu
+from drift.adapters.scaling import DiagonalScaling
+from drift.errors import CacheCorruptError, ConfigError, VectorError
+from drift.vectors import l2_normalize
+
+FAST_MLP = {"hidden": 32, "max_epochs": 3, "patience": 3}
+
+
+def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    return l2_normalize(rng.standard_normal((n, d)))
+
+
+def orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """A rows x cols matrix with orthonormal columns (rows >= cols) or rows (rows < cols)."""
+    q = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))[0]
+    return q if rows >= cols else q.T
+
+
+@pytest.fixture
+def one_torch_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- Procrustes -------------------------------------------------------------------------------
+def test_procrustes_recovers_planted_rotation():
+    rng = np.random.default_rng(0)
+    x, rot = unit(rng, 2000, 384), orthonormal(rng, 384, 384)
+    adapter = build_adapter("procrustes").fit(x, x @ rot)
+    np.testing.assert_allclose(adapter.params()["weight"], rot, atol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x), x @ rot, atol=1e-5)
+
+
+def test_procrustes_recovers_planted_semi_orthogonal_768_to_384():
+    # Exactly recoverable when the inputs' covariance is isotropic: whitened inputs (XᵀX = c I).
+    rng = np.random.default_rng(1)
+    n, w = 3000, orthonormal(rng, 768, 384)
+    x = np.linalg.qr(rng.standard_normal((n, 768)))[0] * np.sqrt(n / 768)
+    adapter = build_adapter("procrustes", normalize_output=False).fit(x, x @ w)
+    weight = adapter.params()["weight"]
+    assert weight.shape == (768, 384)
+    np.testing.assert_allclose(weight.T @ weight, np.eye(384), atol=1e-5)
+    np.testing.assert_allclose(weight, w, atol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x), x @ w, atol=1e-5)
+
+
+def test_procrustes_768_to_384_on_unit_vectors_maps_onto_old_vectors():
+    # New unit vectors that embed the old ones (x_new = x_old @ Wᵀ): the map back is exactly W.
+    rng = np.random.default_rng(2)
+    w, x_old = orthonormal(rng, 768, 384), unit(rng, 2000, 384)
+    x_new = x_old @ w.T
+    adapter = build_adapter("procrustes").fit(x_new, x_old)
+    np.testing.assert_allclose(adapter.params()["weight"], w, atol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x_new), x_old, atol=1e-5)
+
+
+def test_procrustes_384_to_768_has_orthonormal_rows():
+    rng = np.random.default_rng(3)
+    x_new, w = unit(rng, 2000, 384), orthonormal(rng, 384, 768)
+    adapter = build_adapter("procrustes").fit(x_new, x_new @ w)
+    weight = adapter.params()["weight"]
+    np.testing.assert_allclose(weight @ weight.T, np.eye(384), atol=1e-5)
+    np.testing.assert_allclose(weight, w, atol=1e-5)
+
+
+def test_centered_procrustes_recovers_rotation_plus_offset():
+    rng = np.random.default_rng(4)
+    x, rot, offset = unit(rng, 2000, 64), orthonormal(rng, 64, 64), rng.standard_normal(64)
+    adapter = build_adapter("procrustes", center=True, normalize_output=False)
+    adapter.fit(x, x @ rot + offset)
+    np.testing.assert_allclose(adapter.params()["weight"], rot, atol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x), x @ rot + offset, atol=1e-5)
+
+
+# -- linear maps --------------------------------------------------------------------------------
+def test_low_rank_affine_recovers_planted_rank_8_map():
+    rng = np.random.default_rng(5)
+    x = unit(rng, 3000, 96)
+    a, b, bias = rng.standard_normal((96, 8)), rng.standard_normal((8, 48)), rng.standard_normal(48)
+    y = x @ a @ b + bias
+    adapter = build_adapter("low_rank_affine", rank=8, alpha=0.0, dsm=False, normalize_output=False)
+    adapter.fit(x, y)
+    p = adapter.params()
+    assert p["left"].shape == (96, 8) and p["right"].shape == (8, 48)
+    np.testing.assert_allclose(p["left"] @ p["right"], a @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adapter.transform(x), y, rtol=1e-4, atol=1e-4)
+    assert adapter.fit_info["explained_variance"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_full_rank_low_rank_affine_equals_ridge():
+    rng = np.random.default_rng(6)
+    x, y = unit(rng, 500, 40), unit(rng, 500, 24)
+    la = build_adapter("low_rank_affine", rank=24, alpha=0.1, dsm=False).fit(x, y)
+    ridge = build_adapter("ridge", alpha=0.1).fit(x, y)
+    np.testing.assert_allclose(la.transform(x), ridge.transform(x), atol=1e-5)
+
+
+def test_ridge_recovers_planted_affine_map():
+    rng = np.random.default_rng(7)
+    x, w, bias = unit(rng, 1000, 32), rng.standard_normal((32, 16)), rng.standard_normal(16)
+    adapter = build_adapter("ridge", alpha=0.0, normalize_output=False).fit(x, x @ w + bias)
+    np.testing.assert_allclose(adapter.params()["weight"], w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adapter.params()["bias"], bias, rtol=1e-4, atol=1e-4)
+
+
+def test_identity_is_the_unchanged_new_vector():
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((50, 16)), unit(rng, 50, 16)
+    bare = build_adapter("identity", normalize_output=False).fit(x, y)
+    np.testing.assert_array_equal(bare.transform(x), x.astype(np.float32))
+    np.testing.assert_allclose(build_adapter("identity").fit(x, y).transform(x), l2_normalize(x))
+    assert bare.n_params == 0
+
+
+# -- diagonal scaling ---------------------------------------------------------------------------
+def test_diagonal_scaling_recovers_planted_scales_and_bias():
+    rng = np.random.default_rng(9)
+    y_hat = rng.standard_normal((500, 24))
+    scale, bias = rng.uniform(0.5, 2.0, 24), rng.standard_normal(24)
+    fitted = DiagonalScaling.fit(y_hat, y_hat * scale + bias, bias=True)
+    np.testing.assert_allclose(fitted.scale, scale, rtol=1e-5)
+    np.testing.assert_allclose(fitted.bias, bias, rtol=1e-5, atol=1e-5)
+    assert DiagonalScaling.fit(y_hat, y_hat * scale, bias=False).bias is None
+
+
+def test_dsm_composes_after_procrustes():
+    # Whitened inputs make the rotation exactly recoverable under per-dimension scaling.
+    rng = np.random.default_rng(10)
+    n, d = 2000, 32
+    x = np.linalg.qr(rng.standard_normal((n, d)))[0] * np.sqrt(n / d)
+    rot, scale = orthonormal(rng, d, d), rng.uniform(0.5, 2.0, d)
+    adapter = build_adapter("procrustes", dsm=True, normalize_output=False)
+    adapter.fit(x, (x @ rot) * scale)
+    np.testing.assert_allclose(adapter.params()["dsm_scale"], scale, rtol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x), (x @ rot) * scale, atol=1e-5)
+
+
+def test_dsm_on_identity_recovers_scale_and_bias():
+    rng = np.random.default_rng(11)
+    x, scale, bias = unit(rng, 400, 16), rng.uniform(0.5, 2.0, 16), rng.standard_normal(16) * 0.1
+    adapter = build_adapter("identity", dsm=True, dsm_bias=True, normalize_output=False)
+    adapter.fit(x, x * scale + bias)
+    np.testing.assert_allclose(adapter.params()["dsm_scale"], scale, rtol=1e-5)
+    np.testing.assert_allclose(adapter.params()["dsm_bias"], bias, atol=1e-5)
+
+
+def test_dsm_bias_without_dsm_is_a_config_error():
+    with pytest.raises(ConfigError, match="dsm_bias"):
+        build_adapter("procrustes", dsm_bias=True)
+
+
+# -- residual MLP ---------------------------------------------------------------------------------
+def test_mlp_beats_procrustes_on_planted_nonlinear_drift(one_torch_thread):
+    rng = np.random.default_rng(0)
+    d, n = 16, 4000
+    x = unit(rng, n, d)
+    y = l2_normalize(np.tanh(2 * np.sqrt(d) * x @ orthonormal(rng, d, d)))  # coordinates ~ N(0,1)
+    split = {"x_new_val": x[3200:], "x_old_val": y[3200:]}
+    op = build_adapter("procrustes").fit(x[:3200], y[:3200], **split)
+    # The hidden branch starts by adding noise (val loss rises for an epoch) and needs a few
+    # hundred steps to pay off, hence patience = max_epochs on this small problem.
+    mlp = build_adapter("residual_mlp", lr=1e-2, max_epochs=30, patience=30)
+    mlp.fit(x[:3200], y[:3200], **split)
+    assert mlp.fit_info["cosine/val"] > op.fit_info["cosine/val"] + 0.01
+    assert mlp.fit_info["best_val_loss"] < mlp.fit_info["val_curve"][0]
+
+
+def test_mlp_is_seeded_and_records_its_training(one_torch_thread):
+    rng = np.random.default_rng(12)
+    x, y = unit(rng, 300, 12), unit(rng, 300, 8)
+    first = build_adapter("residual_mlp", **FAST_MLP).fit(x, y, seed=3)
+    again = build_adapter("residual_mlp", **FAST_MLP).fit(x, y, seed=3)
+    other = build_adapter("residual_mlp", **FAST_MLP).fit(x, y, seed=4)
+    for key, value in first.params().items():
+        np.testing.assert_array_equal(value, again.params()[key])
+    assert not np.array_equal(first.params()["w1"], other.params()["w1"])
+    info = first.fit_info
+    assert info["val_split"].startswith("60 of")  # 20% of 300 carved out with the seed
+    assert 1 <= info["epochs_run"] <= 3 and len(info["train_curve"]) == info["epochs_run"]
+    assert len(info["val_curve"]) == info["epochs_run"] + 1
+    assert info["best_val_loss"] == min(info["val_curve"])
+
+
+def test_mlp_numpy_forward_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    z = rng.standard_normal((200, 7)).astype(np.float32) * 3
+    expected = torch.nn.functional.gelu(torch.from_numpy(z)).numpy()
+    np.testing.assert_allclose(gelu(z), expected, atol=1e-6)
+
+
+def test_mlp_rejects_unknown_loss_and_missing_cuda():
+    with pytest.raises(ConfigError, match="loss"):
+        build_adapter("residual_mlp", loss="huber")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        rng = np.random.default_rng(14)
+        with pytest.raises(ConfigError, match="CUDA"):
+            build_adapter("residual_mlp", device="cuda").fit(unit(rng, 20, 4), unit(rng, 20, 4))
+
+
+# -- save / load ----------------------------------------------------------------------------------
+ALL_CONFIGS = [
+    ("identity", {}),
+    ("identity", {"dsm": True, "dsm_bias": True}),
+    ("ridge", {}),
+    ("procrustes", {}),
+    ("procrustes", {"center": True, "dsm": True}),
+    ("low_rank_affine", {"rank": 4}),
+    ("low_rank_affine", {"rank": 4, "dsm": False, "normalize_output": False}),
+    ("residual_mlp", FAST_MLP),
+]
+
+
+def test_every_registered_adapter_is_covered():
+    build_adapter("identity")  # registers all
+    assert {kind for kind, _ in ALL_CONFIGS} == set(ADAPTERS)
+
+
+@pytest.mark.parametrize(("kind", "hparams"), ALL_CONFIGS)
+def test_save_load_round_trip_without_pickle(
+    kind, hparams, tmp_path, monkeypatch, one_torch_thread
+):
+    rng = np.random.default_rng(15)
+    x, y = unit(rng, 200, 16), unit(rng, 200, 16)
+    adapter = build_adapter(kind, **hparams).fit(x, y)
+    assert adapter.fit_seconds is not None and adapter.fit_seconds >= 0
+    assert adapter.n_params == sum(v.size for v in adapter.params().values())
+    adapter.save(tmp_path / "a")
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("load_adapter must not unpickle anything")
+
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    loaded = load_adapter(tmp_path / "a")
+    assert loaded.hparams() == adapter.hparams()
+    assert (loaded.d_in, loaded.d_out, loaded.n_params) == (16, 16, adapter.n_params)
+    x_test = unit(rng, 30, 16)
+    np.testing.assert_array_equal(loaded.transform(x_test), adapter.transform(x_test))
+
+
+def test_n_params_of_low_rank_affine():
+    rng = np.random.default_rng(16)
+    adapter = build_adapter("low_rank_affine", rank=4, dsm=True)
+    adapter.fit(unit(rng, 100, 24), unit(rng, 100, 12))
+    assert adapter.n_params == 4 * (24 + 12) + 12 + 12  # A, B, bias, DSM scale
+
+
+def test_saved_mlp_loads_and_applies_without_torch(tmp_path, one_torch_thread):
+    rng = np.random.default_rng(17)
+    x, y = unit(rng, 100, 8), unit(rng, 100, 6)
+    adapter = build_adapter("residual_mlp", **FAST_MLP).fit(x, y)
+    adapter.save(tmp_path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", adapter.transform(x))
+    script = (
+        "import sys, numpy as np\n"
+        "from drift.adapters import load_adapter\n"
+        f"d = {str(tmp_path)!r}\n"
+        "out = load_adapter(d).transform(np.load(d + '/x.npy'))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "np.testing.assert_array_equal(out, np.load(d + '/expected.npy'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_weights_that_disagree_with_hparams_are_rejected(tmp_path):
+    rng = np.random.default_rng(18)
+    x = unit(rng, 50, 8)
+    build_adapter("procrustes").fit(x, x).save(tmp_path)
+    meta = json.loads((tmp_path / "adapter.json").read_text())
+    meta["hparams"]["center"] = True
+    (tmp_path / "adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(CacheCorruptError, match="bias"):
+        load_adapter(tmp_path)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_identity_with_mismatched_dims_names_them():
+    rng = np.random.default_rng(19)
+    with pytest.raises(ConfigError, match=r"768.*384"):
+        build_adapter("identity").fit(unit(rng, 10, 768), unit(rng, 10, 384))
+
+
+@pytest.mark.parametrize("kind", ["identity", "ridge", "procrustes", "low_rank_affine"])
+def test_a_single_pair_is_an_error(kind):
+    rng = np.random.default_rng(20)
+    with pytest.raises(VectorError, match="1 pair"):
+        build_adapter(kind, **({"rank": 1} if kind == "low_rank_affine" else {})).fit(
+            unit(rng, 1, 4), unit(rng, 1, 4)
+        )
+
+
+def test_low_rank_affine_needs_more_pairs_than_its_rank():
+    rng = np.random.default_rng(21)
+    with pytest.raises(VectorError, match="rank-8"):
+        build_adapter("low_rank_affine", rank=8).fit(unit(rng, 8, 16), unit(rng, 8, 16))
+    with pytest.raises(ConfigError, match="exceeds"):
+        build_adapter("low_rank_affine", rank=20).fit(unit(rng, 50, 16), unit(rng, 50, 16))
+
+
+@pytest.mark.parametrize("kind", ["ridge", "procrustes", "low_rank_affine"])
+def test_fewer_pairs_than_dims_warns_with_the_counts(kind):
+    rng = np.random.default_rng(22)
+    adapter = build_adapter(kind, **({"rank": 4} if kind == "low_rank_affine" else {}))
+    with pytest.warns(UserWarning, match="30 training pairs for 64 input dimensions"):
+        adapter.fit(unit(rng, 30, 64), unit(rng, 30, 16))
+
+
+def test_enough_pairs_do_not_warn():
+    rng = np.random.default_rng(23)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_adapter("ridge").fit(unit(rng, 100, 16), unit(rng, 100, 8))
+
+
+def test_nan_input_is_a_vector_error():
+    rng = np.random.default_rng(24)
+    x, y = unit(rng, 20, 8), unit(rng, 20, 8)
+    x[3, 2] = np.nan
+    with pytest.raises(VectorError, match="NaN"):
+        build_adapter("procrustes").fit(x, y)
+    adapter = build_adapter("procrustes").fit(y, y)
+    with pytest.raises(VectorError, match="NaN"):
+        adapter.transform(x)
+
+
+def test_validation_pairs_must_come_in_pairs():
+    rng = np.random.default_rng(25)
+    x, y = unit(rng, 20, 8), unit(rng, 20, 8)
+    with pytest.raises(VectorError, match="x_old_val"):
+        build_adapter("ridge").fit(x, y, x_new_val=x)
+    with pytest.raises(VectorError, match="row-aligned"):
+        build_adapter("ridge").fit(x, y, x_new_val=x, x_old_val=y[:5])
+
+
+def test_wrong_transform_dimension_is_a_vector_error():
+    rng = np.random.default_rng(26)
+    adapter = build_adapter("procrustes").fit(unit(rng, 20, 8), unit(rng, 20, 4))
+    with pytest.raises(VectorError, match="expected dimension 8"):
+        adapter.transform(unit(rng, 3, 4))
