@@ -19,7 +19,7 @@ if not OmegaConf.has_resolver("drift_root"):
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose the config as `python -m drift.run <overrides>` would (without running Hydra's job)."""
+    """Compose the config as `python -m drift.run <overrides>` would, without running a job."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

@@ -24,7 +24,9 @@ def knn_overlap(x_old: np.ndarray, x_new: np.ndarray, k: int = 10) -> float:
         return np.argpartition(-sims, k, axis=1)[:, :k]
 
     old_nn, new_nn = neighbours(x_old), neighbours(x_new)
-    shared = [np.intersect1d(a, b, assume_unique=True).size for a, b in zip(old_nn, new_nn, strict=True)]
+    shared = [
+        np.intersect1d(a, b, assume_unique=True).size for a, b in zip(old_nn, new_nn, strict=True)
+    ]
     return float(np.mean(shared) / k)
 
 

@@ -16,7 +16,7 @@ class ConfigError(DriftError):
 
 
 class ModelUnavailableError(DriftError):
-    """A model id cannot be resolved: unknown, or neither the hub nor a bundled copy is reachable."""
+    """A model id cannot be resolved: unknown, or neither hub nor bundled copy is reachable."""
 
 
 class DataError(DriftError):

@@ -189,7 +189,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "task_name": cfg["task_name"],
         "seed": seed,
-        "seeds": {name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap", "drift")},
+        "seeds": {
+            name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap", "drift")
+        },
         "real_weights": real_weights,
         "synthetic": data.synthetic,
         "offline": offline,

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,7 +101,11 @@ def thread_counts() -> dict[str, Any]:
         from threadpoolctl import threadpool_info
 
         counts["blas"] = [
-            {"library": p.get("internal_api"), "threads": p.get("num_threads")}
+            {
+                "library": p.get("internal_api"),
+                "file": Path(p.get("filepath", "")).name,
+                "threads": p.get("num_threads"),
+            }
             for p in threadpool_info()
         ]
     except ImportError:
@@ -113,21 +118,22 @@ def thread_counts() -> dict[str, Any]:
 
 
 def set_threads(n: int) -> None:
-    """Use `n` threads in numpy's BLAS, torch and faiss (those installed) for the whole process."""
+    """Use `n` threads in torch, faiss and every BLAS/OpenMP library loaded by then (numpy's,
+    scipy's, torch's), for the whole process. onnxruntime sessions take their own setting."""
     if n < 1:
         raise ConfigError(f"thread count must be >= 1, got {n}")
+    for name, setter in (("torch", "set_num_threads"), ("faiss", "omp_set_num_threads")):
+        try:
+            module = __import__(name)  # imported first, so their libraries are limited below
+        except ImportError:
+            continue
+        getattr(module, setter)(n)
     try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=n)
     except ImportError:
         pass
-    for name, setter in (("torch", "set_num_threads"), ("faiss", "omp_set_num_threads")):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        getattr(module, setter)(n)
 
 
 def machine() -> dict[str, Any]:

@@ -44,7 +44,7 @@ def run(cfg: DictConfig) -> dict:
         print(format_table(record["metrics"], protocol))
     if not record["real_weights"]:
         print(
-            "\nNOTE: at least one encoder uses random or synthetic weights; not a real-model result."
+            "\nNOTE: an encoder uses random or synthetic weights; this is not a real-model result."
         )
     print(f"\nresult file: {path}")
     return record

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 
 class Timings(dict[str, float]):
-    """`with timings("encode/old/corpus"): ...` records seconds under that name (adds up repeats)."""
+    """`with timings("encode/old/corpus"): ...` adds the seconds spent under that name."""
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:

@@ -23,7 +23,8 @@ def check_vectors(x: np.ndarray, *, name: str, dim: int | None = None) -> np.nda
     if x.shape[0] and not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
         raise VectorError(
-            f"{name}: {bad.size} of {x.shape[0]} rows hold NaN or inf (first rows: {bad[:5].tolist()})"
+            f"{name}: {bad.size} of {x.shape[0]} rows hold NaN or inf "
+            f"(first rows: {bad[:5].tolist()})"
         )
     return np.ascontiguousarray(x, dtype=np.float32)
 

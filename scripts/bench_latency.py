@@ -147,10 +147,12 @@ def faiss_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.nda
     return apply
 
 
-def onnx_apply(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def onnx_apply(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda queries: session.run(["mapped"], {"queries": queries})[0]
 
@@ -194,7 +196,7 @@ def bench_adapters(
                 "numpy": served.apply,
                 "harness": adapter.transform,
                 "torch": torch_apply(served),
-                "onnxruntime": onnx_apply(out / "model.onnx"),
+                "onnxruntime": onnx_apply(out / "model.onnx", args.threads),
                 "faiss": faiss_apply(served),
             }
             for backend, fn in backends.items():

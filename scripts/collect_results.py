@@ -150,6 +150,9 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
         "mlp_loss": (methods.get("residual_mlp") or {}).get("loss"),
         "drift_knn_overlap": overlap,
         "drift_cka": drift.get("linear_cka"),
+        "not_applicable": "; ".join(
+            f"{name} ({why})" for name, why in record["metrics"].get("not_applicable", {}).items()
+        ),
         "group": design_key(config),
         "config_hash": record["config_hash"],
         "created": record["created"],
@@ -224,8 +227,6 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
     """Mean, std and 95% t-interval of `value` over seeds, grouped by `by` (default: the design,
     i.e. everything but the seed). Other measured columns are averaged. A seed that occurs twice
     in one group (two runs that differ only in a setting outside `by`) counts once."""
-    if frame.empty:
-        return frame
     keys = list(by) if by is not None else ["group", *DESIGN]
     data = frame.drop_duplicates([*keys, "seed"])
     grouped = data.groupby(keys, dropna=False, sort=False)

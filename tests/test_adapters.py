@@ -1,11 +1,12 @@
 """Adapters recover planted maps, round-trip through save/load without pickle, and reject bad input.
 
 All data here is synthetic (seeded random vectors and planted maps); numpy only, except the MLP's
-training, which uses torch on CPU with one thread (tiny problems run fastest that way).
+training, which uses torch on CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import subprocess
@@ -34,13 +35,26 @@ def orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return q if rows >= cols else q.T
 
 
-@pytest.fixture
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run this module's small problems single-threaded (BLAS and torch).
+
+    On a busy 2-core machine, multithreaded BLAS and torch spend most of their time waiting for
+    each other on problems this small (measured here: 4x slower for the SVD tests, 7x for the MLP).
+    """
+    import torch
+
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with limits:
+        yield
+    torch.set_num_threads(torch_threads)
 
 
 # -- Procrustes -------------------------------------------------------------------------------
@@ -171,7 +185,7 @@ def test_dsm_bias_without_dsm_is_a_config_error():
 
 
 # -- residual MLP ---------------------------------------------------------------------------------
-def test_mlp_beats_procrustes_on_planted_nonlinear_drift(one_torch_thread):
+def test_mlp_beats_procrustes_on_planted_nonlinear_drift():
     rng = np.random.default_rng(0)
     d, n = 16, 4000
     x = unit(rng, n, d)
@@ -186,7 +200,7 @@ def test_mlp_beats_procrustes_on_planted_nonlinear_drift(one_torch_thread):
     assert mlp.fit_info["best_val_loss"] < mlp.fit_info["val_curve"][0]
 
 
-def test_mlp_is_seeded_and_records_its_training(one_torch_thread):
+def test_mlp_is_seeded_and_records_its_training():
     rng = np.random.default_rng(12)
     x, y = unit(rng, 300, 12), unit(rng, 300, 8)
     first = build_adapter("residual_mlp", **FAST_MLP).fit(x, y, seed=3)
@@ -239,9 +253,7 @@ def test_every_registered_adapter_is_covered():
 
 
 @pytest.mark.parametrize(("kind", "hparams"), ALL_CONFIGS)
-def test_save_load_round_trip_without_pickle(
-    kind, hparams, tmp_path, monkeypatch, one_torch_thread
-):
+def test_save_load_round_trip_without_pickle(kind, hparams, tmp_path, monkeypatch):
     rng = np.random.default_rng(15)
     x, y = unit(rng, 200, 16), unit(rng, 200, 16)
     adapter = build_adapter(kind, **hparams).fit(x, y)
@@ -268,7 +280,7 @@ def test_n_params_of_low_rank_affine():
     assert adapter.n_params == 4 * (24 + 12) + 12 + 12  # A, B, bias, DSM scale
 
 
-def test_saved_mlp_loads_and_applies_without_torch(tmp_path, one_torch_thread):
+def test_saved_mlp_loads_and_applies_without_torch(tmp_path):
     rng = np.random.default_rng(17)
     x, y = unit(rng, 100, 8), unit(rng, 100, 6)
     adapter = build_adapter("residual_mlp", **FAST_MLP).fit(x, y)

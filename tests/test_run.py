@@ -29,8 +29,21 @@ def result_files(tmp: Path) -> list[Path]:
 
 
 def check_record(record: dict) -> None:
-    for key in ("config", "provenance", "models", "dataset", "pairs", "adapters", "index",
-                "timings", "metrics", "seed", "seeds", "cache", "drift"):
+    for key in (
+        "config",
+        "provenance",
+        "models",
+        "dataset",
+        "pairs",
+        "adapters",
+        "index",
+        "timings",
+        "metrics",
+        "seed",
+        "seeds",
+        "cache",
+        "drift",
+    ):
         assert key in record, key
     assert record["provenance"]["packages"]["numpy"]
     assert "commit" in record["provenance"]["git"]
@@ -65,8 +78,11 @@ def test_rerun_encodes_nothing(tmp_path: Path) -> None:
 def test_same_seed_same_numbers(tmp_path: Path) -> None:
     a = run(compose(overrides_for(tmp_path, *SYNTHETIC)))
     b = run(compose(overrides_for(tmp_path, *SYNTHETIC)))
-    metric = lambda r: r["metrics"]["protocols"]["knn"]["strategies"]["adapter/low_rank_affine+dsm"]["metrics"]  # noqa: E731
-    assert metric(a) == metric(b)
+    knn_a, knn_b = (r["metrics"]["protocols"]["knn"]["strategies"] for r in (a, b))
+    assert (
+        knn_a["adapter/low_rank_affine+dsm"]["metrics"]
+        == knn_b["adapter/low_rank_affine+dsm"]["metrics"]
+    )
 
 
 def test_unknown_model_type_is_a_clear_error(tmp_path: Path) -> None:

@@ -39,11 +39,13 @@ class RetrievalData:
             raise DataError(f"dataset {self.name!r}: the query set is empty")
         if len(self.corpus_ids) != len(self.corpus):
             raise DataError(
-                f"dataset {self.name!r}: {len(self.corpus_ids)} corpus ids for {len(self.corpus)} items"
+                f"dataset {self.name!r}: {len(self.corpus_ids)} corpus ids for "
+                f"{len(self.corpus)} items"
             )
         if len(self.query_ids) != len(self.queries):
             raise DataError(
-                f"dataset {self.name!r}: {len(self.query_ids)} query ids for {len(self.queries)} queries"
+                f"dataset {self.name!r}: {len(self.query_ids)} query ids for "
+                f"{len(self.queries)} queries"
             )
         if len(set(self.corpus_ids)) != len(self.corpus_ids):
             raise DataError(f"dataset {self.name!r}: corpus ids are not unique")

@@ -1,0 +1,204 @@
+"""Every experiment file composes, expands its sweep and runs on the smoke setting, offline.
+
+The smoke runs are shared with tests/test_figures.py (`smoke_run`), in one session-wide folder
+whose embedding cache every run reuses; each experiment runs at the first point of its sweep, with
+its own encoders (the real MiniLM-L6 -> mpnet pair for most, MiniLM-L3 for drift_severity).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig
+
+from drift.config import CONFIG_DIR, compose
+from drift.provenance import REPO_ROOT
+from drift.run import run
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+# The analyses of the paper (issue: every paper analysis as an experiment).
+PAPER_ANALYSES = {
+    "main_table",
+    "drift_severity",
+    "drift_synthetic",
+    "sample_size",
+    "sample_size_fraction",
+    "dsm_ablation",
+    "la_rank",
+    "mlp_width",
+    "mlp_loss",
+    "ann_sensitivity",
+}
+
+# Shared by the tests of this module and of test_figures.py for one pytest session.
+_SESSION: dict[str, Any] = {"runs": {}}
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if "root" not in _SESSION:
+        _SESSION["root"] = tmp_path_factory.mktemp("experiments")
+    return _SESSION["root"]
+
+
+def smoke_overrides(root: Path, *extra: str) -> list[str]:
+    return [
+        "debug=smoke",
+        "logger=none",
+        f"paths.results_dir={root / 'results'}",
+        f"paths.cache_dir={root / 'cache'}",
+        *extra,
+    ]
+
+
+def hydra_config(*overrides: str) -> DictConfig:
+    """The composed config with Hydra's own node (sweeper, launcher), unlike drift.config."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_jobs(experiment: str) -> list[list[str]]:
+    """The overrides of each job `python -m drift.run -m experiment=<experiment>` launches."""
+    params = hydra_config(f"experiment={experiment}").hydra.sweeper.params or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    (batch,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return batch
+
+
+def smoke_run(root: Path, experiment: str) -> dict[str, Any]:
+    """Run `experiment` at the first point of its sweep on the smoke setting (once a session)."""
+    if experiment not in _SESSION["runs"]:
+        overrides = [f"experiment={experiment}", *sweep_jobs(experiment)[0]]
+        _SESSION["runs"][experiment] = run(compose(overrides + smoke_overrides(root)))
+    return _SESSION["runs"][experiment]
+
+
+def test_every_paper_analysis_has_an_experiment_file() -> None:
+    assert set(EXPERIMENTS) >= PAPER_ANALYSES, PAPER_ANALYSES - set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_as_a_global_package(experiment: str) -> None:
+    text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    cfg = compose([f"experiment={experiment}", "debug=smoke"])
+    # Figures find an experiment's runs by its first tag (debug=smoke renames the task).
+    assert cfg.tags[0] == experiment
+    assert cfg.task_name == "smoke" and cfg.run_mode == "smoke"
+    assert compose([f"experiment={experiment}"]).task_name == experiment
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_sweep_expands_to_valid_configs(experiment: str) -> None:
+    jobs = sweep_jobs(experiment)
+    assert len({tuple(job) for job in jobs}) == len(jobs) > 5
+    seeds = {o for job in jobs for o in job if o.startswith("seed=")}
+    assert seeds == {f"seed={s}" for s in range(5)}  # the paper's 5 seeds, for error bars
+    for job in (jobs[0], jobs[-1]):  # every swept key exists and composes
+        cfg = compose([f"experiment={experiment}", *job])
+        assert f"seed={cfg.seed}" in job
+
+
+def test_sweep_values_reach_the_config() -> None:
+    jobs = {tuple(job) for job in sweep_jobs("ann_sensitivity")}
+    assert ("index={kind:flat}", "seed=0") in jobs
+    flat = compose(["experiment=ann_sensitivity", "index={kind:flat}"])
+    hnsw = compose(["experiment=ann_sensitivity", "index={kind:hnsw,ef_search:200}"])
+    assert flat.index.kind == "flat" and (hnsw.index.kind, hnsw.index.ef_search) == ("hnsw", 200)
+    severity = [job[0] for job in sweep_jobs("drift_severity")]
+    assert "encoder@new_encoder=e5_small" in severity
+    e5 = compose(["experiment=drift_severity", "encoder@new_encoder=e5_small"])
+    assert e5.new_encoder.model_id == "intfloat/multilingual-e5-small"
+    rank = compose(["experiment=la_rank", "adapter.methods.low_rank_affine.rank=256"])
+    assert set(rank.adapter.methods) == {"procrustes", "low_rank_affine"}
+    assert rank.adapter.methods.low_rank_affine.rank == 256
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_on_smoke_setting(smoke_root: Path, experiment: str) -> None:
+    record = smoke_run(smoke_root, experiment)
+    assert record["debug"] is True and record["config"]["tags"][0] == experiment
+    knn = record["metrics"]["protocols"]["knn"]["strategies"]
+    assert knn["full_reindex"]["metrics"]["recall@10"]["mean"] is not None
+    assert any(name.startswith("adapter/") for name in knn)
+    assert 0.0 <= record["drift"]["knn_overlap@10"] <= 1.0
+
+
+def test_smoke_runs_share_the_embedding_cache(smoke_root: Path) -> None:
+    """Experiments over the same data and models encode it once per session."""
+    first = smoke_run(smoke_root, "main_table")
+    again = smoke_run(smoke_root, "sample_size")
+    assert first["models"] == again["models"]
+    assert all(stats["encoded"] == 0 for stats in again["cache"].values())
+
+
+def test_multirun_sweeps_with_one_command(tmp_path: Path) -> None:
+    """`python -m drift.run -m experiment=...` launches the file's sweep; the command line pins
+    or narrows any swept key; later jobs reuse the embedding cache of earlier ones."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "drift.run", "-m", "experiment=drift_synthetic",
+        "seed=0", "new_encoder.level=0.0,1.0", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        *smoke_overrides(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")]
+    levels = sorted(r["config"]["new_encoder"]["level"] for r in records)
+    assert levels == [0.0, 1.0]
+    later = max(records, key=lambda r: r["created"])
+    assert later["cache"]["synthetic/old"]["encoded"] == 0
+
+
+def test_parallel_launcher_is_joblib() -> None:
+    launcher = hydra_config("hydra/launcher=parallel", "experiment=la_rank").hydra.launcher
+    assert launcher._target_.endswith("JoblibLauncher") and launcher.n_jobs == 2
+
+
+@pytest.mark.skipif(
+    find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="hydra-submitit-launcher is not installed (pip install -e '.[slurm]')",
+)
+def test_slurm_launcher_composes_with_the_plugin() -> None:
+    launcher = hydra_config("hydra/launcher=slurm", "experiment=main_table").hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
+
+
+@pytest.mark.skipif(
+    find_spec("hydra_plugins.hydra_submitit_launcher") is not None,
+    reason="hydra-submitit-launcher is installed",
+)
+def test_slurm_launcher_without_the_plugin_fails_only_when_chosen() -> None:
+    with pytest.raises(MissingConfigException, match="submitit_slurm"):
+        hydra_config("hydra/launcher=slurm")
+    assert hydra_config("experiment=main_table").hydra.launcher._target_.endswith("BasicLauncher")
+
+
+def test_wandb_offline_writes_a_run_folder(tmp_path: Path) -> None:
+    record = run(
+        compose(
+            [
+                "experiment=drift_synthetic",
+                *smoke_overrides(tmp_path),
+                "logger=wandb",
+                f"logger.save_dir={tmp_path / 'wandb'}",
+            ]
+        )
+    )
+    (folder,) = (tmp_path / "wandb" / "wandb").glob("offline-run-*")
+    (log,) = folder.glob("run-*.wandb")
+    assert log.stat().st_size > 0
+    assert record["config"]["logger"]["tags"] == ["drift_synthetic"]
+    assert record["config"]["logger"]["group"] == "smoke"
