@@ -15,7 +15,10 @@ def build_adapter(kind: str, **hparams: Any) -> Adapter:
         raise ConfigError(
             f"unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}"
         )
-    return ADAPTERS[kind](**hparams)
+    try:
+        return ADAPTERS[kind](**hparams)
+    except TypeError as err:  # an unknown or missing hyper-parameter name
+        raise ConfigError(f"adapter {kind!r}: {err}") from err
 
 
 def _import_all() -> None:

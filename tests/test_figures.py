@@ -1,0 +1,126 @@
+"""scripts/collect_results.py and scripts/make_figures.py on the smoke runs of every experiment,
+and the results notebook executed end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+from test_experiments import EXPERIMENTS, smoke_root, smoke_run  # noqa: F401 (a fixture)
+
+from drift.provenance import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import collect_results  # noqa: E402
+import make_figures  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def results_dir(smoke_root: Path) -> Path:  # noqa: F811 (the imported fixture)
+    for experiment in EXPERIMENTS:
+        smoke_run(smoke_root, experiment)
+    return smoke_root / "results"
+
+
+def test_collect_writes_a_tidy_table_and_a_summary(results_dir: Path, tmp_path: Path) -> None:
+    assert collect_results.main([str(results_dir), "--out", str(tmp_path)]) == 0
+    frame = pd.read_parquet(tmp_path / "results.parquet")
+    assert set(frame["experiment"]) == set(EXPERIMENTS)
+    assert frame["debug"].all()
+    assert len(pd.read_csv(tmp_path / "results.csv")) == len(frame)
+    r10 = frame[(frame.protocol == "knn") & (frame.metric == "recall@10")]
+    assert r10["value"].between(0, 1).all() and r10["strategy"].str.startswith("adapter/").any()
+    la = frame[(frame.experiment == "la_rank") & (frame.method == "low_rank_affine")]
+    assert set(la["la_rank"]) == {8}  # the first point of the rank sweep
+    summary = pd.read_parquet(tmp_path / "summary.parquet")
+    assert {"mean", "std", "ci_low", "ci_high", "n_seeds", "seeds"} <= set(summary.columns)
+    assert len(summary) == len(frame)  # one seed per design here
+    assert (summary["n_seeds"] == 1).all()
+
+
+def test_summary_statistics_over_seeds() -> None:
+    """Planted values: mean, s.d. and the 95% t-interval over three seeds; a repeated seed
+    (e.g. Np capped to the same count) counts once."""
+    rows = [
+        {"group": "g", "strategy": "s", "seed": seed, "value": value}
+        for seed, value in [(0, 0.5), (1, 0.6), (2, 0.7), (2, 0.7)]
+    ]
+    (row,) = collect_results.summarize(pd.DataFrame(rows), by=["group", "strategy"]).to_dict(
+        "records"
+    )
+    assert row["n_seeds"] == 3 and row["seeds"] == "0,1,2"
+    assert math.isclose(row["mean"], 0.6) and math.isclose(row["std"], 0.1)
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t(0.975, df=2)
+    assert math.isclose(row["ci_high"] - row["mean"], half, rel_tol=1e-9)
+
+
+def test_collect_fails_clearly_without_results(tmp_path: Path, capsys) -> None:
+    assert collect_results.main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"not": "a result"}')
+    assert collect_results.main([str(tmp_path)]) == 2
+    assert "no result files" in capsys.readouterr().err
+
+
+def test_make_figures_writes_table_and_every_figure(results_dir: Path, tmp_path: Path) -> None:
+    assert make_figures.main([str(results_dir), "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "main_table.md").read_text()
+    assert table.startswith("# SMOKE RUNS, NOT RESULTS")
+    for strategy in ("Status quo (old model)", "OP", "LA+DSM", "MLP", "Full re-index (oracle)"):
+        assert f"| {strategy} |" in table
+    tex = (tmp_path / "main_table.tex").read_text()
+    assert "\\toprule" in tex and "Status quo (old model) &" in tex
+    for name in make_figures.FIGURES:
+        image = matplotlib.image.imread(tmp_path / f"{name}.png")
+        assert image.shape[0] > 300 and image.shape[1] > 500, name
+        assert image[..., :3].std() > 0.01, f"{name} is blank"
+        assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert not pd.read_csv(tmp_path / f"{name}.csv").empty
+
+
+def test_absent_runs_skip_their_figure_with_the_command(results_dir: Path, tmp_path: Path) -> None:
+    only = tmp_path / "runs"
+    only.mkdir()
+    for path in results_dir.rglob("*.json"):
+        if json.loads(path.read_text())["config"]["tags"] == ["la_rank"]:
+            shutil.copy(path, only / path.name)
+    written, skipped = make_figures.write_all(collect_results.collect(only), tmp_path / "out")
+    assert {p.name for p in written} == {"la_rank.png", "la_rank.pdf", "la_rank.csv"}
+    assert set(skipped) == {"main_table", *make_figures.FIGURES} - {"la_rank"}
+    assert "python -m drift.run -m experiment=mlp_width" in skipped["mlp_width"]
+
+
+def test_latex_escaping() -> None:
+    assert make_figures.tex("offline_mix, a -> b 5%") == r"offline\_mix, a $\to$ b 5\%"
+    assert make_figures.tex_cell("0.974 ± 0.004") == r"$0.974 \pm 0.004$"
+    assert make_figures.tex_cell("n/a") == "n/a"
+
+
+def test_notebook_executes_on_collected_results(
+    results_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = REPO_ROOT / "notebooks" / "results.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    monkeypatch.setenv("DRIFT_RESULTS", str(results_dir))
+    started = time.time()
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    outputs = [out for cell in notebook.cells for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out.output_type == "error"]
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert len(images) == len(make_figures.FIGURES)
+    print(f"notebook ran in {time.time() - started:.1f} s")
