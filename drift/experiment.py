@@ -27,6 +27,7 @@ from drift.errors import ConfigError, DataError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.pairs import PairSplit, sample_pairs
+from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
 from drift.strategies import run_strategies
 from drift.timing import Timings
@@ -145,6 +146,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             excluded=query_text_mask(data),
         )
         adapters = fit_adapters(build_adapters(adapter_cfg), x_new, x_old, split, seed, timings)
+        artifacts = save_artifacts(
+            paths["artifacts_dir"] / config_hash(cfg), adapters, x_new[split.val], x_old[split.val]
+        )
 
         spec = IndexSpec.from_dict(cfg["index"])
         index_cache = IndexCache(paths["index_cache_dir"])
@@ -200,6 +204,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "drift": measured_drift,
         "pairs": split.summary(),
         "adapters": {name: a.describe() for name, a in adapters.items()},
+        "artifacts": artifacts,
         "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},
         "cache": cache.stats,
         "timings": {**timings, "total": time.time() - started},
@@ -215,6 +220,17 @@ def check_modalities(encoder: Encoder, data: RetrievalData, side: str) -> None:
             f"{side} encoder {encoder.name!r} encodes {encoder.modality} items but dataset "
             f"{data.name!r} holds {data.corpus_modality} items"
         )
+
+
+def save_artifacts(
+    folder: Path, adapters: dict[str, Adapter], val_new: np.ndarray, val_old: np.ndarray
+) -> dict[str, str]:
+    """Save each fitted adapter (for `drift export`) and the held-out pairs (for `drift gate`)."""
+    saved = {name: str(adapter.save(folder / name)) for name, adapter in adapters.items()}
+    if val_new.size:
+        np.savez(folder / "val_pairs.npz", x_new=val_new, x_old=val_old)
+        saved["val_pairs"] = str(folder / "val_pairs.npz")
+    return saved
 
 
 def fit_adapters(
