@@ -7,6 +7,7 @@ stages meet; each stage takes plain values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -106,23 +107,31 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
 
         cache = EmbeddingCache(paths["embedding_cache_dir"])
         encoders: dict[str, CachedEncoder] = {}
+        # Query-side encoders: the corpus encoders unless {side}_query_encoder names another
+        # tower of the same model (e.g. CLIP text towers for caption queries to an image corpus).
+        query_encoders: dict[str, CachedEncoder] = {}
+        load_encoder = functools.partial(
+            shared_encoder,
+            device=cfg["device"],
+            offline=offline,
+            model_cache_dir=paths["model_cache_dir"],
+        )
         for side in ("old", "new"):
             with timings(f"load_model/{side}"):
-                encoder = shared_encoder(
-                    cfg[f"{side}_encoder"],
-                    device=cfg["device"],
-                    offline=offline,
-                    model_cache_dir=paths["model_cache_dir"],
-                )
-            check_modalities(encoder, data, side)
-            encoders[side] = CachedEncoder(encoder, cache)
+                encoders[side] = CachedEncoder(load_encoder(cfg[f"{side}_encoder"]), cache)
+            query_encoders[side] = encoders[side]
+            if cfg.get(f"{side}_query_encoder") is not None:
+                with timings(f"load_model/{side}/query"):
+                    encoder = load_encoder(cfg[f"{side}_query_encoder"])
+                query_encoders[side] = CachedEncoder(encoder, cache)
+            check_modalities(encoders[side], query_encoders[side], data, side)
 
         enc = cfg["encode"]
         vectors: dict[str, np.ndarray] = {}
-        for side, encoder in encoders.items():
-            for part, items, role in (
-                ("corpus", data.corpus, "document"),
-                ("queries", data.queries, "query"),
+        for side in ("old", "new"):
+            for part, items, role, encoder in (
+                ("corpus", data.corpus, "document", encoders[side]),
+                ("queries", data.queries, "query", query_encoders[side]),
             ):
                 with timings(f"encode/{side}/{part}"):
                     vectors[f"{side}/{part}"] = encoder.encode(
@@ -189,7 +198,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             )
         caught = [f"{w.category.__name__}: {w.message}" for w in warned]
 
-    real_weights = all(e.real_weights for e in encoders.values())
+    separate_query = {s: e for s, e in query_encoders.items() if e is not encoders[s]}
+    real_weights = all(e.real_weights for e in [*encoders.values(), *separate_query.values()])
     return {
         "task_name": cfg["task_name"],
         "seed": seed,
@@ -200,6 +210,11 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "synthetic": data.synthetic,
         "offline": offline,
         "models": {side: encoder_summary(e) for side, e in encoders.items()},
+        # null: queries went through the corpus encoder of that side
+        "query_models": {
+            side: encoder_summary(separate_query[side]) if side in separate_query else None
+            for side in encoders
+        },
         "dataset": {**data.summary(), "original": n_original},
         "drift": measured_drift,
         "pairs": split.summary(),
@@ -214,11 +229,33 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_modalities(encoder: Encoder, data: RetrievalData, side: str) -> None:
-    if encoder.modality != data.corpus_modality:
-        raise DataError(
-            f"{side} encoder {encoder.name!r} encodes {encoder.modality} items but dataset "
-            f"{data.name!r} holds {data.corpus_modality} items"
+def check_modalities(
+    encoder: Encoder, query_encoder: Encoder, data: RetrievalData, side: str
+) -> None:
+    """Each encoder reads what its part of the dataset holds; a separate query encoder maps into
+    the corpus encoder's space (same dimension)."""
+    separate = query_encoder is not encoder
+    for part, enc, modality in (
+        ("items", encoder, data.corpus_modality),
+        ("queries", query_encoder, data.query_modality),
+    ):
+        if enc.modality != modality:
+            hint = ""
+            if part == "queries" and not separate:
+                hint = (
+                    f"; set {side}_query_encoder to a {modality} encoder of the same model, e.g. "
+                    f"+encoder@{side}_query_encoder=clip_vit_b32_text"
+                )
+            which = f"{side}_query_encoder" if part == "queries" and separate else f"{side} encoder"
+            raise DataError(
+                f"{which} {enc.name!r} encodes {enc.modality} items but dataset {data.name!r} "
+                f"holds {modality} {part}{hint}"
+            )
+    if separate and query_encoder.dim != encoder.dim:
+        raise ConfigError(
+            f"{side}_query_encoder {query_encoder.name!r} gives {query_encoder.dim}-d vectors but "
+            f"the {side} corpus encoder {encoder.name!r} gives {encoder.dim}-d: a query tower "
+            "must map into the corpus encoder's space"
         )
 
 

@@ -407,6 +407,7 @@ def plot(rows: list[dict], hnsw: list[dict], path: Path, title_note: str) -> Non
             target = TARGETS_US["single_query"] if batch == 1 else TARGETS_US["batched_per_query"]
             ax.axvline(target, color="red", lw=1, ls=":", label="target (10 us / 2 us)")
             ax.set_xscale("log")
+            ax.set_xlim(right=2 * s)
             ax.set_yticks(np.arange(len(labels)), labels)
             ax.set_title(f"{d_new} -> {d_old}, batch {batch}")
             ax.set_xlabel("time per query (µs, median, log scale)")
@@ -490,7 +491,8 @@ def main() -> None:
     note = (
         "QUICK SMOKE RUN, not a result"
         if args.quick
-        else f"{machine()['cpu']}, synthetic {args.corpus_kind} vectors, HNSW n={args.corpus}"
+        else f"{machine()['cpu']}, {args.threads or 'default'} thread(s), synthetic "
+        f"{args.corpus_kind} vectors, HNSW n={args.corpus}"
     )
     plot(rows, hnsw, out / "latency.png", note)
     print_summary(record)

@@ -1,8 +1,12 @@
 """Every experiment file composes, expands its sweep and runs on the smoke setting, offline.
 
-The smoke runs are shared with tests/test_figures.py (`smoke_run`), in one session-wide folder
-whose embedding cache every run reuses; each experiment runs at the first point of its sweep, with
-its own encoders (the real MiniLM-L6 -> mpnet pair for most, MiniLM-L3 for drift_severity).
+Default run: each experiment runs once, at the first point of its sweep, on the smoke setting;
+drift_severity with its real models (MiniLM-L6 -> MiniLM-L3, bundled weights, the fastest real
+pair, on 150 real documents), the others with the synthetic encoders in place of their models
+(their adapters, indexes and sweep values unchanged): encoding with mpnet costs minutes on 2 busy
+cores, and tests/test_run.py already runs the real MiniLM-L6 -> mpnet pair.
+The runs are shared with tests/test_figures.py (`smoke_run`) in one session-wide folder whose
+embedding cache they all reuse. The slow-marked variant runs every experiment with its own models.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ PAPER_ANALYSES = {
     "ann_sensitivity",
 }
 
+SYNTHETIC = [
+    "encoder@old_encoder=synthetic_old",
+    "encoder@new_encoder=synthetic_new",
+    "dataset=synthetic",
+]
+# Run with their own (real) models in the default test run; smaller than smoke to stay fast.
+REAL_MODELS = {"drift_severity": ["data_limits.max_corpus=150", "data_limits.max_queries=20"]}
+
 # Shared by the tests of this module and of test_figures.py for one pytest session.
 _SESSION: dict[str, Any] = {"runs": {}}
 
@@ -77,12 +89,21 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     return batch
 
 
-def smoke_run(root: Path, experiment: str) -> dict[str, Any]:
-    """Run `experiment` at the first point of its sweep on the smoke setting (once a session)."""
-    if experiment not in _SESSION["runs"]:
-        overrides = [f"experiment={experiment}", *sweep_jobs(experiment)[0]]
-        _SESSION["runs"][experiment] = run(compose(overrides + smoke_overrides(root)))
-    return _SESSION["runs"][experiment]
+def smoke_run(root: Path, experiment: str, *, own_models: bool = False) -> dict[str, Any]:
+    """Run `experiment` at the first point of its sweep on the smoke setting, once a session;
+    with synthetic encoders unless `own_models` or the experiment is in REAL_MODELS."""
+    key = (experiment, own_models)
+    if key not in _SESSION["runs"]:
+        point = sweep_jobs(experiment)[0]
+        if own_models:
+            models = []
+        elif experiment in REAL_MODELS:
+            models = REAL_MODELS[experiment]
+        else:  # keep the sweep's other values; its encoder choice gives way to the synthetic one
+            models, point = SYNTHETIC, [o for o in point if not o.startswith("encoder@")]
+        overrides = [f"experiment={experiment}", *point, *models, *smoke_overrides(root)]
+        _SESSION["runs"][key] = run(compose(overrides))
+    return _SESSION["runs"][key]
 
 
 def test_every_paper_analysis_has_an_experiment_file() -> None:
@@ -136,12 +157,31 @@ def test_experiment_runs_on_smoke_setting(smoke_root: Path, experiment: str) -> 
     assert 0.0 <= record["drift"]["knn_overlap@10"] <= 1.0
 
 
+def test_drift_severity_smoke_run_uses_real_models(smoke_root: Path) -> None:
+    record = smoke_run(smoke_root, "drift_severity")
+    assert record["real_weights"] is True and record["synthetic"] is False
+    assert record["models"]["new"]["name"] == "sentence-transformers/paraphrase-MiniLM-L3-v2"
+    assert set(record["metrics"]["protocols"]) == {"knn", "qrels"}
+    # 384 -> 384: the new query fits the old index without an adapter.
+    assert "misaligned" in record["metrics"]["protocols"]["knn"]["strategies"]
+
+
 def test_smoke_runs_share_the_embedding_cache(smoke_root: Path) -> None:
     """Experiments over the same data and models encode it once per session."""
-    first = smoke_run(smoke_root, "main_table")
-    again = smoke_run(smoke_root, "sample_size")
+    first = smoke_run(smoke_root, "la_rank")
+    again = smoke_run(smoke_root, "mlp_width")
     assert first["models"] == again["models"]
     assert all(stats["encoded"] == 0 for stats in again["cache"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - {"drift_synthetic"}))
+def test_experiment_runs_with_its_own_models(smoke_root: Path, experiment: str) -> None:
+    """The fuller variant: each experiment's real models (MiniLM-L6, mpnet, MiniLM-L3) on the
+    smoke setting; about 7 minutes on 2 busy cores with a cold embedding cache."""
+    record = smoke_run(smoke_root, experiment, own_models=True)
+    assert record["real_weights"] is True and record["synthetic"] is False
+    assert "qrels" in record["metrics"]["protocols"]
 
 
 def test_multirun_sweeps_with_one_command(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""scripts/collect_results.py and scripts/make_figures.py on the smoke runs of every experiment,
-and the results notebook executed end to end."""
+"""scripts/collect_results.py and scripts/make_figures.py on the smoke runs of every experiment
+(see tests/test_experiments.py), and the results notebook executed end to end."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ Loader modules are imported lazily, so a BEIR or synthetic run never imports mte
     type: mteb            an mteb retrieval task by name; needs the hub (drift.data.mteb_tasks)
     type: classification  a HF text classification set in the paper's kNN protocol; needs the hub
     type: synthetic       item ids for the synthetic drift encoders (drift.data.synthetic)
+    type: image_folder    images with caption files, held-out images or captions as queries
+    type: webdataset      webdataset tar shards (LAION-style), the same protocols (drift.data.images)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ DATA_TYPES: dict[str, str] = {
     "mteb": "drift.data.mteb_tasks:load_mteb_task",
     "classification": "drift.data.classification:load_classification",
     "synthetic": "drift.data.synthetic:load_synthetic",
+    "image_folder": "drift.data.images:load_image_folder",
+    "webdataset": "drift.data.images:load_webdataset",
 }
 
 # conf/dataset names that need no network: what an error about an unreachable hub suggests.
