@@ -73,6 +73,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2, allow_nan=False)
         handle.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; result files are meant to be shared
     os.replace(tmp, path)
     return path
 
