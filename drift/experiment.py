@@ -123,7 +123,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             if cfg.get(f"{side}_query_encoder") is not None:
                 with timings(f"load_model/{side}/query"):
                     encoder = load_encoder(cfg[f"{side}_query_encoder"])
-                query_encoders[side] = CachedEncoder(encoder, cache)
+                query_encoders[side] = CachedEncoder(
+                    encoder, cache, chunk_size=cfg["encode"]["chunk_size"]
+                )
             check_modalities(encoders[side], query_encoders[side], data, side)
 
         enc = cfg["encode"]
