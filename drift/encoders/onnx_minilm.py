@@ -14,10 +14,7 @@ import numpy as np
 from drift.encoders.base import Role
 from drift.encoders.common import (
     check_batch_size,
-    check_items,
-    check_role,
-    encode_in_batches,
-    finish,
+    encode_items,
 )
 from drift.encoders.resolver import require_format, resolve_model
 from drift.errors import ConfigError, ModelUnavailableError
@@ -94,18 +91,18 @@ class OnnxMiniLMEncoder:
         show_progress: bool = False,
     ) -> np.ndarray:
         """Encode texts to float32 [n, dim] (unit norm when normalize); `role` has no effect."""
-        check_role(role)
-        texts = check_items(items, "text")
-        vectors = encode_in_batches(
-            texts,
+        return encode_items(
+            items,
             self._encode_batch,
+            role=role,
+            what="text",
+            name=self.name,
             dim=self.dim,
-            batch_size=check_batch_size(batch_size or self.batch_size),
+            normalize=self.normalize,
+            batch_size=batch_size or self.batch_size,
             show_progress=show_progress,
-            desc=self.name,
             sort_by_length=True,
         )
-        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)

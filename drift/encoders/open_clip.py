@@ -22,10 +22,7 @@ from drift.encoders.base import Role
 from drift.encoders.common import (
     IMAGE_LOADING,
     check_batch_size,
-    check_items,
-    check_role,
-    encode_in_batches,
-    finish,
+    encode_items,
     load_image,
     resolve_torch_device,
 )
@@ -169,19 +166,18 @@ class OpenClipEncoder:
         show_progress: bool = False,
     ) -> np.ndarray:
         """Encode image paths (image tower) or texts (text tower) to float32 [n, dim]."""
-        check_role(role)
-        items = check_items(items, "image path" if self.tower == "image" else "text")
-        vectors = encode_in_batches(
+        images = self.tower == "image"
+        return encode_items(
             items,
-            self._encode_images if self.tower == "image" else self._encode_texts,
+            self._encode_images if images else self._encode_texts,
+            role=role,
+            what="image path" if images else "text",
+            name=f"{self.name} {self.tower}",
             dim=self.dim,
-            batch_size=check_batch_size(batch_size or self.batch_size),
+            normalize=self.normalize,
+            batch_size=batch_size or self.batch_size,
             show_progress=show_progress,
-            desc=f"{self.name} {self.tower}",
-            sort_by_length=self.tower == "text",
-        )
-        return finish(
-            vectors, name=f"{self.name} {self.tower}", dim=self.dim, normalize=self.normalize
+            sort_by_length=not images,
         )
 
     def _encode_images(self, paths: list[str]) -> np.ndarray:
