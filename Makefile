@@ -26,3 +26,14 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check drift scripts tests
+
+# Tables and figures from result files only (scripts/collect_results.py, scripts/make_figures.py):
+#   make figures                                   # results/runs -> results/figures
+#   make figures RESULTS=results/paper_cpu/runs FIGURES=results/paper_cpu/figures TABLES=results/paper_cpu/tables
+RESULTS ?= results/runs
+FIGURES ?= results/figures
+TABLES ?= $(FIGURES)
+
+figures: $(STAMP)
+	$(PY) scripts/collect_results.py $(RESULTS) --out $(TABLES)
+	$(PY) scripts/make_figures.py $(RESULTS) --out $(FIGURES)

@@ -267,7 +267,7 @@ def save_artifacts(
     """Save each fitted adapter (for `drift export`) and the held-out pairs (for `drift gate`)."""
     saved = {name: str(adapter.save(folder / name)) for name, adapter in adapters.items()}
     if val_new.size:
-        np.savez(folder / "val_pairs.npz", x_new=val_new, x_old=val_old)
+        np.savez(folder / "val_pairs.npz", new=val_new, old=val_old)  # `drift gate --pairs`
         saved["val_pairs"] = str(folder / "val_pairs.npz")
     return saved
 

@@ -44,6 +44,7 @@ PRIMARY = {
     "knn": ("recall@10", "R@10 vs. full re-embedding\n(kNN ARR, fraction)"),
     "qrels": ("ndcg@10", "nDCG@10 with\nrelevance labels"),
 }
+SHORT = {"knn": "R@10 (kNN ARR)", "qrels": "nDCG@10 (qrels)"}
 # Display order and style (label, colour, marker) of strategies; Okabe-Ito colours.
 STRATEGIES = {
     "full_reindex": ("Full re-index (oracle)", "#000000", "s"),
@@ -246,68 +247,6 @@ def sweep_figure(
     return finish(fig, axes, title, describe(rows, note)), pd.concat(tables, ignore_index=True)
 
 
-def bar_figure(
-    rows: pd.DataFrame,
-    note: str,
-    *,
-    panel: str,
-    panel_label: Callable[[object], str],
-    bars: str,
-    bar_label: Callable[[object], str],
-    title: str,
-    methods: Sequence[str] | None = None,
-    references: Sequence[str] = ("status_quo",),
-) -> tuple[Figure, pd.DataFrame]:
-    """Grouped bars, one group per adapter method and one bar per value of `bars` (e.g. DSM off
-    and on); panels by `panel` (columns) and protocol (rows); `references` as dashed lines."""
-    protocols = protocols_of(rows)
-    panels = sorted(rows[panel].dropna().unique())
-    fig, axes = new_figure(len(protocols), len(panels))
-    tables = []
-    for i, protocol in enumerate(protocols):
-        data = primary(rows, protocol)
-        for j, value in enumerate(panels):
-            ax = axes[i, j]
-            part = data[data[panel] == value]
-            adapters = part[part["method"].notna()]
-            if methods is not None:
-                adapters = adapters[adapters["method"].isin(methods)]
-            points = summarize(adapters, by=["method", bars, "strategy"])
-            names = sorted(points["method"].unique(), key=lambda m: strategy_order(f"adapter/{m}"))
-            kinds = sorted(points[bars].unique())
-            width = 0.8 / max(len(kinds), 1)
-            for k, kind in enumerate(kinds):
-                sub = points[points[bars] == kind].set_index("method").reindex(names)
-                ax.bar(
-                    np.arange(len(names)) + (k - (len(kinds) - 1) / 2) * width,
-                    sub["mean"],
-                    width,
-                    yerr=sub["std"].fillna(0.0),
-                    capsize=2,
-                    color=[style(f"adapter/{m}")["color"] for m in names],
-                    alpha=1.0 if k == 0 else 0.55,
-                    hatch=None if k == 0 else "//",
-                    edgecolor="black",
-                    linewidth=0.5,
-                    label=bar_label(kind),
-                )
-            for strategy in references:
-                ref = summarize(part[part["strategy"] == strategy], by=["strategy"])
-                if not ref.empty:
-                    ax.axhline(
-                        ref["mean"].iloc[0],
-                        color=style(strategy)["color"],
-                        linestyle="--",
-                        linewidth=1,
-                        label=label_of(strategy),
-                    )
-            ax.set_xticks(np.arange(len(names)), [label_of(f"adapter/{m}") for m in names])
-            ax.set_title(panel_label(value))
-            ax.set_ylabel(PRIMARY[protocol][1])
-            tables.append(points.assign(protocol=protocol, **{panel: value}))
-    return finish(fig, axes, title, describe(rows, note)), pd.concat(tables, ignore_index=True)
-
-
 # -- figures ----------------------------------------------------------------------------------
 def fig_drift_severity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
     fig, table = sweep_figure(
@@ -372,29 +311,45 @@ def fig_mlp_width(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
     )
 
 
+def dsm_deltas(rows: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Per Np and adapter: ARR with DSM minus ARR without, paired by seed, over seeds."""
+    data = primary(rows, protocol)
+    data = data[data["method"].notna()]
+    wide = data.pivot_table(index=["np", "method", "seed"], columns="dsm", values="value")
+    if True not in wide or False not in wide:
+        raise Skip("dsm_ablation: its runs lack adapters fitted both without and with DSM")
+    delta = (wide[True] - wide[False]).dropna().rename("value").reset_index()
+    delta["strategy"] = "adapter/" + delta["method"]
+    return summarize(delta, by=["np", "strategy"]).assign(protocol=protocol)
+
+
 def fig_dsm_ablation(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
-    return bar_figure(
-        rows,
-        note,
-        panel="np",
-        panel_label=lambda n: f"Np = {int(n):,} pairs",
-        bars="dsm",
-        bar_label=lambda dsm: "with DSM (hatched)" if dsm else "without DSM",
-        title="Diagonal scaling (DSM) ablation: each adapter without and with DSM",
-    )
+    protocols = protocols_of(rows)
+    fig, axes = new_figure(1, len(protocols))
+    tables = []
+    for j, protocol in enumerate(protocols):
+        ax = axes[0, j]
+        points = dsm_deltas(rows, protocol)
+        ax.axhline(0.0, color="#999999", linewidth=1)
+        if protocol == "knn":
+            ax.axhspan(
+                0.005, 0.015, color="#009E73", alpha=0.12, label="paper: DSM adds 0.005-0.015"
+            )
+        error_lines(ax, points, "np")
+        ax.set_xscale("log")
+        ax.set_xlabel("Np: pairs encoded by both models (items, log scale)")
+        ax.set_ylabel(f"with DSM minus without:\n{SHORT[protocol]}")
+        tables.append(points)
+    title = "Diagonal scaling (DSM) ablation: change from adding DSM to each adapter"
+    return finish(fig, axes, title, describe(rows, note)), pd.concat(tables, ignore_index=True)
 
 
 def fig_mlp_loss(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
-    return bar_figure(
-        rows.assign(panel="all"),
+    return sweep_figure(
+        rows,
         note,
-        panel="panel",
-        panel_label=lambda _: "",
-        bars="mlp_loss",
-        bar_label=lambda loss: f"{loss} loss" + ("" if loss == "cosine" else " (hatched)"),
-        title="Residual MLP adapter: cosine vs. MSE training loss",
-        methods=["residual_mlp"],
-        references=("status_quo", "adapter/procrustes"),
+        axes_x=[Axis("mlp_loss", "residual MLP training loss")],
+        title="Residual MLP adapter: cosine vs. MSE training loss (others as reference)",
     )
 
 
@@ -460,6 +415,9 @@ def build_figures(
 
 
 # -- the main table ---------------------------------------------------------------------------
+# The experiments whose runs fill the main table: text (main_table) and image upgrades, one
+# column block per dataset and model pair, as in the paper's Table 1.
+MAIN_TABLE = ("main_table", "image_efficientnet", "image_clip_laion")
 # (protocol, metric, column header) of the main table, per dataset and pair.
 TABLE_COLUMNS = [
     ("knn", "recall@10", "R@10 (kNN ARR)"),
@@ -562,7 +520,7 @@ def cell(mean: float, std: float, digits: int = 3) -> str:
 
 def main_table(frame: pd.DataFrame) -> Table:
     """The paper's Table 1 shape: strategies x (dataset, pair) x metrics, mean ± s.d. over seeds."""
-    rows, note = runs_of(frame, ("main_table",))
+    rows, note = runs_of(frame, MAIN_TABLE)
     points = summarize(rows, by=["dataset", "pair", "protocol", "strategy", "metric"])
     blocks, columns = [], []
     for (dataset, pair), part in points.groupby(["dataset", "pair"], sort=True):

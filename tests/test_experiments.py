@@ -175,7 +175,7 @@ def test_smoke_runs_share_the_embedding_cache(smoke_root: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - {"drift_synthetic"}))
+@pytest.mark.parametrize("experiment", sorted(PAPER_ANALYSES - {"drift_synthetic"}))
 def test_experiment_runs_with_its_own_models(smoke_root: Path, experiment: str) -> None:
     """The fuller variant: each experiment's real models (MiniLM-L6, mpnet, MiniLM-L3) on the
     smoke setting; about 7 minutes on 2 busy cores with a cold embedding cache."""

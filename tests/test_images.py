@@ -21,7 +21,7 @@ from drift.config import compose
 from drift.data import load_data
 from drift.data.images import MARKER, load_image_folder, load_webdataset
 from drift.encoders import build_encoder
-from drift.errors import DataError, ImageReadError
+from drift.errors import ConfigError, DataError, ImageReadError
 from drift.run import run
 
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
@@ -126,6 +126,8 @@ def test_strict_folder_and_missing_folder_are_clear_errors(tmp_path: Path) -> No
         )
     with pytest.raises(DataError, match="would leave no corpus"):
         load_image_folder(path=root, n_queries=9, seed=0, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="labels apply to image queries only"):
+        load_image_folder(path=root, queries="caption", labels="folder", seed=0, data_dir=tmp_path)
 
 
 def make_shard(path: Path) -> Path:
@@ -223,6 +225,7 @@ def run_overrides(tmp: Path, *extra: str) -> list[str]:
         f"paths.cache_dir={tmp / 'cache'}",
         "dataset=image_folder",
         f"dataset.path={tmp / 'imgs'}",
+        "adapter.methods.low_rank_affine.rank=4",  # a handful of pairs
         *extra,
     ]
 

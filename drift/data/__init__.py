@@ -9,7 +9,7 @@ Loader modules are imported lazily, so a BEIR or synthetic run never imports mte
     type: classification  a HF text classification set in the paper's kNN protocol; needs the hub
     type: synthetic       item ids for the synthetic drift encoders (drift.data.synthetic)
     type: image_folder    images with caption files, held-out images or captions as queries
-    type: webdataset      webdataset tar shards (LAION-style), the same protocols (drift.data.images)
+    type: webdataset      webdataset tar shards (LAION-style), same protocols (drift.data.images)
 """
 
 from __future__ import annotations

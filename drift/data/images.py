@@ -99,7 +99,7 @@ class SkipLog:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, sample: Sample) -> None:
-        reason = sample.problem or "unreadable"
+        reason = str(sample.problem)
         if self.strict and reason != "duplicate":
             raise ImageReadError(
                 f"{sample.id}: {SKIP_REASONS[reason]} ({sample.detail or sample.path}); "
@@ -142,12 +142,11 @@ def load_image_folder(
         missing_hint: what the error says to do when the folder is absent (e.g. the command
             that builds it).
     """
+    check_options(queries, n_queries, labels)
     root = _resolve(path, data_dir)
     if not root.is_dir():
         hint = f"; {missing_hint}" if missing_hint else ""
         raise DataError(f"image folder {root} does not exist{hint}")
-    if labels not in (None, "folder"):
-        raise ConfigError(f"labels must be null or 'folder', got {labels!r}")
     samples = [_folder_sample(root, file) for file in _image_files(root)]
     check_images(samples)
     meta = {"layout": "folder", "root": str(root), "labels": labels}
@@ -185,6 +184,7 @@ def load_webdataset(
         extract_dir: where shards are extracted once (the encoders read image files).
         Other arguments as `load_image_folder`.
     """
+    check_options(queries, n_queries, None)
     files = _expand_shards([shards] if isinstance(shards, str) else list(shards), data_dir)
     if not files:
         hint = f"; {missing_hint}" if missing_hint else ""
@@ -379,10 +379,7 @@ def build_data(
     meta: dict,
 ) -> RetrievalData:
     """Turn checked samples into a validated `RetrievalData` for the chosen query protocol."""
-    if queries not in ("image", "caption"):
-        raise ConfigError(f"queries must be 'image' or 'caption', got {queries!r}")
-    if not isinstance(n_queries, int) or n_queries < 1:
-        raise ConfigError(f"n_queries must be a positive integer, got {n_queries!r}")
+    check_options(queries, n_queries, labels)
     kept = keep_usable(samples, skipped)
     if skipped.counts:
         log.warning(
@@ -407,9 +404,22 @@ def build_data(
     common = {"name": name, "revision": revision, "corpus_modality": "image", "meta": meta}
     if queries == "image":
         return _image_queries(kept, n_queries, labels, rng, common)
-    if labels is not None:
-        raise ConfigError("labels apply to image queries only; caption queries have their qrels")
     return _caption_queries(kept, n_queries, rng, common)
+
+
+def check_options(queries: str, n_queries: int, labels: str | None) -> None:
+    """ConfigError naming the first bad protocol option (before any image is read)."""
+    if queries not in ("image", "caption"):
+        raise ConfigError(f"queries must be 'image' or 'caption', got {queries!r}")
+    if not isinstance(n_queries, int) or n_queries < 1:
+        raise ConfigError(f"n_queries must be a positive integer, got {n_queries!r}")
+    if labels not in (None, "folder"):
+        raise ConfigError(f"labels must be null or 'folder', got {labels!r}")
+    if labels is not None and queries != "image":
+        raise ConfigError(
+            "labels apply to image queries only; caption queries have their own qrels "
+            "(set dataset.labels=null)"
+        )
 
 
 def _image_queries(
