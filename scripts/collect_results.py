@@ -1,7 +1,7 @@
 """Collect result files into one tidy table, and summarise it over seeds.
 
     python scripts/collect_results.py results/runs --out results/collected
-    python scripts/collect_results.py results/paper_cpu/runs --out results/paper_cpu
+    python scripts/collect_results.py results/paper_cpu/runs --out results/paper_cpu/tables
 
 Reads every result JSON under the given folders (the files `python -m drift.run` writes) and
 writes to --out:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from collect_results import collect, summarize
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 # Each protocol's primary metric and its axis label.
 PRIMARY = {
@@ -219,6 +220,14 @@ class Axis:
     log: int | None = None
 
 
+def log_ticks_at(ax: plt.Axes, values: pd.Series, base: int = 10) -> None:
+    """Log x axis labelled at the swept values themselves (5000 -> "5k"), no minor labels."""
+    ax.set_xscale("log", base=base)
+    ticks = sorted(values.dropna().unique())
+    ax.set_xticks(ticks, [f"{v / 1000:.3g}k" if v >= 1000 else f"{v:.3g}" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def sweep_points(rows: pd.DataFrame, by: str, protocol: str) -> pd.DataFrame:
     """Mean and s.d. over seeds of the protocol's primary metric, per (`by`, strategy)."""
     data = primary(rows, protocol)
@@ -240,7 +249,7 @@ def sweep_figure(
             points = sweep_points(rows, axis.by, protocol)
             error_lines(ax, points, axis.x or axis.by)
             if axis.log:
-                ax.set_xscale("log", base=axis.log)
+                log_ticks_at(ax, points[axis.x or axis.by], axis.log)
             ax.set_xlabel(axis.label)
             ax.set_ylabel(PRIMARY[protocol][1])
             tables.append(points)
@@ -336,7 +345,7 @@ def fig_dsm_ablation(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFram
                 0.005, 0.015, color="#009E73", alpha=0.12, label="paper: DSM adds 0.005-0.015"
             )
         error_lines(ax, points, "np")
-        ax.set_xscale("log")
+        log_ticks_at(ax, points["np"])
         ax.set_xlabel("Np: pairs encoded by both models (items, log scale)")
         ax.set_ylabel(f"with DSM minus without:\n{SHORT[protocol]}")
         tables.append(points)
@@ -369,7 +378,10 @@ def fig_ann_sensitivity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataF
         error_lines(ax, hnsw, x)
         for strategy, level in zip(flat["strategy"], flat["mean"], strict=True):
             ax.axhline(level, color=style(strategy)["color"], linestyle=":", linewidth=1)
-        ax.set_xscale("log")
+        if x == "ef_search":
+            log_ticks_at(ax, hnsw[x])
+        else:
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(PRIMARY["knn"][1])
     if not flat.empty:

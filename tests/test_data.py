@@ -147,14 +147,22 @@ def test_offline_sets_have_the_committed_sizes(name: str) -> None:
 
 
 def test_offline_mix_is_the_sum_of_its_parts() -> None:
-    cfg = to_plain(compose(["dataset=offline_mix"]))
-    mix = load_data(cfg["dataset"], seed=0, data_dir=DATA_DIR)
+    full = ["dataset=offline_mix", "dataset.max_corpus=null", "dataset.max_queries=null"]
+    mix = load_data(to_plain(compose(full))["dataset"], seed=0, data_dir=DATA_DIR)
     assert len(mix.corpus) == len(mix.queries) == sum(OFFLINE_SIZES.values())
     assert mix.meta["parts"]["faq"]["n_queries"] == OFFLINE_SIZES["faq"]
     faq = read_beir(DATA_DIR / "offline_text" / "faq")
     i = mix.query_ids.index(f"faq/{faq.query_ids[0]}")
     assert mix.queries[i] == faq.queries[0]
     assert mix.qrels[f"faq/{faq.query_ids[0]}"] == {f"faq/{faq.query_ids[0]}": 1}
+
+
+def test_offline_default_is_a_seeded_subset_with_its_relevant_docs() -> None:
+    spec = to_plain(compose())["dataset"]
+    a, b = (load_data(spec, seed=0, data_dir=DATA_DIR) for _ in range(2))
+    assert (len(a.corpus), len(a.queries)) == (spec["max_corpus"], spec["max_queries"])
+    assert a.corpus_ids == b.corpus_ids
+    assert {d for rel in a.qrels.values() for d in rel} <= set(a.corpus_ids)
 
 
 def test_mix_with_limits_keeps_relevant_docs() -> None:
