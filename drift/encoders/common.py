@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from drift.errors import ConfigError, DataError, ImageReadError
+from drift.errors import ConfigError, DataError
 from drift.vectors import check_vectors, l2_normalize
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
 ROLES = ("query", "document")
 
@@ -134,24 +133,3 @@ def finish(vectors: np.ndarray, *, name: str, dim: int, normalize: bool) -> np.n
     """Check shape and finiteness, cast to float32, and L2-normalise rows when asked."""
     vectors = check_vectors(np.asarray(vectors, dtype=np.float32), name=f"{name} vectors", dim=dim)
     return l2_normalize(vectors) if normalize else vectors
-
-
-# Every image loader composites transparency onto white before the model's own transform, so
-# cut-out images (e.g. PNG stamps) look the same to every image encoder.
-IMAGE_LOADING = "rgb,alpha_on_white"
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB (transparent areas on white), or raise ImageReadError."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(canvas, rgba).convert("RGB")
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"cannot read image {str(path)!r}: {err}") from err

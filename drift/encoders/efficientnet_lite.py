@@ -14,15 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from drift.encoders.base import Role
-from drift.encoders.common import (
-    IMAGE_LOADING,
-    check_batch_size,
-    encode_items,
-    load_image,
-    resolve_torch_device,
-)
+from drift.encoders.common import check_batch_size, encode_items, resolve_torch_device
 from drift.encoders.resolver import require_format, resolve_model
 from drift.errors import ModelUnavailableError
+from drift.imaging import IMAGE_LOADING, load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -19,15 +19,10 @@ from typing import Literal
 import numpy as np
 
 from drift.encoders.base import Role
-from drift.encoders.common import (
-    IMAGE_LOADING,
-    check_batch_size,
-    encode_items,
-    load_image,
-    resolve_torch_device,
-)
+from drift.encoders.common import check_batch_size, encode_items, resolve_torch_device
 from drift.encoders.resolver import is_offline
 from drift.errors import ConfigError, ModelUnavailableError
+from drift.imaging import IMAGE_LOADING, load_image
 
 log = logging.getLogger(__name__)
 
