@@ -96,7 +96,6 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
 
         with timings("load_data"):
             data = load_data(cfg["dataset"], seed=seed, data_dir=paths["data_dir"])
-            n_original = {"n_corpus": len(data.corpus), "n_queries": len(data.queries)}
             limits = cfg["data_limits"]
             data = subsample(
                 data,
@@ -217,7 +216,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             side: encoder_summary(separate_query[side]) if side in separate_query else None
             for side in encoders
         },
-        "dataset": {**data.summary(), "original": n_original},
+        "dataset": data.summary(),  # meta "subsample" records full and effective sizes
         "drift": measured_drift,
         "pairs": split.summary(),
         "adapters": {name: a.describe() for name, a in adapters.items()},

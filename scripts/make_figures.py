@@ -253,7 +253,8 @@ def sweep_figure(
             ax.set_xlabel(axis.label)
             ax.set_ylabel(PRIMARY[protocol][1])
             tables.append(points)
-    return finish(fig, axes, title, describe(rows, note)), pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
+    return finish(fig, axes, title, describe(rows, note)), table
 
 
 # -- figures ----------------------------------------------------------------------------------
