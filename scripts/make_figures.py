@@ -36,7 +36,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import collect, summarize
+from collect_results import collect, short_model, summarize
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -44,6 +44,13 @@ from matplotlib.ticker import NullFormatter
 PRIMARY = {
     "knn": ("recall@10", "R@10 vs. full re-embedding\n(kNN ARR, fraction)"),
     "qrels": ("ndcg@10", "nDCG@10 with\nrelevance labels"),
+}
+# Short names of known models for crowded labels.
+SHORT_MODELS = {
+    "all-MiniLM-L6-v2": "MiniLM-L6",
+    "paraphrase-MiniLM-L3-v2": "MiniLM-L3",
+    "multilingual-e5-small": "e5-small",
+    "all-mpnet-base-v2": "mpnet",
 }
 SHORT = {"knn": "R@10 (kNN ARR)", "qrels": "nDCG@10 (qrels)"}
 # Display order and style (label, colour, marker) of strategies; Okabe-Ito colours.
@@ -135,10 +142,13 @@ def slug(text: str) -> str:
 def describe(rows: pd.DataFrame, note: str) -> str:
     """Second title line: what the runs are (pair, dataset, index, seeds)."""
     parts = []
-    for column in ("pair", "dataset"):
-        values = sorted(rows[column].dropna().unique())
-        if len(values) == 1:
-            parts.append(str(values[0]))
+    pairs, olds = rows["pair"].unique(), rows["old_model"].unique()
+    if len(pairs) == 1:
+        parts.append(str(pairs[0]))
+    elif len(olds) == 1:
+        parts.append(f"old model {short_model(str(olds[0]))}")
+    datasets = sorted(rows["dataset"].unique())
+    parts.append("/".join(datasets))
     kinds = sorted(rows["index_kind"].unique())
     parts.append("/".join(k.upper() if k != "hnsw" else "HNSW" for k in kinds))
     seeds = rows.groupby("group")["seed"].nunique()
@@ -239,9 +249,14 @@ def sweep_points(rows: pd.DataFrame, by: str, protocol: str) -> pd.DataFrame:
 def sweep_figure(
     rows: pd.DataFrame, note: str, *, axes_x: Sequence[Axis], title: str
 ) -> tuple[Figure, pd.DataFrame]:
-    """Line plots: one row of panels per protocol, one column per x axis."""
+    """Line plots: one row of panels per protocol, one column per x axis (one x axis: the
+    protocols side by side)."""
     protocols = protocols_of(rows)
-    fig, axes = new_figure(len(protocols), len(axes_x))
+    if len(axes_x) == 1:
+        fig, axes = new_figure(1, len(protocols))
+        axes = axes.T
+    else:
+        fig, axes = new_figure(len(protocols), len(axes_x))
     tables = []
     for i, protocol in enumerate(protocols):
         for j, axis in enumerate(axes_x):
@@ -262,7 +277,7 @@ def fig_drift_severity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFr
     fig, table = sweep_figure(
         rows,
         note,
-        axes_x=[Axis("pair", "measured drift: 1 - 10-NN overlap, old vs. new space", "drift")],
+        axes_x=[Axis("pair", "measured drift (1 - 10-NN overlap)", "drift")],
         title="ARR vs. drift severity: one old model, new models ordered by measured drift",
     )
     pairs = table.drop_duplicates("pair")
@@ -271,10 +286,13 @@ def fig_drift_severity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFr
         top.set_xticks(
             pairs["drift"].to_numpy(),
             [
-                f"{pair.split(' -> ')[-1]}\n(CKA {cka:.2f})"
+                f"{SHORT_MODELS.get(pair.split(' -> ')[-1], pair.split(' -> ')[-1])} "
+                f"(CKA {cka:.2f})"
                 for pair, cka in zip(pairs["pair"], pairs["drift_cka"], strict=True)
             ],
             fontsize=7,
+            rotation=30,
+            ha="left",
         )
     return fig, table
 
