@@ -7,7 +7,6 @@ stages meet; each stage takes plain values.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -109,22 +108,23 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         # Query-side encoders: the corpus encoders unless {side}_query_encoder names another
         # tower of the same model (e.g. CLIP text towers for caption queries to an image corpus).
         query_encoders: dict[str, CachedEncoder] = {}
-        load_encoder = functools.partial(
-            shared_encoder,
-            device=cfg["device"],
-            offline=offline,
-            model_cache_dir=paths["model_cache_dir"],
-        )
+
+        def load_encoder(spec: dict[str, Any]) -> CachedEncoder:
+            encoder = shared_encoder(
+                spec,
+                device=cfg["device"],
+                offline=offline,
+                model_cache_dir=paths["model_cache_dir"],
+            )
+            return CachedEncoder(encoder, cache, chunk_size=cfg["encode"]["chunk_size"])
+
         for side in ("old", "new"):
             with timings(f"load_model/{side}"):
-                encoders[side] = CachedEncoder(load_encoder(cfg[f"{side}_encoder"]), cache)
+                encoders[side] = load_encoder(cfg[f"{side}_encoder"])
             query_encoders[side] = encoders[side]
             if cfg.get(f"{side}_query_encoder") is not None:
                 with timings(f"load_model/{side}/query"):
-                    encoder = load_encoder(cfg[f"{side}_query_encoder"])
-                query_encoders[side] = CachedEncoder(
-                    encoder, cache, chunk_size=cfg["encode"]["chunk_size"]
-                )
+                    query_encoders[side] = load_encoder(cfg[f"{side}_query_encoder"])
             check_modalities(encoders[side], query_encoders[side], data, side)
 
         enc = cfg["encode"]
