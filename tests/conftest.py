@@ -12,3 +12,23 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001
+    """Skip (and say why) tests that need the hub when offline, or a GPU when there is none."""
+    import pytest
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
+    for item in items:
+        if offline and "online" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs the hub: run with HF_HUB_OFFLINE=0"))
+        if "gpu" in item.keywords and not _cuda_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
