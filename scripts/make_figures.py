@@ -10,7 +10,7 @@ and a CSV of the plotted points (mean, s.d. and count over seeds):
     drift_severity   experiment=drift_severity            ARR vs measured drift, real model pairs
     drift_synthetic  experiment=drift_synthetic           ARR vs synthetic drift level and drift
     sample_size      sample_size, sample_size_fraction    ARR vs Np, and vs Np / corpus size
-    dsm_ablation     dsm_ablation                         ARR without and with DSM per adapter
+    dsm_ablation     dsm_ablation                         ARR with DSM minus without, per adapter
     la_rank          la_rank                              ARR vs low-rank affine rank
     mlp_width        mlp_width                            ARR vs residual MLP hidden width
     mlp_loss         mlp_loss                             ARR of the MLP trained on cosine vs MSE
@@ -127,8 +127,6 @@ def runs_of(frame: pd.DataFrame, experiments: Sequence[str]) -> tuple[pd.DataFra
 
 def contexts(rows: pd.DataFrame, keys: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
     """Split rows by `keys` (e.g. dataset and pair): [(file suffix, rows)], no suffix if one."""
-    if not keys:
-        return [("", rows)]
     groups = list(rows.groupby(list(keys), sort=True))
     if len(groups) == 1:
         return [("", groups[0][1])]
