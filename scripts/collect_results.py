@@ -5,10 +5,10 @@
 
 Reads every result JSON under the given folders (the files `python -m drift.run` writes) and
 writes to --out:
-- results.csv / results.parquet: one row per run x protocol x strategy x metric (tidy), with the
+- results.csv.gz / results.parquet: one row per run x protocol x strategy x metric (tidy), with the
   run's design (experiment, dataset, model pair, Np, index, swept hyperparameters), its measured
   drift and the metric's mean over queries with its bootstrap CI;
-- summary.csv / summary.parquet: the same grouped by everything but the seed (the run's config
+- summary.csv.gz / summary.parquet: the same grouped by everything but the seed (the run's config
   without its seed), with mean, standard deviation and a 95% t-interval over seeds.
 
 Numbers from debug (smoke) runs are kept, flagged in the `debug` column; they are not results.
@@ -82,7 +82,8 @@ def is_result(record: Any) -> bool:
 
 
 def read_results(roots: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, record) for every result file under `roots`; other JSON files are skipped."""
+    """(path relative to its root, record) for every result file under `roots`; other JSON files
+    are skipped."""
     found = []
     for root in roots:
         if not Path(root).is_dir():
@@ -93,7 +94,7 @@ def read_results(roots: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not valid JSON: {err}") from err
             if is_result(record):
-                found.append((path, record))
+                found.append((path.relative_to(root), record))
     return found
 
 
@@ -243,12 +244,14 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
 
 
 def write_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """results.{csv,parquet} and summary.{csv,parquet} in `out_dir`."""
+    """results.{csv.gz,parquet} and summary.{csv.gz,parquet} in `out_dir`. The CSVs are gzipped:
+    every run repeats its design on each of its hundreds of rows (pandas, R, DuckDB and polars
+    read .csv.gz as they are)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in (("results", frame), ("summary", summarize(frame))):
-        for suffix, write in ((".csv", table.to_csv), (".parquet", table.to_parquet)):
+        for suffix, write in ((".csv.gz", table.to_csv), (".parquet", table.to_parquet)):
             path = out / f"{name}{suffix}"
             write(path, index=False)
             written.append(path)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from collect_results import collect, short_model, summarize
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 # Each protocol's primary metric and its axis label.
 PRIMARY = {
@@ -229,11 +229,21 @@ class Axis:
 
 
 def log_ticks_at(ax: plt.Axes, values: pd.Series, base: int = 10) -> None:
-    """Log x axis labelled at the swept values themselves (5000 -> "5k"), no minor labels."""
+    """Log x axis labelled at the swept values themselves (5000 -> "5k"), skipping a value too
+    close to a larger one to label legibly; no minor labels."""
     ax.set_xscale("log", base=base)
-    ticks = sorted(values.dropna().unique())
-    ax.set_xticks(ticks, [f"{v / 1000:.3g}k" if v >= 1000 else f"{v:.3g}" for v in ticks])
+    ticks: list[float] = []
+    for value in sorted(values.dropna().unique(), reverse=True):
+        if not ticks or ticks[-1] / value >= 1.3:
+            ticks.append(value)
+    ax.set_xticks(ticks, [tick_label(v) for v in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def tick_label(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:.3g}k"
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def sweep_points(rows: pd.DataFrame, by: str, protocol: str) -> pd.DataFrame:
@@ -399,6 +409,9 @@ def fig_ann_sensitivity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataF
             log_ticks_at(ax, hnsw[x])
         else:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel(PRIMARY["knn"][1])
     if not flat.empty:
@@ -579,6 +592,12 @@ def main_table(frame: pd.DataFrame) -> Table:
     )
 
 
+CAPPED = (
+    ", capped by the eligible corpus items: every seed fits on the same pairs and differs only"
+    " in the train/validation split and the fitting's randomness"
+)
+
+
 def table_notes(rows: pd.DataFrame) -> list[str]:
     runs = rows.drop_duplicates("file")
     seeds = runs.groupby(["dataset", "pair"])["seed"].nunique()
@@ -597,7 +616,9 @@ def table_notes(rows: pd.DataFrame) -> list[str]:
             f"{dataset}, {pair}: {int(part['n_corpus'].iloc[0]):,} documents, "
             f"{int(part['n_queries'].iloc[0]):,} queries; Np = "
             + "/".join(f"{int(n):,}" for n in np_used)
-            + f" pairs (requested {'/'.join(f'{int(n):,}' for n in requested)}); index {kinds}; "
+            + f" pairs (requested {'/'.join(f'{int(n):,}' for n in requested)}"
+            + (CAPPED if max(requested) > max(np_used) else "")
+            + f"); index {kinds}; "
             f"1 - 10-NN overlap {1 - part['drift_knn_overlap'].mean():.3f}, "
             f"CKA {part['drift_cka'].mean():.3f}."
         )

@@ -36,7 +36,7 @@ def test_collect_writes_a_tidy_table_and_a_summary(results_dir: Path, tmp_path: 
     frame = pd.read_parquet(tmp_path / "results.parquet")
     assert set(frame["experiment"]) == set(EXPERIMENTS)
     assert frame["debug"].all()
-    assert len(pd.read_csv(tmp_path / "results.csv")) == len(frame)
+    assert len(pd.read_csv(tmp_path / "results.csv.gz")) == len(frame)
     r10 = frame[(frame.protocol == "knn") & (frame.metric == "recall@10")]
     assert r10["value"].between(0, 1).all() and r10["strategy"].str.startswith("adapter/").any()
     la = frame[(frame.experiment == "la_rank") & (frame.method == "low_rank_affine")]
