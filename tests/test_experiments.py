@@ -178,7 +178,7 @@ def test_smoke_runs_share_the_embedding_cache(smoke_root: Path) -> None:
 @pytest.mark.parametrize("experiment", sorted(PAPER_ANALYSES - {"drift_synthetic"}))
 def test_experiment_runs_with_its_own_models(smoke_root: Path, experiment: str) -> None:
     """The fuller variant: each experiment's real models (MiniLM-L6, mpnet, MiniLM-L3) on the
-    smoke setting; about 7 minutes on 2 busy cores with a cold embedding cache."""
+    smoke setting; about 4 minutes on 2 cores, nearly all of it mpnet unpacking and encoding."""
     record = smoke_run(smoke_root, experiment, own_models=True)
     assert record["real_weights"] is True and record["synthetic"] is False
     assert "qrels" in record["metrics"]["protocols"]
