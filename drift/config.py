@@ -5,7 +5,6 @@ Only drift.run, scripts/ and tests use this module; stages below receive plain P
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -33,7 +32,3 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(container, dict)
     container.pop("hydra", None)
     return container
-
-
-def repo_path(path: str | Path) -> Path:
-    return Path(path).expanduser().resolve()
