@@ -82,7 +82,7 @@ def evaluate(
 def format_table(evaluation: Mapping[str, Any], protocol: str, k: int = 10) -> str:
     """A Markdown table shaped like the paper's: one row per strategy (not-applicable ones as
     n/a, with the reason below), metrics at k as mean [CI], ARR of the protocol's primary metric,
-    and us/query with the adapter's (or the fusion's) share."""
+    us/query with the adapter's (or the fusion's) share, and the new-model document encodes."""
     if protocol not in evaluation["protocols"]:
         raise ConfigError(
             f"no {protocol!r} protocol in this evaluation; it has {sorted(evaluation['protocols'])}"
@@ -96,23 +96,29 @@ def format_table(evaluation: Mapping[str, Any], protocol: str, k: int = 10) -> s
         f"Protocol {protocol}: {block['n_queries']} queries, "
         f"{block['n_queries_effective'].get(f'recall@{k}', 0)} with a relevant document.",
         "",
-        f"| Strategy | R@{k} | MRR@{k} | nDCG@{k} | ARR ({_short(arr_metric)}) | us/query |",
-        "|---|---|---|---|---|---|",
+        f"| Strategy | R@{k} | MRR@{k} | nDCG@{k} | ARR ({_short(arr_metric)}) | us/query "
+        "| Encoded |",
+        "|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    noted: dict[str, list[str]] = {}  # note -> strategies (each note printed once)
     for name in evaluation["order"]:
         if name in evaluation["not_applicable"]:
-            lines.append(f"| {name} | n/a | n/a | n/a | n/a | n/a |")
-            notes.append(f"{name}: not applicable ({evaluation['not_applicable'][name]})")
+            lines.append(f"| {name} | n/a | n/a | n/a | n/a | n/a | n/a |")
+            noted.setdefault(f"not applicable ({evaluation['not_applicable'][name]})", [])
+            noted[f"not applicable ({evaluation['not_applicable'][name]})"].append(name)
             continue
         row = block["strategies"][name]
         cells = [_fmt_summary(row["metrics"][c]) for c in columns]
         cells.append(_fmt_summary(row["arr"].get(f"arr_{arr_metric}")))
         cells.append(_fmt_timing(row["timings"]))
+        cells.append(_fmt_cost(row.get("cost", {})))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         if row["notes"]:
-            notes.append(f"{name}: {row['notes']}")
+            noted.setdefault(row["notes"], []).append(name)
+    notes = [f"{', '.join(names)}: {note}" for note, names in noted.items()]
     notes += [
+        "Encoded = corpus documents encoded by the new model (share of the corpus): the full "
+        "re-embedding's N, the adapter's pairs, rerank's on-demand encodes, the backfill",
         DEFINITIONS[protocol],
         block["arr_definition"],
         f"mean [{100 * (1 - evaluation['alpha']):.0f}% bootstrap CI]; "
@@ -146,7 +152,14 @@ def _evaluate_protocol(
 ) -> dict[str, Any]:
     per_query = {name: per_query_fn(r.ids) for name, r in results.items()}
     strategies: dict[str, dict[str, Any]] = {
-        name: {"metrics": {}, "arr": {}, "timings": r.timings, "notes": r.notes}
+        name: {
+            "metrics": {},
+            "arr": {},
+            "timings": r.timings,
+            "notes": r.notes,
+            "cost": r.cost,
+            "params": r.params,
+        }
         for name, r in results.items()
     }
     metrics = list(next(iter(per_query.values()), {}))
@@ -187,6 +200,13 @@ def _fmt_summary(summary: Mapping[str, Any] | None) -> str:
     low, high = summary.get("ci_low"), summary.get("ci_high")
     ci = f" [{low:.3f}, {high:.3f}]" if _finite(low) and _finite(high) else ""
     return f"{summary['mean']:.3f}{ci}"
+
+
+def _fmt_cost(cost: Mapping[str, Any]) -> str:
+    share = cost.get("share_encoded")
+    if not _finite(share):
+        return "n/a"
+    return f"{100 * share:.1f}% ({cost['new_doc_encodes']:,})"
 
 
 def _fmt_timing(timings: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ from drift.encoders import Encoder, shared_encoder
 from drift.errors import ConfigError, DataError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
+from drift.mixed_strategies import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.pairs import PairSplit, sample_pairs
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
@@ -171,6 +172,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         with timings("ground_truth"):
             _, knn_truth = exact_search(x_new, q_new, k)
 
+        wanted = list(cfg["eval"]["strategies"])
+        pair_rows = np.concatenate([split.train, split.val])
         with timings("search"):
             strategy_results = run_strategies(
                 old_index=old_index,
@@ -182,8 +185,28 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 k=k,
                 old_corpus=x_old,
                 knn_truth=knn_truth,
-                include=cfg["eval"]["strategies"],
+                include=[s for s in wanted if s not in MIXED_FAMILIES],
             )
+            for name, result in strategy_results.items():
+                result.cost = paper_strategy_costs(name, len(x_new), pair_rows.size)
+        mixed = [s for s in wanted if s in MIXED_FAMILIES]
+        if mixed:
+            with timings("search/mixed"):
+                strategy_results |= run_mixed_strategies(
+                    cfg["eval"]["mixed"],
+                    mixed,
+                    old_index=old_index,
+                    spec=spec,
+                    index_cache=index_cache,
+                    q_old=q_old,
+                    q_new=q_new,
+                    x_old=x_old,
+                    x_new=x_new,
+                    adapters=adapters,
+                    k=k,
+                    seed=derive_seed(seed, "mixed"),
+                    pair_rows=pair_rows,
+                )
         protocols = list(cfg["eval"]["protocols"])
         qrels = qrels_by_row(data) if "qrels" in protocols else None
         if "qrels" in protocols and qrels is None:
@@ -205,7 +228,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "task_name": cfg["task_name"],
         "seed": seed,
         "seeds": {
-            name: derive_seed(seed, name) for name in ("subsample", "pairs", "bootstrap", "drift")
+            name: derive_seed(seed, name)
+            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed")
         },
         "real_weights": real_weights,
         "synthetic": data.synthetic,

@@ -46,6 +46,13 @@ class StrategyResult:
     scores: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    # What it costs in new-model document encodes (see drift.mixed_strategies.encode_cost) and
+    # the settings it ran with (family, depth, fraction, ...), both as stored in result files.
+    cost: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    # Rows [nq, C] (-1 padded) whose new-model vectors each query needs on demand (rerank), for
+    # the query-stream simulation; None when a strategy encodes no document per query.
+    candidates: np.ndarray | None = None
 
     @classmethod
     def not_applicable(cls, name: str, reason: str) -> StrategyResult:
@@ -59,6 +66,8 @@ class StrategyResult:
             "reason": self.reason,
             "timings": self.timings,
             "notes": self.notes,
+            "cost": self.cost,
+            "params": self.params,
         }
 
 
@@ -98,7 +107,7 @@ def adapter_strategy(
             f"adapter {name!r} maps into {adapter.d_out}-d but the old index is {old_index.d}-d"
         )
     adapter.transform(q_new[:1])  # warm-up (lazy initialisation), not timed
-    mapped, adapter_seconds = _timed(lambda: adapter.transform(q_new))
+    mapped, adapter_seconds = timed(lambda: adapter.transform(q_new))
     return _searched(f"adapter/{name}", old_index, mapped, k, spec, adapter_seconds=adapter_seconds)
 
 
@@ -121,15 +130,15 @@ def dual_index(
     corpus, twice the index memory, and two query encodings per query (the second encoding is not
     in these timings). Returned scores are RRF scores.
     """
-    (_, ids_old), t_old = _timed_search(old_index, q_old, k, spec)
-    (_, ids_new), t_new = _timed_search(new_index, q_new, k, spec)
-    (scores, ids), fuse_seconds = _timed(lambda: rrf_fuse([ids_new, ids_old], k))
+    (_, ids_old), t_old = timed_search(old_index, q_old, k, spec)
+    (_, ids_new), t_new = timed_search(new_index, q_new, k, spec)
+    (scores, ids), fuse_seconds = timed(lambda: rrf_fuse([ids_new, ids_old], k))
     return StrategyResult(
         name="dual_index",
         applicable=True,
         ids=ids,
         scores=scores,
-        timings=_timings(len(q_new), search_seconds=t_old + t_new, fuse_seconds=fuse_seconds),
+        timings=stage_timings(len(q_new), search_seconds=t_old + t_new, fuse_seconds=fuse_seconds),
         notes="RRF of new->new and old->old rankings; needs the full re-embedding",
     )
 
@@ -267,26 +276,26 @@ def _searched(
     notes: str = "",
     **other_seconds: float,
 ) -> StrategyResult:
-    (scores, ids), search_seconds = _timed_search(index, queries, k, spec)
-    timings = _timings(len(queries), search_seconds=search_seconds, **other_seconds)
+    (scores, ids), search_seconds = timed_search(index, queries, k, spec)
+    timings = stage_timings(len(queries), search_seconds=search_seconds, **other_seconds)
     return StrategyResult(name, True, ids=ids, scores=scores, timings=timings, notes=notes)
 
 
-def _timed_search(
+def timed_search(
     index: faiss.Index, queries: np.ndarray, k: int, spec: IndexSpec
 ) -> tuple[tuple[np.ndarray, np.ndarray], float]:
     # One untimed query first: the first faiss call of a process starts its thread pool.
     search(index, queries[:1], k, spec)
-    return _timed(lambda: search(index, queries, k, spec))
+    return timed(lambda: search(index, queries, k, spec))
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
 
 
-def _timings(n_queries: int, **seconds: float) -> dict[str, float]:
+def stage_timings(n_queries: int, **seconds: float) -> dict[str, float]:
     """Stage times (search_seconds, adapter_seconds, ...), their per-query cost and the total."""
     per_query = {
         key.replace("_seconds", "_us_per_query"): 1e6 * s / max(n_queries, 1)
