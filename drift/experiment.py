@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from drift.adapters import Adapter, build_adapter
+from drift.analyses import query_stream
 from drift.cache import CachedEncoder, EmbeddingCache
 from drift.data import load_data
 from drift.data.subsample import subsample
@@ -220,6 +221,20 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 n_boot=int(cfg["eval"]["n_boot"]),
                 seed=derive_seed(seed, "bootstrap"),
             )
+        analyses: dict[str, Any] = {}
+        if cfg["stream"]["enabled"]:
+            with timings("stream"):
+                analyses["stream"] = query_stream(
+                    cfg["stream"],
+                    strategy_results,
+                    knn_truth=knn_truth if "knn" in protocols else None,
+                    qrels=qrels,
+                    pair_rows=pair_rows,
+                    encoder=encoders["new"].encoder,
+                    documents=data.corpus,
+                    n_queries=len(data.queries),
+                    seed=derive_seed(seed, "stream"),
+                )
         caught = [f"{w.category.__name__}: {w.message}" for w in warned]
 
     separate_query = {s: e for s, e in query_encoders.items() if e is not encoders[s]}
@@ -229,7 +244,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "seed": seed,
         "seeds": {
             name: derive_seed(seed, name)
-            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed")
+            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed", "stream")
         },
         "real_weights": real_weights,
         "synthetic": data.synthetic,
@@ -250,6 +265,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "timings": {**timings, "total": time.time() - started},
         "strategies": {name: r.summary() for name, r in strategy_results.items()},
         "metrics": evaluation,
+        **analyses,
         "warnings": caught,
     }
 
