@@ -18,6 +18,7 @@ from drift.errors import ConfigError
 from drift.metrics import Qrels, knn_metrics, qrels_metrics
 from drift.strategies import StrategyResult
 from drift.stream import StreamStrategy, make_stream, simulate_stream
+from drift.timeline import TimelineConfig
 
 # Per-query quality tracked along streams and timelines: each protocol's primary metric.
 QUALITY_K = 10
@@ -126,3 +127,19 @@ def query_stream(
         "popularity": settings["popularity"],
         **simulated,
     }
+
+
+def timeline_config(
+    settings: Mapping[str, Any], adapter_methods: Mapping[str, Any]
+) -> TimelineConfig:
+    """The `timeline` block as a TimelineConfig; its adapter names an `adapter.methods` entry,
+    refitted (or frozen) with that entry's hyper-parameters and no DSM."""
+    name = settings["adapter"]
+    if name not in adapter_methods:
+        raise ConfigError(
+            f"timeline.adapter={name!r} is not in adapter.methods {sorted(adapter_methods)}"
+        )
+    values = {key: value for key, value in settings.items() if key not in ("enabled", "n_boot")}
+    return TimelineConfig.from_dict(
+        {**values, "adapter": {"kind": name, **(adapter_methods[name] or {})}}
+    )

@@ -12,6 +12,7 @@ COMMANDS = {
     "export": "drift.export:main",
     "gate": "drift.gate:main",
     "cost": "drift.cost:main",
+    "recommend": "drift.recommend:main",
 }
 
 

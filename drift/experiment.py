@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from drift.adapters import Adapter, build_adapter
-from drift.analyses import query_stream
+from drift.analyses import query_stream, timeline_config
 from drift.cache import CachedEncoder, EmbeddingCache
 from drift.data import load_data
 from drift.data.subsample import subsample
@@ -32,6 +32,7 @@ from drift.pairs import PairSplit, sample_pairs
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
 from drift.strategies import run_strategies
+from drift.timeline import run_timeline
 from drift.timing import Timings
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,27 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                     n_queries=len(data.queries),
                     seed=derive_seed(seed, "stream"),
                 )
+        if cfg["timeline"]["enabled"]:
+            with timings("timeline"):
+                analyses["timeline"] = run_timeline(
+                    timeline_config(cfg["timeline"], adapter_cfg["methods"]),
+                    x_old=x_old,
+                    x_new=x_new,
+                    q_old=q_old,
+                    q_new=q_new,
+                    old_index=old_index,
+                    new_index=new_index,
+                    spec=spec,
+                    index_cache=index_cache,
+                    train_rows=split.train,
+                    val_rows=split.val,
+                    excluded=query_text_mask(data),
+                    knn_truth=knn_truth if "knn" in protocols else None,
+                    qrels=qrels,
+                    k=k,
+                    seed=derive_seed(seed, "timeline"),
+                    n_boot=int(cfg["timeline"]["n_boot"]),
+                )
         caught = [f"{w.category.__name__}: {w.message}" for w in warned]
 
     separate_query = {s: e for s, e in query_encoders.items() if e is not encoders[s]}
@@ -244,7 +266,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "seed": seed,
         "seeds": {
             name: derive_seed(seed, name)
-            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed", "stream")
+            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed", "stream", "timeline")
         },
         "real_weights": real_weights,
         "synthetic": data.synthetic,

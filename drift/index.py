@@ -110,19 +110,42 @@ def build_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, spec: IndexSpec
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    spec: IndexSpec,
+    *,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product: (scores [nq, k] float32, ids [nq, k] int64).
 
     efSearch (HNSW) and nprobe (IVF, clamped to nlist) are taken from `spec`. When k exceeds the
     number of indexed vectors, the missing places hold id -1 (and a score of about -3.4e38).
+    `allowed` (sorted int64 ids) restricts the search to those ids with a faiss ID selector
+    (CPU indexes only: filtered search as a vector database does it, inside the graph or lists).
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise ConfigError(f"search: k must be a positive integer, got {k!r}")
     queries = check_vectors(queries, name="query vectors", dim=index.d)
-    _configure_search(index, spec)
-    scores, ids = index.search(queries, int(k))
+    if allowed is None:
+        _configure_search(index, spec)
+        scores, ids = index.search(queries, int(k))
+    else:
+        if is_gpu_index(index):
+            raise ConfigError("filtered search (allowed ids) needs a CPU index")
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(allowed)
+        scores, ids = index.search(queries, int(k), params=_search_params(spec, index, selector))
     return scores, ids.astype(np.int64, copy=False)
+
+
+def _search_params(spec: IndexSpec, index: faiss.Index, selector) -> faiss.SearchParameters:
+    if spec.kind == "hnsw":
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=spec.ef_search)
+    if spec.kind == "ivfpq":
+        nlist = faiss.extract_index_ivf(index).nlist
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(spec.nprobe, nlist))
+    return faiss.SearchParameters(sel=selector)
 
 
 def exact_search(
@@ -135,7 +158,7 @@ def exact_search(
 
 def to_cpu(index: faiss.Index) -> faiss.Index:
     """A CPU copy of a GPU index (the index itself when it already lives on the CPU)."""
-    return faiss.index_gpu_to_cpu(index) if _is_gpu(index) else index
+    return faiss.index_gpu_to_cpu(index) if is_gpu_index(index) else index
 
 
 class IndexCache:
@@ -263,7 +286,7 @@ def _trained_ivfpq(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     return index
 
 
-def _is_gpu(index: faiss.Index) -> bool:
+def is_gpu_index(index: faiss.Index) -> bool:
     return hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex)
 
 
@@ -300,7 +323,7 @@ def _to_device(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
 def _configure_search(index: faiss.Index, spec: IndexSpec) -> None:
     if spec.kind == "flat":
         return
-    gpu = _is_gpu(index)
+    gpu = is_gpu_index(index)
     space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
     try:
         if spec.kind == "hnsw":

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from drift.errors import ConfigError, VectorError
-from drift.index import IndexCache, IndexSpec, exact_search, search
+from drift.index import IndexCache, IndexSpec, exact_search, is_gpu_index, search
 from drift.strategies import StrategyResult, rrf_fuse, stage_timings, timed, timed_search
 
 Normalisation = Literal["zscore", "minmax", "none", "rrf"]
@@ -343,11 +343,14 @@ def search_unmigrated(
     k: int,
     spec: IndexSpec,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of the old index among rows not yet migrated (searched deeper until k remain).
+    """Top-k of the old index among rows not yet migrated (`migrated`: bool per row).
 
-    Filtering after the search works with every index kind and device; the depth doubles
+    A filtered search (faiss ID selector) on CPU indexes, as a vector database filters; on GPU
+    indexes, which take no selector, the search is repeated deeper (doubling) and filtered after
     until every query has k unmigrated rows or the whole index was asked for.
     """
+    if not is_gpu_index(old_index):
+        return search(old_index, queries, k, spec, allowed=np.flatnonzero(~migrated))
     remaining = int((~migrated).sum())
     want = min(k, remaining)
     depth = min(old_index.ntotal, max(k, math.ceil(k / max(1e-9, remaining / migrated.size))))

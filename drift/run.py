@@ -28,6 +28,8 @@ def run(cfg: DictConfig) -> dict:
     from drift.evaluate import format_table, table_rows
     from drift.experiment import run_experiment
     from drift.results import build_record, result_path, write_json_atomic
+    from drift.stream import summarise_stream
+    from drift.timeline import summarise_timeline
     from drift.tracking import tracked_run
 
     config = to_plain(cfg)
@@ -42,6 +44,12 @@ def run(cfg: DictConfig) -> dict:
             f"{record['models']['new']['name']} ({protocol} protocol)\n"
         )
         print(format_table(record["metrics"], protocol))
+    if "stream" in record:
+        print(f"\n## Query stream ({record['stream']['popularity']})\n")
+        print(summarise_stream(record["stream"]))
+    if "timeline" in record:
+        print("\n## Migration timeline\n")
+        print(summarise_timeline(record["timeline"]))
     if not record["real_weights"]:
         print(
             "\nNOTE: an encoder uses random or synthetic weights; this is not a real-model result."

@@ -1,0 +1,901 @@
+"""Which upgrade strategy reaches a quality target cheapest, and when: from measured result files.
+
+    drift recommend --results results/beyond_paper --corpus-size 1e6 --encode-rate 80 \\
+        --query-rate 5 --target 0.95 [--metric qrels/ndcg@10] [--horizon-days 30] [--json]
+
+Reads the result files under --results (`python -m drift.run` writes them; the strategies beyond
+the paper carry their cost in new-model document encodes, and runs of the query-stream and
+migration-timeline experiments add `stream` and `timeline` sections) and answers for a corpus of
+N documents, an encoder giving R new-model documents/s, q queries/s and a horizon of H days:
+
+- quality: each strategy's metric divided by the full re-index's in the same run, mean over seeds;
+  the target is such a fraction (0.95: 95% of what re-embedding everything gives);
+- cost, in new-model document encodes, and when the target is reached:
+  - upfront (full re-index, dual index, adapters, fusion, backfill): measured share of the corpus
+    encoded x N, all before the target is reached: after encodes / R seconds;
+  - on demand (rerank): the target holds from the first query; documents are encoded as traffic
+    arrives, q x H x 86400 queries over the horizon (see `on_demand_share` for how the measured
+    curve is read and extrapolated);
+  - background migration (timeline modes): the share migrated when the measured quality first
+    reaches the target, x N, after that many encodes / R seconds;
+- the recommendation: the cheapest strategy that reaches the target within the horizon (and, on
+  demand, whose encoding keeps up with the traffic); ties go to the one reaching it earlier, then
+  to the better one. Every assumption is printed with the answer (ASSUMPTIONS).
+
+Exit status: 0 a recommendation, 1 nothing reaches the target within the horizon, 2 bad input or a
+target no measured strategy reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.errors import ConfigError, DataError, DriftError
+from drift.results import to_jsonable
+
+DEFAULT_METRICS = ("qrels/ndcg@10", "knn/recall@10")  # the first one measured is the default
+DAY = 86_400.0
+HOUR = 3_600.0
+# Warn when the asked corpus is this many times larger (or smaller) than the measured one.
+FAR = 10.0
+# Config parts that differ between the seeds of one design, or say nothing about it.
+NOT_DESIGN = ("seed", "paths", "logger", "encode")
+
+
+class TargetUnreachableError(ConfigError):
+    """No measured strategy reaches the quality target."""
+
+
+# -- reading result files ---------------------------------------------------------------------
+def is_result(record: Any) -> bool:
+    return isinstance(record, dict) and "schema_version" in record and "metrics" in record
+
+
+def read_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) of every result JSON under `root`; other JSON files are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"results folder {root} does not exist")
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{path} is not valid JSON: {err}") from err
+        if is_result(record):
+            found.append((path, record))
+    if not found:
+        raise DataError(
+            f"no result files under {root}; make them with python -m drift.run "
+            "(e.g. -m experiment=beyond_paper)"
+        )
+    return found
+
+
+def design_key(config: dict[str, Any]) -> str:
+    """Hash of a run's config without its seed (and seed-derived or irrelevant parts): the runs
+    of one design differ only in their seed."""
+    kept = {k: v for k, v in config.items() if k not in NOT_DESIGN}
+    if "index" in kept:  # ivfpq's training seed is the run seed
+        kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
+    blob = json.dumps(kept, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def experiment_of(record: dict[str, Any]) -> str:
+    """The experiment a run belongs to: the first tag its experiment file sets, else its task."""
+    tags = list(record.get("config", {}).get("tags") or [])
+    return str(tags[0]) if tags else str(record.get("task_name", ""))
+
+
+def strategy_rows(record: dict[str, Any], file: str | Path = "") -> list[dict[str, Any]]:
+    """One row per protocol x deployable strategy x metric of one result record.
+
+    `metric` is "<protocol>/<metric>" (e.g. qrels/ndcg@10); `relative` is the value divided by
+    the full re-index's in the same run and protocol (None without one). Strategies without a
+    cost (the ground-truth ceiling: not deployable) are left out.
+    """
+    models = record["models"]
+    run = {
+        "file": str(file),
+        "dataset": record["dataset"]["name"],
+        "old_model": models["old"]["name"],
+        "new_model": models["new"]["name"],
+        "experiment": experiment_of(record),
+        "design": design_key(record.get("config", {})),
+        "seed": record.get("seed"),
+        "debug": bool(record.get("debug")),
+        "n_corpus": int(record["dataset"]["n_corpus"]),
+        "n_queries": int(record["dataset"]["n_queries"]),
+    }
+    rows = []
+    for protocol, block in record["metrics"]["protocols"].items():
+        strategies = block["strategies"]
+        reference = (strategies.get("full_reindex") or {}).get("metrics", {})
+        for name, result in strategies.items():
+            cost = result.get("cost") or {}
+            if "share_encoded" not in cost:
+                continue
+            params = result.get("params") or {}
+            for metric, summary in result.get("metrics", {}).items():
+                value = summary.get("mean")
+                if value is None:
+                    continue
+                ref = (reference.get(metric) or {}).get("mean")
+                rows.append(
+                    {
+                        **run,
+                        "strategy": name,
+                        "family": params.get("family", "paper"),
+                        "protocol": protocol,
+                        "metric": f"{protocol}/{metric}",
+                        "value": float(value),
+                        "relative": float(value) / ref if ref else None,
+                        "share_encoded": float(cost["share_encoded"]),
+                        "new_doc_encodes": int(cost["new_doc_encodes"]),
+                        "cold_encodes_per_query": cost.get("cold_encodes_per_query"),
+                        "candidates_per_query": cost.get("candidates_per_query"),
+                        "us_per_query": result.get("timings", {}).get("us_per_query"),
+                    }
+                )
+    return rows
+
+
+# -- Pareto frontier --------------------------------------------------------------------------
+def pareto_frontier(costs: Sequence[float], qualities: Sequence[float]) -> np.ndarray:
+    """Which points no other point dominates (cost as low or lower and quality as high or higher,
+    one of them strictly); of identical points the first is kept. Returns a bool mask."""
+    costs, qualities = np.asarray(costs, dtype=float), np.asarray(qualities, dtype=float)
+    if costs.shape != qualities.shape or costs.ndim != 1:
+        raise DataError(f"costs {costs.shape} and qualities {qualities.shape} must be 1-D alike")
+    on = np.zeros(costs.size, dtype=bool)
+    best = -np.inf
+    for i in np.lexsort((np.arange(costs.size), -qualities, costs)):  # cost up, quality down
+        if qualities[i] > best:
+            on[i], best = True, qualities[i]
+    return on
+
+
+# -- the question -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """What the user asks: N documents, R new-model docs/s (None: the measured rate), q queries/s,
+    a target as a fraction of the full re-index's quality, the metric (None: the default) and the
+    horizon in days."""
+
+    corpus_size: int
+    encode_rate: float | None
+    query_rate: float
+    target: float
+    metric: str | None = None
+    horizon_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("--corpus-size", self.corpus_size, 1, "documents"),
+            ("--query-rate", self.query_rate, 0, "queries/s"),
+            ("--horizon-days", self.horizon_days, None, "days"),
+            ("--target", self.target, None, "(a fraction of the full re-index's quality)"),
+        ]
+        if self.encode_rate is not None:
+            checks.append(("--encode-rate", self.encode_rate, None, "documents/s"))
+        for name, value, low, unit in checks:
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            ok = ok and (value >= low if low is not None else value > 0)
+            if not ok:
+                bound = f">= {low}" if low is not None else "> 0"
+                raise ConfigError(f"{name} must be a finite number {bound} {unit}, got {value}")
+        if self.target > 2:
+            raise ConfigError(
+                f"--target is a fraction of the full re-index's quality (e.g. 0.95), got "
+                f"{self.target}; a percentage? use {self.target / 100:g}"
+            )
+
+    @property
+    def horizon_queries(self) -> float:
+        return self.query_rate * self.horizon_days * DAY
+
+
+@dataclass
+class Option:
+    """One measured strategy (one design) priced for the request."""
+
+    label: str
+    strategy: str
+    family: str
+    experiment: str
+    design: str
+    accrual: str  # "upfront", "on demand" or "background migration"
+    relative: float  # quality / full re-index, mean over seeds (best along a timeline)
+    relative_sd: float | None
+    seeds: list[Any]
+    files: list[str]
+    measured_n_corpus: int
+    share: float  # of the asked corpus encoded by the new model (over the horizon, on demand)
+    encodes: float
+    encode_hours: float
+    hours_to_target: float | None  # None: the target is never reached
+    reaches: bool  # quality reaches the target
+    in_time: bool  # ... within the horizon
+    keeps_up: bool  # on-demand encoding keeps pace with the traffic
+    extrapolation: float = 1.0  # on demand: horizon / the measured curve's length in queries
+    shortfall: str = ""  # why it fails, by how much
+    notes: list[str] = field(default_factory=list)
+    curve: dict[str, Any] | None = None  # the measured curve behind the cost
+
+    @property
+    def ok(self) -> bool:
+        return self.reaches and self.in_time and self.keeps_up
+
+
+@dataclass
+class Recommendation:
+    request: Request
+    metric: str
+    encode_rate: float
+    encode_rate_source: str
+    context: dict[str, Any]
+    options: list[Option]
+    recommended: Option | None
+    assumptions: list[str]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        def option(o: Option) -> dict[str, Any]:
+            return {**asdict(o), "ok": o.ok}
+
+        return {
+            "request": {**asdict(self.request), "metric": self.metric},
+            "encode_rate": self.encode_rate,
+            "encode_rate_source": self.encode_rate_source,
+            "horizon_queries": self.request.horizon_queries,
+            "context": self.context,
+            "recommended": option(self.recommended) if self.recommended else None,
+            "reach": [option(o) for o in self.options if o.ok],
+            "fail": [option(o) for o in self.options if not o.ok],
+            "assumptions": self.assumptions,
+            "warnings": self.warnings,
+        }
+
+    def text(self) -> str:
+        r, ctx = self.request, self.context
+        lines = [
+            f"# drift recommend: cheapest way to {r.target:.0%} of the full re-index's "
+            f"{self.metric}",
+            "",
+            f"Asked: {r.corpus_size:,} documents; new-model encoding {self.encode_rate:,.4g} "
+            f"documents/s ({self.encode_rate_source}); {r.query_rate:,.4g} queries/s over "
+            f"{r.horizon_days:g} days ({r.horizon_queries:,.0f} queries).",
+            f"Measured: {ctx['dataset']}, {ctx['old_model']} -> {ctx['new_model']}; "
+            f"{len(ctx['files'])} result file(s), seeds {ctx['seeds']}; corpus "
+            f"{'/'.join(f'{n:,}' for n in ctx['n_corpus'])} documents measured vs "
+            f"{r.corpus_size:,} asked.",
+            "",
+        ]
+        best = self.recommended
+        if best is None:
+            lines.append(
+                "No strategy reaches the target within the horizon at this encode rate and "
+                "traffic; see why below (a higher encode rate or a longer horizon helps)."
+            )
+        else:
+            lines.append(
+                f"**Recommended: {best.label}** ({best.accrual}): {best.relative:.3f} x the full "
+                f"re-index; {best.encodes:,.0f} encodes ({best.share:.1%} of the corpus, "
+                f"{duration(best.encode_hours)} of encoding); target reached "
+                f"{when(best.hours_to_target)}."
+            )
+        reach = [o for o in self.options if o.ok]
+        fail = [o for o in self.options if not o.ok]
+        if reach:
+            lines += ["", "## Strategies that reach the target (cheapest first)", ""]
+            lines += [
+                "| strategy | quality / full re-index | encodes | share of corpus | encoding "
+                "time | target reached | cost accrues |",
+                "|---|---:|---:|---:|---:|---|---|",
+            ]
+            lines += [
+                f"| {o.label} | {quality(o)} | {o.encodes:,.0f} | {o.share:.1%} | "
+                f"{duration(o.encode_hours)} | {when(o.hours_to_target)} | {o.accrual} |"
+                for o in reach
+            ]
+        if fail:
+            lines += ["", "## Strategies that fall short", ""]
+            lines += [
+                "| strategy | quality / full re-index | short by | encodes |",
+                "|---|---:|---|---:|",
+            ]
+            lines += [
+                f"| {o.label} | {quality(o)} | {o.shortfall} | {o.encodes:,.0f} |" for o in fail
+            ]
+        if best is not None:
+            lines += ["", f"## Measured points behind {best.label}", ""]
+            lines += [f"- {note}" for note in best.notes]
+            lines += [f"- result file: {f}" for f in best.files]
+        lines += ["", "## Assumptions", ""] + [f"- {a}" for a in self.assumptions]
+        if self.warnings:
+            lines += ["", "## Warnings", ""] + [f"- WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines) + "\n"
+
+
+def quality(o: Option) -> str:
+    sd = f" ± {o.relative_sd:.3f}" if o.relative_sd is not None else ""
+    return f"{o.relative:.3f}{sd}"
+
+
+def duration(hours: float) -> str:
+    if hours <= 0:
+        return "none"
+    if hours < 1 / 60:
+        return f"{hours * HOUR:.3g} s"
+    if hours < 1:
+        return f"{hours * 60:.3g} min"
+    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} days"
+
+
+def times(factor: float) -> str:
+    return f"{factor:,.0f}x" if factor >= 10 else f"{factor:.2g}x"
+
+
+def when(hours: float | None) -> str:
+    if hours is None:
+        return "never"
+    return "from the first query" if hours <= 0 else f"after {duration(hours)}"
+
+
+ASSUMPTIONS = [
+    "Quality: each strategy's metric / the full re-index's in the same run, mean over seeds "
+    "(± s.d. over seeds), measured at the measured corpus size and taken to hold at the asked "
+    "one.",
+    "Upfront strategies (full re-index, dual index, adapters, fusion, backfill): encodes = the "
+    "measured share of the corpus encoded by the new model x the asked corpus size, all spent "
+    "before the target is reached, at the encode rate; only encoding is timed (index builds and "
+    "adapter fits are not). An adapter's pairs scale with the corpus as measured (a fixed Np "
+    "would cost Np).",
+    "Rerank (on demand): the target holds from the first query; documents are encoded as traffic "
+    "arrives. The share of the corpus encoded after Q queries is read from the measured curve at "
+    "Q x N_measured / N_asked queries (queries served per corpus document: a k times larger "
+    "corpus draws its queries from a k times larger pool, so encodes per query stay as "
+    "measured), extrapolated beyond the measured length at the curve's last measured slope (the "
+    "measured mix of repeated and new queries goes on), and capped at the whole corpus (each "
+    "document encoded once, an unbounded store). Without a stream curve, the batch run's "
+    "encodes after its distinct evaluation queries grow linearly at their mean rate per query: "
+    "an upper bound while the cache warms, if traffic is no more varied than the evaluation "
+    "queries.",
+    "Rerank keeps up when the traffic's on-demand encodes (queries/s x measured cold encodes "
+    "per query) stay within the encode rate; cold queries wait for their encodes (see the "
+    "stream's cold latency).",
+    "Background migration (timeline modes): quality depends on the share migrated, not on the "
+    "clock; the migration stops at the share where the target is first reached.",
+    "Ties in encodes go to the strategy that reaches the target earlier, then to the better one.",
+]
+
+
+# -- measured strategies ----------------------------------------------------------------------
+@dataclass
+class Measured:
+    """One strategy of one design: its rows over seeds and the records they came from."""
+
+    strategy: str
+    family: str
+    experiment: str
+    design: str
+    rows: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
+    data = np.asarray(values, dtype=float)
+    return float(data.mean()), float(data.std(ddof=1)) if data.size > 1 else None
+
+
+def mean_of(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def mean_stream(streams: Sequence[dict[str, Any]], strategy: str) -> dict[str, Any]:
+    """One strategy's curves averaged over several runs' stream sections, each interpolated onto
+    the first one's checkpoints (queries served); running means not yet defined are NaN."""
+    queries = np.asarray(streams[0]["checkpoints"], dtype=float)
+
+    def mean_curve(pick: Any) -> list[float]:
+        curves = [
+            np.interp(queries, s["checkpoints"], as_floats(pick(s["strategies"][strategy])))
+            for s in streams
+        ]
+        return np.mean(curves, axis=0).tolist()
+
+    first = streams[0]["strategies"][strategy]
+    latency = [s["strategies"][strategy].get("latency_us") or {} for s in streams]
+    return {
+        "queries": queries.tolist(),
+        "share_encoded": mean_curve(lambda c: c["share_encoded"]),
+        "quality": {
+            metric: mean_curve(lambda c, metric=metric: c["quality"][metric])
+            for metric in first.get("quality", {})
+        },
+        "latency_us": {key: mean_of(latency, key) for key in first.get("latency_us", {})},
+        "n_corpus": int(np.mean([s["n_corpus"] for s in streams])),
+        "length": int(max(s["length"] for s in streams)),
+        "n_unique_queries": int(np.mean([s["n_unique_queries"] for s in streams])),
+        "n_streams": len(streams),
+    }
+
+
+def as_floats(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
+def stream_curve(records: Sequence[dict[str, Any]], strategy: str) -> dict[str, Any] | None:
+    """The strategy's stream curves averaged over the records that have one; None if none."""
+    streams = [
+        r["stream"]
+        for r in records
+        if strategy in ((r.get("stream") or {}).get("strategies") or {})
+    ]
+    return mean_stream(streams, strategy) if streams else None
+
+
+def on_demand_share(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
+    """Share of an asked corpus encoded after `queries`, from a measured stream curve (see
+    ASSUMPTIONS: read per corpus document, extrapolated at the last slope, capped at 1)."""
+    x = np.asarray(curve["queries"], dtype=float)
+    y = np.asarray(curve["share_encoded"], dtype=float)
+    at = measured_queries(curve, queries, corpus_size)
+    if at <= x[-1] or x.size < 2:
+        return float(np.interp(at, x, y))
+    share = y[-1] + (y[-1] - y[-2]) / (x[-1] - x[-2]) * (at - x[-1])
+    # A curve above 1 comes from a bounded (LRU) store that re-encodes: no cap then.
+    return float(min(share, 1.0) if y.max() <= 1.0 else share)
+
+
+def measured_queries(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
+    """Queries served on the asked corpus as the same queries per document on the measured one."""
+    return queries * curve["n_corpus"] / corpus_size
+
+
+def some_points(xs: Sequence[float], ys: Sequence[float], fmt: str, n: int = 8) -> str:
+    """Up to n (x, y) points of a curve, evenly spread, first and last included, for notes."""
+    shown = np.unique(np.linspace(0, len(xs) - 1, min(n, len(xs))).round().astype(int))
+    return ", ".join(fmt.format(xs[i], ys[i]) for i in shown)
+
+
+def timeline_curves(records: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+    """Per timeline mode: quality / full re-index vs share of the corpus encoded, averaged over
+    the records' timelines (same hours assumed); {} when none measured `metric`."""
+    timelines = [r["timeline"] for r in records if r.get("timeline")]
+    curves: dict[str, dict[str, Any]] = {}
+    for mode in dict.fromkeys(m for t in timelines for m in t.get("modes", {})):
+        relative, shares = [], []
+        for t in timelines:
+            quality_of = (t["modes"].get(mode) or {}).get(metric)
+            reference = ((t.get("references") or {}).get("full_reindex") or {}).get(metric)
+            if not quality_of or not reference:
+                continue
+            ref = as_floats(np.atleast_1d(np.asarray(reference["mean"], dtype=object)))
+            relative.append(as_floats(quality_of["mean"]) / ref)
+            encodes = t.get("new_doc_encodes")
+            share = (
+                np.asarray(encodes, dtype=float) / t["n_corpus"]
+                if encodes is not None
+                else np.asarray(t["share_migrated"], dtype=float)
+            )
+            shares.append(share)
+        if relative:
+            curves[mode] = {
+                "hours": list(timelines[0]["hours"]),
+                "relative": np.mean(relative, axis=0).tolist(),
+                "share_encoded": np.mean(shares, axis=0).tolist(),
+                "n_corpus": int(timelines[0]["n_corpus"]),
+                "n_timelines": len(relative),
+            }
+    return curves
+
+
+# -- pricing ----------------------------------------------------------------------------------
+def price_upfront(m: Measured, request: Request, rate: float) -> Option:
+    relative, sd = mean_sd([row["relative"] for row in m.rows])
+    share = mean_of(m.rows, "share_encoded") or 0.0
+    return priced(
+        m.strategy,
+        m,
+        request,
+        rate,
+        accrual="upfront",
+        relative=relative,
+        sd=sd,
+        share=share,
+        hours_to_target=share * request.corpus_size / rate / HOUR,
+        notes=[f"measured share of the corpus encoded: {share:.3%} (mean over seeds)"],
+    )
+
+
+def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
+    relative, sd = mean_sd([row["relative"] for row in m.rows])
+    queries = request.horizon_queries
+    curve = stream_curve(m.records, m.strategy)
+    if curve is not None:
+        source = (
+            f"stream curve (mean of {curve['n_streams']}; N = {curve['n_corpus']:,}, "
+            f"{curve['n_unique_queries']:,} distinct queries in {curve['length']:,})"
+        )
+    else:
+        curve, source = batch_curve(m.rows)
+    share = on_demand_share(curve, queries, request.corpus_size)
+    at = measured_queries(curve, queries, request.corpus_size)
+    extrapolation = at / curve["queries"][-1]
+    notes = [
+        f"{source}: share encoded at queries served "
+        + some_points(curve["queries"], curve["share_encoded"], "{:,.0f}: {:.2%}"),
+        f"{queries:,.0f} queries over the horizon read as {at:,.4g} measured queries: "
+        + (
+            "within the measured curve"
+            if extrapolation <= 1
+            else f"{times(extrapolation)} beyond the measured curve, at its last slope (capped "
+            "at the whole corpus)"
+        )
+        + f" -> {share:.2%} of the asked corpus",
+    ]
+    latency = curve.get("latency_us") or {}
+    if latency.get("cold_mean") is not None:
+        notes.append(
+            f"added latency per query: cold {latency['cold_mean']:,.0f} µs, warm "
+            f"{latency.get('warm_mean') or 0:,.0f} µs (stream, at its measured encode rate)"
+        )
+    option = priced(
+        m.strategy,
+        m,
+        request,
+        rate,
+        accrual="on demand",
+        relative=relative,
+        sd=sd,
+        share=share,
+        hours_to_target=0.0,
+        notes=notes,
+        curve=curve,
+    )
+    option.extrapolation = extrapolation
+    per_query = mean_of(m.rows, "cold_encodes_per_query")
+    if per_query is not None:
+        demand = request.query_rate * per_query
+        candidates = mean_of(m.rows, "candidates_per_query") or per_query
+        option.notes.append(
+            f"on-demand load at the start: {per_query:.3g} cold encodes per query x "
+            f"{request.query_rate:g} queries/s = {demand:,.4g} documents/s (at most "
+            f"{candidates:.3g} per query when every candidate is cold)"
+        )
+        if demand > rate:
+            option.keeps_up = False
+            option.shortfall = join(
+                option.shortfall,
+                f"on-demand encoding needs {demand:,.4g} documents/s at first, "
+                f"{times(demand / rate)} the encode rate",
+            )
+    return option
+
+
+def batch_curve(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Without a stream: a two-point curve from the batch run's cost (the upfront part, e.g. the
+    adapter's pairs, at 0 queries; the batch share after its distinct evaluation queries), so
+    the cost grows linearly at its mean encodes per distinct query (an upper bound, see
+    ASSUMPTIONS). Returns (curve, where it came from)."""
+    n_queries = float(np.mean([row["n_queries"] for row in rows]))
+    n_corpus = float(np.mean([row["n_corpus"] for row in rows]))
+    batch = mean_of(rows, "share_encoded") or 0.0
+    per_query = mean_of(rows, "cold_encodes_per_query") or 0.0
+    upfront = max(batch - per_query * n_queries / n_corpus, 0.0)
+    curve = {"queries": [0.0, n_queries], "share_encoded": [upfront, batch], "n_corpus": n_corpus}
+    return curve, "no stream measured: batch cost of the evaluation queries, an upper bound"
+
+
+def price_migration(
+    mode: str, curve: dict[str, Any], m: Measured, request: Request, rate: float
+) -> Option:
+    relative = np.asarray(curve["relative"])
+    shares = np.asarray(curve["share_encoded"])
+    hits = np.flatnonzero(relative >= request.target)
+    first = int(hits[0]) if hits.size else int(np.argmax(relative))
+    reached = (
+        f"first reaches {request.target:g} at {shares[first]:.1%}"
+        if hits.size
+        else f"best {relative[first]:.3f} at {shares[first]:.1%}"
+    )
+    return priced(
+        f"timeline/{mode}",
+        m,
+        request,
+        rate,
+        accrual="background migration",
+        relative=float(relative[first]),
+        sd=None,
+        share=float(shares[first]),
+        hours_to_target=float(shares[first]) * request.corpus_size / rate / HOUR,
+        notes=[
+            f"timeline (mean of {curve['n_timelines']}; N = {curve['n_corpus']:,}): quality / "
+            "full re-index at share encoded "
+            + some_points(shares, relative, "{:.1%}: {:.3f}")
+            + f"; {reached}"
+        ],
+        curve={"share_encoded": shares.tolist(), "relative": relative.tolist()},
+    )
+
+
+def priced(
+    strategy: str,
+    m: Measured,
+    request: Request,
+    rate: float,
+    *,
+    accrual: str,
+    relative: float,
+    sd: float | None,
+    share: float,
+    hours_to_target: float,
+    notes: list[str],
+    curve: dict[str, Any] | None = None,
+) -> Option:
+    """The Option of a strategy measured in `m` (its seeds and files) costing `share` of the
+    asked corpus and reaching `relative` quality after `hours_to_target`."""
+    reaches = relative >= request.target
+    in_time = reaches and hours_to_target <= request.horizon_days * 24
+    shortfall = ""
+    if not reaches:
+        shortfall = f"quality {request.target - relative:.3f} below the target"
+    elif not in_time:
+        shortfall = (
+            f"reaches the target after {duration(hours_to_target)}, beyond the "
+            f"{request.horizon_days:g}-day horizon"
+        )
+    return Option(
+        label=strategy,
+        strategy=strategy,
+        family=m.family,
+        experiment=m.experiment,
+        design=m.design,
+        accrual=accrual,
+        relative=relative,
+        relative_sd=sd,
+        seeds=sorted({row["seed"] for row in m.rows}, key=str),
+        files=sorted({row["file"] for row in m.rows}),
+        measured_n_corpus=int(max(row["n_corpus"] for row in m.rows)),
+        share=share,
+        encodes=share * request.corpus_size,
+        encode_hours=share * request.corpus_size / rate / HOUR,
+        hours_to_target=hours_to_target if reaches else None,
+        reaches=reaches,
+        in_time=in_time,
+        keeps_up=True,
+        shortfall=shortfall,
+        notes=notes,
+        curve=curve,
+    )
+
+
+def join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+# -- the recommendation -----------------------------------------------------------------------
+def select_context(
+    rows: list[dict[str, Any]], dataset: str | None, new_model: str | None
+) -> list[dict[str, Any]]:
+    """The rows of the one (dataset, model pair) asked for, or the only one present."""
+    if dataset is not None:
+        rows = [r for r in rows if r["dataset"] == dataset]
+    if new_model is not None:
+        rows = [
+            r
+            for r in rows
+            if r["new_model"] == new_model or r["new_model"].endswith("/" + new_model)
+        ]
+    contexts = sorted({(r["dataset"], r["old_model"], r["new_model"]) for r in rows})
+    if not contexts:
+        raise DataError(
+            f"no measured strategy for dataset={dataset!r} new model={new_model!r} in the results"
+        )
+    if len(contexts) > 1:
+        listed = "; ".join(f"--dataset {d} --new-model {n} (from {o})" for d, o, n in contexts)
+        raise ConfigError(f"the results hold several datasets or model pairs; choose one: {listed}")
+    return rows
+
+
+def choose_metric(rows: list[dict[str, Any]], metric: str | None) -> str:
+    measured = sorted({r["metric"] for r in rows if r["relative"] is not None})
+    if metric is None:
+        for name in DEFAULT_METRICS:
+            if name in measured:
+                return name
+    if metric not in measured:
+        raise ConfigError(
+            f"metric {metric!r} was not measured with a full re-index in these runs; "
+            f"measured: {', '.join(measured)}"
+        )
+    return metric
+
+
+def measured_rate(records: Sequence[dict[str, Any]], given: float | None) -> tuple[float, str]:
+    if given is not None:
+        return given, "given"
+    rates = [r["stream"]["encode_rate"] for r in records if r.get("stream")]
+    if not rates:
+        raise ConfigError(
+            "--encode-rate (new-model documents/s) is required: no stream section in the "
+            "results measured one (measure it with drift cost --measure)"
+        )
+    return float(np.mean(rates)), f"measured in {len(rates)} stream run(s)"
+
+
+def recommend(
+    records: Sequence[tuple[str | Path, dict[str, Any]]],
+    request: Request,
+    *,
+    dataset: str | None = None,
+    new_model: str | None = None,
+) -> Recommendation:
+    """Price every measured strategy for `request` and pick the cheapest reaching the target.
+
+    Raises DataError without usable records, ConfigError for an ambiguous or unmeasured choice,
+    TargetUnreachableError when no measured strategy reaches the target at all.
+    """
+    rows = [row for path, record in records for row in strategy_rows(record, path)]
+    rows = select_context(rows, dataset, new_model)
+    warnings = []
+    if any(not r["debug"] for r in rows):
+        rows = [r for r in rows if not r["debug"]]
+    else:
+        warnings.append("only debug (smoke) runs were found: their numbers are not results")
+    metric = choose_metric(rows, request.metric)
+    rows = [r for r in rows if r["metric"] == metric and r["relative"] is not None]
+    files = sorted({r["file"] for r in rows})
+    by_file = {str(path): record for path, record in records}
+    rate, rate_source = measured_rate([by_file[f] for f in files], request.encode_rate)
+    request = Request(**{**asdict(request), "encode_rate": rate, "metric": metric})
+
+    groups: dict[tuple[str, str], Measured] = {}
+    for row in rows:
+        key = (row["strategy"], row["design"])
+        if key not in groups:
+            groups[key] = Measured(
+                row["strategy"], row["family"], row["experiment"], row["design"], [], []
+            )
+        groups[key].rows.append(row)
+    for m in groups.values():
+        m.records = [by_file[f] for f in sorted({row["file"] for row in m.rows})]
+
+    options = []
+    for m in groups.values():
+        price = price_on_demand if m.family == "rerank" else price_upfront
+        options.append(price(m, request, rate))
+    for m in {m.design: m for m in groups.values()}.values():  # a design's records: any one's
+        for mode, curve in timeline_curves(m.records, metric).items():
+            options.append(price_migration(mode, curve, m, request, rate))
+    label_options(options)
+
+    best = max(options, key=lambda o: o.relative)
+    if not best.reaches:
+        raise TargetUnreachableError(
+            f"no measured strategy reaches {request.target:g} x the full re-index's {metric}; "
+            f"the best is {best.label} at {best.relative:.3f}. Only the full re-index delivers "
+            "the new model's quality (1 by definition); no strategy measured here goes beyond "
+            "it by that much"
+        )
+    options.sort(key=rank)
+    recommended = options[0] if options[0].ok else None
+
+    measured_n = sorted({r["n_corpus"] for r in rows})
+    ratio = request.corpus_size / max(measured_n)
+    if ratio > FAR or ratio < 1 / FAR:
+        warnings.append(
+            f"the asked corpus ({request.corpus_size:,}) is {times(ratio)} the largest measured "
+            f"one ({max(measured_n):,}): quality measured there may not hold (a larger corpus "
+            "puts more competitors into every candidate list and merge), and costs are scaled "
+            "as the assumptions say; measure closer to the asked size before trusting this"
+        )
+    if recommended is not None and recommended.extrapolation > FAR:
+        warnings.append(
+            f"{recommended.label}'s cost is extrapolated {times(recommended.extrapolation)} beyond "
+            "its measured curve (see the assumptions); a longer measured stream would firm it up"
+        )
+    context = {
+        "dataset": rows[0]["dataset"],
+        "old_model": rows[0]["old_model"],
+        "new_model": rows[0]["new_model"],
+        "n_corpus": measured_n,
+        "files": files,
+        "seeds": ",".join(str(s) for s in sorted({r["seed"] for r in rows}, key=str)),
+    }
+    return Recommendation(
+        request=request,
+        metric=metric,
+        encode_rate=rate,
+        encode_rate_source=rate_source,
+        context=context,
+        options=options,
+        recommended=recommended,
+        assumptions=ASSUMPTIONS,
+        warnings=warnings,
+    )
+
+
+def label_options(options: list[Option]) -> None:
+    """Strategy names, with the experiment (or the design, when that is the same too) added
+    where one name was measured in several designs."""
+    for strategy in {o.strategy for o in options}:
+        mine = [o for o in options if o.strategy == strategy]
+        if len({o.design for o in mine}) < 2:
+            continue
+        experiments = [o.experiment for o in mine]
+        for o in mine:
+            extra = o.experiment if experiments.count(o.experiment) == 1 else o.design
+            o.label = f"{strategy} [{extra}]"
+
+
+def rank(option: Option) -> tuple[Any, ...]:
+    """Sort key: those reaching the target cheapest first (ties: earlier, then better), then the
+    others by quality, best first."""
+    if option.ok:
+        hours = option.hours_to_target or 0.0
+        return (0, round(option.encodes), hours, -option.relative, option.label)
+    return (1, -option.relative, round(option.encodes), option.label)
+
+
+# -- command line -----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="drift recommend", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", required=True, help="folder of result JSON files")
+    parser.add_argument("--corpus-size", type=float, required=True, help="N documents")
+    parser.add_argument(
+        "--encode-rate",
+        type=float,
+        help="new-model documents/s (default: the rate measured in the results' stream runs)",
+    )
+    parser.add_argument("--query-rate", type=float, required=True, help="queries/s")
+    parser.add_argument(
+        "--target",
+        type=float,
+        required=True,
+        help="quality to reach, as a fraction of the full re-index's (e.g. 0.95)",
+    )
+    parser.add_argument(
+        "--metric",
+        help=f"protocol/metric (default: {DEFAULT_METRICS[0]}, else {DEFAULT_METRICS[1]})",
+    )
+    parser.add_argument("--horizon-days", type=float, default=30.0)
+    parser.add_argument("--dataset", help="choose a dataset when the results hold several")
+    parser.add_argument("--new-model", help="choose a new model when the results hold several")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    try:
+        if not (math.isfinite(args.corpus_size) and args.corpus_size == int(args.corpus_size)):
+            raise ConfigError(f"--corpus-size must be a whole number, got {args.corpus_size}")
+        request = Request(
+            corpus_size=int(args.corpus_size),
+            encode_rate=args.encode_rate,
+            query_rate=args.query_rate,
+            target=args.target,
+            metric=args.metric,
+            horizon_days=args.horizon_days,
+        )
+        result = recommend(
+            read_records(args.results), request, dataset=args.dataset, new_model=args.new_model
+        )
+    except (DriftError, OSError) as err:
+        print(f"drift recommend: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
+    if args.json:
+        print(json.dumps(to_jsonable(result.to_dict()), indent=2, allow_nan=False))
+    else:
+        print(result.text(), end="")
+    sys.exit(0 if result.recommended is not None else 1)
