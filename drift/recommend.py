@@ -29,7 +29,6 @@ target no measured strategy reaches.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -41,15 +40,13 @@ from typing import Any
 import numpy as np
 
 from drift.errors import ConfigError, DataError, DriftError
-from drift.results import to_jsonable
+from drift.results import design_key, read_results, to_jsonable
 
 DEFAULT_METRICS = ("qrels/ndcg@10", "knn/recall@10")  # the first one measured is the default
 DAY = 86_400.0
 HOUR = 3_600.0
 # Warn when the asked corpus is this many times larger (or smaller) than the measured one.
 FAR = 10.0
-# Config parts that differ between the seeds of one design, or say nothing about it.
-NOT_DESIGN = ("seed", "paths", "logger", "encode")
 
 
 class TargetUnreachableError(ConfigError):
@@ -57,39 +54,15 @@ class TargetUnreachableError(ConfigError):
 
 
 # -- reading result files ---------------------------------------------------------------------
-def is_result(record: Any) -> bool:
-    return isinstance(record, dict) and "schema_version" in record and "metrics" in record
-
-
 def read_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, record) of every result JSON under `root`; other JSON files are skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"results folder {root} does not exist")
-    found = []
-    for path in sorted(root.rglob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"{path} is not valid JSON: {err}") from err
-        if is_result(record):
-            found.append((path, record))
+    """(path, record) of every result JSON under `root`; DataError when there is none."""
+    found = [(Path(root) / path, record) for path, record in read_results(root)]
     if not found:
         raise DataError(
             f"no result files under {root}; make them with python -m drift.run "
             "(e.g. -m experiment=beyond_paper)"
         )
     return found
-
-
-def design_key(config: dict[str, Any]) -> str:
-    """Hash of a run's config without its seed (and seed-derived or irrelevant parts): the runs
-    of one design differ only in their seed."""
-    kept = {k: v for k, v in config.items() if k not in NOT_DESIGN}
-    if "index" in kept:  # ivfpq's training seed is the run seed
-        kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
-    blob = json.dumps(kept, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def experiment_of(record: dict[str, Any]) -> str:

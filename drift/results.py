@@ -9,11 +9,13 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from drift.errors import DataError
 from drift.provenance import provenance
 
 SCHEMA_VERSION = 1
@@ -78,6 +80,38 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_results(root: str | Path) -> list[dict[str, Any]]:
-    """Every result JSON under `root` (recursively), in path order."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("*.json"))]
+# Config parts that differ between the seeds of one design, or say nothing about it.
+NOT_DESIGN = ("seed", "paths", "logger", "encode")
+
+
+def is_result(record: Any) -> bool:
+    """A run's result record (rather than any other JSON file)."""
+    return isinstance(record, dict) and "schema_version" in record and "metrics" in record
+
+
+def read_results(roots: str | Path | Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """(path relative to its root, record) for every result file under `roots`, in path order;
+    other JSON files are skipped. A missing folder or unreadable JSON is a DataError."""
+    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    found = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise DataError(f"results folder {root} does not exist")
+        for path in sorted(root.rglob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise DataError(f"{path} is not valid JSON: {err}") from err
+            if is_result(record):
+                found.append((path.relative_to(root), record))
+    return found
+
+
+def design_key(config: dict[str, Any]) -> str:
+    """Hash of a run's config without its seed (and seed-derived or irrelevant parts): the runs
+    of one design differ only in their seed."""
+    kept = {k: v for k, v in config.items() if k not in NOT_DESIGN}
+    if "index" in kept:  # ivfpq's training seed is the run seed (`seed: ${seed}`)
+        kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
+    blob = json.dumps(kept, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

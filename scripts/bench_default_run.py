@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from drift.latency import machine
-from drift.results import load_results, write_json_atomic
+from drift.results import read_results, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def main() -> None:
         runs = []
         for label in ("cold", "warm"):
             seconds, load = timed_run(base)
-            record = load_results(f"{tmp}/results")[-1]
+            record = read_results(f"{tmp}/results")[-1][1]
             runs.append(
                 {
                     "label": label,

@@ -17,16 +17,17 @@ Numbers from debug (smoke) runs are kept, flagged in the `debug` column; they ar
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from drift.errors import DriftError
+from drift.results import design_key, read_results
 
 # What a row is about; constant within a group of seeds (see `design_key`).
 DESIGN = [
@@ -73,38 +74,6 @@ MEASURED = [
     "fit_seconds",
     "val_cosine",
 ]
-# Config parts that differ between the seeds of one design, or say nothing about it.
-NOT_DESIGN = ("seed", "paths", "logger", "encode")
-
-
-def is_result(record: Any) -> bool:
-    return isinstance(record, dict) and "schema_version" in record and "metrics" in record
-
-
-def read_results(roots: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """(path relative to its root, record) for every result file under `roots`; other JSON files
-    are skipped."""
-    found = []
-    for root in roots:
-        if not Path(root).is_dir():
-            raise FileNotFoundError(f"results folder {root} does not exist")
-        for path in sorted(Path(root).rglob("*.json")):
-            try:
-                record = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} is not valid JSON: {err}") from err
-            if is_result(record):
-                found.append((path.relative_to(root), record))
-    return found
-
-
-def design_key(config: dict[str, Any]) -> str:
-    """Hash of the run's config without its seed (and seed-derived or irrelevant parts)."""
-    kept = {k: v for k, v in config.items() if k not in NOT_DESIGN}
-    if "index" in kept:  # ivfpq's training seed is the run seed (`seed: ${seed}`)
-        kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
-    blob = json.dumps(kept, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def short_model(name: str) -> str:
@@ -265,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         frame = collect(args.results)
-    except (FileNotFoundError, ValueError) as err:
+    except (DriftError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if frame.empty:

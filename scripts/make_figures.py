@@ -40,6 +40,8 @@ from collect_results import collect, short_model, summarize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from drift.errors import DriftError
+
 # Each protocol's primary metric and its axis label.
 PRIMARY = {
     "knn": ("recall@10", "R@10 vs. full re-embedding\n(kNN ARR, fraction)"),
@@ -665,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plt.switch_backend("Agg")
     try:
         frame = collect(args.results)
-    except (FileNotFoundError, ValueError) as err:
+    except (DriftError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if frame.empty:

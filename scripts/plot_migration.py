@@ -36,7 +36,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import read_results, run_info
+from collect_results import run_info
 from make_figures import (
     PAPER_STYLE,
     SAVE,
@@ -52,7 +52,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from drift.errors import DriftError
 from drift.recommend import as_floats, mean_stream, pareto_frontier, strategy_rows
+from drift.results import read_results
 
 # The quality panels: (protocol/metric, axis label, short name).
 PANELS = [
@@ -562,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plt.switch_backend("Agg")
     try:
         written, skipped = write_all(args.results, args.out)
-    except (FileNotFoundError, ValueError) as err:
+    except (DriftError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for path in written:
