@@ -649,6 +649,13 @@ def write_all(frame: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], dic
         skipped["main_table"] = str(why)
     figures, skipped_figures = build_figures(frame)
     skipped.update(skipped_figures)
+    written += save_figures(figures, out)
+    return written, skipped
+
+
+def save_figures(figures: dict[str, tuple[Figure, pd.DataFrame]], out: Path) -> list[Path]:
+    """Each figure as PNG and PDF beside a CSV of its plotted points; returns the paths."""
+    written = []
     for stem, (figure, points) in figures.items():
         for suffix in (".png", ".pdf"):
             figure.savefig(out / f"{stem}{suffix}", **SAVE)
@@ -656,7 +663,7 @@ def write_all(frame: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], dic
         points.to_csv(out / f"{stem}.csv", index=False)
         written.append(out / f"{stem}.csv")
         plt.close(figure)
-    return written, skipped
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:

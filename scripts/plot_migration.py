@@ -39,13 +39,13 @@ import pandas as pd
 from collect_results import run_info
 from make_figures import (
     PAPER_STYLE,
-    SAVE,
     Skip,
     contexts,
     describe,
     finish,
     label_of,
     new_figure,
+    save_figures,
     style,
 )
 from matplotlib.colors import to_rgb
@@ -546,13 +546,7 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
                     figures[name + suffix] = draw(part, records, note)
             except Skip as why:
                 skipped[name] = str(why)
-    for stem, (figure, points) in figures.items():
-        for suffix in (".png", ".pdf"):
-            figure.savefig(out / f"{stem}{suffix}", **SAVE)
-            written.append(out / f"{stem}{suffix}")
-        points.to_csv(out / f"{stem}.csv", index=False)
-        written.append(out / f"{stem}.csv")
-        plt.close(figure)
+    written += save_figures(figures, out)
     return written, skipped
 
 
