@@ -22,17 +22,27 @@ rerank, fusion or backfill (all of a run's deployable strategies are plotted; th
 ceiling is not deployable and left out); stream and timeline use the runs with a `stream` or a
 `timeline` section. An output whose runs are absent is skipped with a message naming the
 experiment that makes them. Full runs are used when there are any, else smoke runs, and then the
-title says so. One file per (dataset, model pair), and per design when one pair has several
-(suffixed). Points: mean over seeds; error bars +-1 s.d. over seeds (none with one seed).
+title says so. Points: mean over seeds; error bars +-1 s.d. over seeds (none with one seed).
+
+One file per design, named `<figure>--<experiment>[--<dataset>--<pair>][--<key>-<value>...]`:
+the experiment is the runs' first tag; the dataset and model pair are named only when the
+experiment ran on several; the keys are the config settings in which the experiment's designs
+differ (last component of the config path), e.g. `stream--query_stream--popularity-zipf.png`.
+The pareto figure numbers its frontier points by cost and names them in a key below the panels
+(the CSV's `key` column holds the same numbers).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
+import matplotlib.path as mpath
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -40,21 +50,23 @@ from collect_results import run_info
 from make_figures import (
     PAPER_STYLE,
     Skip,
-    contexts,
     describe,
     finish,
     label_of,
     new_figure,
     save_figures,
+    slug,
     style,
 )
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.transforms import Bbox
 
 from drift.errors import DriftError
 from drift.recommend import as_floats, mean_stream, pareto_frontier, strategy_rows
-from drift.results import read_results
+from drift.results import NOT_DESIGN, read_results
 
 # The quality panels: (protocol/metric, axis label, short name).
 PANELS = [
@@ -115,9 +127,96 @@ def full_runs(frame: pd.DataFrame, name: str, why: str) -> tuple[pd.DataFrame, s
     return frame, "SMOKE RUNS, NOT RESULTS: "
 
 
-def split(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """One part per (dataset, model pair, design); file suffix only when there are several."""
-    return contexts(frame, ["dataset", "pair", "group"])
+# (short key, value) of a design's settings, as the titles name them.
+Settings = Sequence[tuple[str, object]]
+
+
+class Design(NamedTuple):
+    """The runs of one design and how to name them."""
+
+    suffix: str  # of the file names: --<experiment>[--<dataset>--<pair>][--<key>-<value>...]
+    settings: Settings  # (short key, value) of the settings that set it apart
+    rows: pd.DataFrame
+
+
+def designs(frame: pd.DataFrame, records: dict[str, dict]) -> list[Design]:
+    """One part per design, per experiment and (dataset, model pair): named by the experiment,
+    the dataset and pair when the experiment ran on several, and the settings in which the
+    design differs from the experiment's other designs on that (dataset, pair)."""
+    parts = []
+    for experiment, runs in frame.groupby("experiment", sort=True):
+        pairs = list(runs.groupby(["dataset", "pair"], sort=True))
+        for (dataset, pair), context in pairs:
+            stem = "--" + slug(str(experiment))
+            if len(pairs) > 1:
+                stem += f"--{slug(str(dataset))}--{slug(str(pair).replace(' -> ', '-to-'))}"
+            groups = dict(list(context.groupby("group", sort=True)))
+            differing = differences(
+                {
+                    g: design_settings(records[part["file"].iloc[0]]["config"])
+                    for g, part in groups.items()
+                }
+            )
+            for group, part in groups.items():
+                settings = differing[group]
+                suffix = stem + name_of(settings, str(group))
+                parts.append(Design(suffix, settings, part))
+    counts = Counter(part.suffix for part in parts)
+    return [  # a name shared by two designs (settings that slug alike) gets the design's hash
+        part._replace(suffix=f"{part.suffix}--{part.rows['group'].iloc[0]}")
+        if counts[part.suffix] > 1
+        else part
+        for part in parts
+    ]
+
+
+def design_settings(config: dict) -> dict[str, str]:
+    """{dotted config path: JSON value} of a run's design: its config less the parts that are no
+    part of it (as drift.results.design_key: seed, paths, logger, encode, the index's seed)."""
+
+    def flatten(tree: dict, prefix: str) -> dict[str, str]:
+        flat = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
+        return flat
+
+    flat = flatten({k: v for k, v in config.items() if k not in NOT_DESIGN}, "")
+    flat.pop("index.seed", None)
+    return flat
+
+
+def differences(configs: dict[str, dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Per design: (short key, value) of each setting whose value differs between the designs
+    (an absent setting reads "none"); the short key is the last component of the path."""
+    keys = sorted(set().union(*configs.values()))
+    varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1]
+    return {
+        group: [(key.rsplit(".", 1)[-1], value_text(config.get(key))) for key in varying]
+        for group, config in configs.items()
+    }
+
+
+def value_text(value: str | None) -> str:
+    """A setting's JSON value as text for names: lists joined by _, null and absent as none."""
+    loaded = None if value is None else json.loads(value)
+    if isinstance(loaded, list):
+        return "_".join(map(str, loaded))
+    return "none" if loaded is None else str(loaded)
+
+
+# Longest settings part of a file name; beyond it the settings are cut and the design hash added.
+MAX_SETTINGS = 80
+
+
+def name_of(settings: Settings, group: str) -> str:
+    """The settings part of a file name: --key-value per differing setting."""
+    text = "".join(f"--{slug(f'{key}-{value}')}" for key, value in settings)
+    if len(text) <= MAX_SETTINGS:
+        return text
+    return text[:MAX_SETTINGS].rsplit("--", 1)[0] + f"--etc-{group}"
 
 
 def beyond_paper_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -189,11 +288,30 @@ def share_axis(ax: plt.Axes, shares: pd.Series) -> None:
     ax.set_xlim(-0.4 * low, max(1.0, float(shares.max())) * 1.6)
 
 
-def fig_pareto(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+MARKER_SIZE = 5  # points
+NUMBER_SIZE = 6.5  # font size of the frontier points' numbers and of the key
+# Where a frontier point's number may go: offsets in points from the point to the middle of the
+# number's near side, cheapest first. Left and up are cheaper: no point lies up and to the left of
+# a frontier point (it would dominate it), and the frontier's step line runs below and right.
+OFFSETS = sorted(
+    ((dx, dy) for dx in (-4, -10, -17, -25, -35, -47, 4, 10, 17, 25) for dy in range(-44, 45, 4)),
+    key=lambda o: np.hypot(*o) * (1.0 if o[0] < 0 else 1.4) * (1.0 if o[1] >= 0 else 1.2),
+)
+NEAR = 6  # points: a number further from its point than this gets a leader line
+LEADER = {"arrowstyle": "-", "color": "#777777", "linewidth": 0.5, "shrinkA": 0.5}
+
+
+def fig_pareto(rows: pd.DataFrame, note: str, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     points = pareto_points(rows)
     panels = [p for p in PANELS if p[0] in set(points["metric"])]
-    fig, axes = new_figure(1, len(panels))
-    fig.set_size_inches(4.6 * len(panels), 4.2)
+    keyed = key_numbers(points)
+    points["key"] = points["strategy"].map(keyed).astype("Int64")
+    n_cols = 3 if len(panels) > 1 else 2
+    key_rows = -(-len(keyed) // n_cols)
+    key_height = 0.25 + 0.13 * key_rows  # inches: the key's title and rows at NUMBER_SIZE pt
+    fig = plt.figure(figsize=(4.6 * len(panels), 4.2 + key_height), layout="constrained")
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[3.4, key_height])
+    axes = np.array([[fig.add_subplot(grid[0, j]) for j in range(len(panels))]])
     for ax, (metric, ylabel, _) in zip(axes[0], panels, strict=True):
         part = points[points["metric"] == metric]
         frontier = part[part["frontier"]].sort_values("share")
@@ -220,51 +338,150 @@ def fig_pareto(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
                     fmt=marker,
                     color=color,
                     markerfacecolor=face,
-                    markersize=5,
+                    markersize=MARKER_SIZE,
                     capsize=2,
                     linewidth=0.8,
                     alpha=alpha,
                     zorder=3,
                 )
             if not mine.empty:  # legend entry: a filled marker, whichever points were drawn
-                ax.plot([], [], marker, color=color, markersize=5, label=label)
-        label_points(ax, frontier)
+                ax.plot([], [], marker, color=color, markersize=MARKER_SIZE, label=label)
         share_axis(ax, part["share"])
         ax.set_xlabel("share of the corpus encoded by the new model\n(% of documents, symlog)")
         ax.set_ylabel(ylabel)
+    key_axes = fig.add_subplot(grid[1, :])
+    draw_key(key_axes, points, keyed, n_cols)
     title = (
-        "Quality vs. cost of upgrading the embedding model: filled points are on the Pareto "
-        "frontier, hollow ones are dominated"
+        "Quality vs. cost of an embedding-model upgrade; filled: on the Pareto frontier "
+        "(numbered by cost, named below), hollow: dominated"
     )
-    finish(fig, axes, title, subtitle(rows, note))
+    finish(fig, axes, title, subtitle(rows, note, settings))
+    fig.draw_without_rendering()  # lay the figure out, then keep that layout: the numbers are
+    fig.set_layout_engine("none")  # placed in display coordinates
+    for ax, (metric, _, _) in zip(axes[0], panels, strict=True):
+        number_points(ax, points[points["metric"] == metric])
     return fig, points
 
 
-def subtitle(rows: pd.DataFrame, note: str) -> str:
-    """What the runs are (see make_figures.describe) and which experiment made them."""
-    return f"{describe(rows, note)}; experiment {', '.join(sorted(set(rows['experiment'])))}"
+def key_numbers(points: pd.DataFrame) -> dict[str, int]:
+    """{strategy: number} of the strategies on the frontier of any panel, numbered by cost (then
+    quality), so that the numbers grow along each panel's frontier."""
+    frontier = points[points["frontier"]].groupby("strategy")[["share", "mean"]].mean()
+    ordered_ = frontier.sort_values(["share", "mean"]).index
+    return {strategy: i for i, strategy in enumerate(ordered_, start=1)}
 
 
-def label_points(ax: plt.Axes, frontier: pd.DataFrame) -> None:
-    """Label the frontier points (sorted by cost) above and to the left: no point lies there, as
-    it would dominate the labelled one, and the step line runs below. The cheapest point's label
-    goes to its right, to stay inside the axes."""
-    for i, (_, point) in enumerate(frontier.iterrows()):
-        ax.annotate(
-            short_label(point["strategy"]),
-            (point["share"], point["mean"]),
-            xytext=(4, 4) if i == 0 else (-4, 4),
-            textcoords="offset points",
-            ha="left" if i == 0 else "right",
-            va="bottom",
-            fontsize=6.5,
-            color="#222222",
+def draw_key(ax: plt.Axes, points: pd.DataFrame, keyed: dict[str, int], n_cols: int) -> None:
+    """The key of the frontier points' numbers, in the family's colour and marker."""
+    ax.axis("off")
+    family = points.drop_duplicates("strategy").set_index("strategy")["family"]
+    handles = [
+        Line2D(
+            [],
+            [],
+            linestyle="",
+            marker=FAMILIES[family[strategy]][2],
+            color=FAMILIES[family[strategy]][1],
+            markersize=4,
         )
+        for strategy in keyed
+    ]
+    labels = [f"{number}  {short_label(strategy)}" for strategy, number in keyed.items()]
+    ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=n_cols,
+        frameon=False,
+        fontsize=NUMBER_SIZE,
+        title="Frontier points (numbered in the panels)",
+        title_fontsize=NUMBER_SIZE + 0.5,
+        handletextpad=0.3,
+        columnspacing=1.2,
+        labelspacing=0.25,
+    )
+
+
+def number_points(ax: plt.Axes, part: pd.DataFrame) -> None:
+    """Write each frontier point's key number beside it (top point first), at the cheapest of
+    OFFSETS where the number stays inside the axes, overlaps no number placed before and crosses
+    no leader line, and, when it needs a leader line, that line crosses no number nor another
+    line; one clear of every point's marker if there is one. A number with no such place is left
+    out (the key and the CSV still name its point). Run on the final layout."""
+    renderer = ax.figure.canvas.get_renderer()
+    px = ax.figure.dpi / 72  # display units per point
+    frame = ax.get_window_extent(renderer)
+    centre = ax.transData.transform(part[["share", "mean"]].to_numpy(dtype=float))
+    r = (MARKER_SIZE / 2 + 1) * px
+    markers = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in centre]
+    boxes: list[Bbox] = []
+    leaders: list[mpath.Path] = []
+    frontier = part.assign(x=centre[:, 0], y=centre[:, 1])[part["frontier"]]
+    for point in frontier.sort_values(["mean", "share"], ascending=False).itertuples():
+        text = str(point.key)
+        probe = ax.text(0, 0, text, fontsize=NUMBER_SIZE)
+        size = probe.get_window_extent(renderer)
+        probe.remove()
+        options = []
+        for dx, dy in OFFSETS:
+            box = text_box(point.x, point.y, dx * px, dy * px, size.width, size.height)
+            if not frame.containsx(box.x0) or not frame.containsx(box.x1):
+                continue
+            if not frame.containsy(box.y0) or not frame.containsy(box.y1):
+                continue
+            if any(box.overlaps(other) for other in boxes):
+                continue
+            if any(line.intersects_bbox(box) for line in leaders):
+                continue
+            leader = None
+            if max(abs(dx), abs(dy)) > NEAR:
+                middle = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+                leader = mpath.Path([(point.x, point.y), middle])
+                if any(leader.intersects_bbox(other) for other in boxes):
+                    continue
+                if any(leader.intersects_path(line) for line in leaders):
+                    continue
+            options.append((dx, dy, box, leader))
+        clear = [o for o in options if not any(o[2].overlaps(m) for m in markers)]
+        if not options:
+            continue
+        dx, dy, box, leader = (clear or options)[0]
+        boxes.append(box.padded(1))
+        if leader is not None:
+            leaders.append(leader)
+        ax.annotate(
+            text,
+            (point.share, point.mean),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha="right" if dx < 0 else "left",
+            va="center",
+            fontsize=NUMBER_SIZE,
+            color="#222222",
+            zorder=4,
+            arrowprops=None if leader is None else {**LEADER, "shrinkB": MARKER_SIZE / 2 + 1},
+        ).set_in_layout(False)
+
+
+def text_box(x: float, y: float, dx: float, dy: float, width: float, height: float) -> Bbox:
+    """Display box of a text whose near side's middle is (dx, dy) from the point (x, y): right
+    aligned left of the point, left aligned right of it, centred vertically."""
+    left = x + dx - (width if dx < 0 else 0)
+    return Bbox.from_bounds(left, y + dy - height / 2, width, height)
+
+
+def subtitle(rows: pd.DataFrame, note: str, settings: Settings = ()) -> str:
+    """What the runs are (see make_figures.describe), which experiment made them and the settings
+    that set their design apart from the experiment's others (or others worth naming)."""
+    text = f"{describe(rows, note)}; experiment {', '.join(sorted(set(rows['experiment'])))}"
+    if settings:
+        text += "; " + ", ".join(f"{key}={value}" for key, value in settings)
+    return text
 
 
 # -- strategy table ---------------------------------------------------------------------------
-def cost_table(parts: Sequence[tuple[str, pd.DataFrame]], note: str) -> str:
-    """strategy_costs.md: one table per (dataset, model pair[, design])."""
+def cost_table(parts: Sequence[Design], note: str) -> str:
+    """strategy_costs.md: one table per design (as the pareto figures)."""
     lines = [
         f"# {note}Strategies and their cost in new-model document encodes",
         "",
@@ -274,14 +491,14 @@ def cost_table(parts: Sequence[tuple[str, pd.DataFrame]], note: str) -> str:
         "(rerank's excludes its encodes). Frontier: no other strategy is at least as good for at "
         "most the cost on that metric. The ground-truth ceiling is not deployable: left out.",
     ]
-    for _, rows in parts:
+    for _, settings, rows in parts:
         points = pareto_points(rows)
         metrics = [(m, short) for m, _, short in PANELS if m in set(points["metric"])]
         found = {(row.strategy, row.metric): row for row in points.itertuples()}
         n_corpus = int(rows["n_corpus"].iloc[0])
         lines += [
             "",
-            f"## {subtitle(rows, '')}; {n_corpus:,} documents",
+            f"## {subtitle(rows, '', settings)}; {n_corpus:,} documents",
             "",
             "| Strategy | "
             + " | ".join(short for _, short in metrics)
@@ -374,42 +591,58 @@ def line_styles(strategies: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def fig_stream(
-    runs: pd.DataFrame, records: dict[str, dict], note: str
+    runs: pd.DataFrame, records: dict[str, dict], note: str, settings: Settings
 ) -> tuple[Figure, pd.DataFrame]:
+    """The encodes panel and one panel per quality metric, the legend in a cell of its own: two
+    by two with both metrics, which fits a two-column paper's width."""
     points = stream_points([records[f] for f in runs["file"]])
     metrics = [p for p in PANELS if p[0] in set(points["quantity"])]
-    fig, axes = new_figure(1, 1 + len(metrics))
-    fig.set_size_inches(3.9 * (1 + len(metrics)), 4.3)
+    cells = len(metrics) + 2
+    n_cols = 2 if cells == 4 else cells
+    fig, grid = new_figure(cells // n_cols, n_cols)
+    encodes, *panels, legend_cell = grid.flat
     first = points.iloc[0]
     names = sorted(
         dict.fromkeys(points["strategy"]), key=lambda n: list(FAMILIES).index(family_of(n))
     )
     styles = line_styles(names)
+    handles, labels = [], []
     for name in names:
         mine = points[points["strategy"] == name]
         latency = mine.iloc[0]
-        label = name
+        label = short_label(name)
         if pd.notna(latency["cold_us_mean"]):
-            label += f" ({latency['cold_us_mean']:,.0f} / {latency['warm_us_mean']:,.0f} µs)"
-        kwargs = {**styles[name], "linewidth": 1.3, "label": label}
+            label += f": {latency['cold_us_mean']:,.0f} / {latency['warm_us_mean']:,.0f}"
         share = mine[mine["quantity"] == "share_encoded"]
-        axes[0, 0].plot(share["queries"], 100 * share["value"], **kwargs)
-        for ax, (metric, _, _) in zip(axes[0, 1:], metrics, strict=True):
+        (line,) = encodes.plot(share["queries"], 100 * share["value"], **styles[name], lw=1.2)
+        handles.append(line)
+        labels.append(label)
+        for ax, (metric, _, _) in zip(panels, metrics, strict=True):
             quality = mine[mine["quantity"] == metric]
-            ax.plot(quality["queries"], quality["value"], **kwargs)
-    axes[0, 0].set_ylabel("new-model documents encoded\n(cumulative, % of the corpus)")
-    for ax, (_, ylabel, _) in zip(axes[0, 1:], metrics, strict=True):
+            ax.plot(quality["queries"], quality["value"], **styles[name], lw=1.2)
+    encodes.set_ylabel("new-model documents encoded\n(cumulative, % of the corpus)")
+    for ax, (_, ylabel, _) in zip(panels, metrics, strict=True):
         ax.set_ylabel(f"running mean over queries served:\n{ylabel}")
-    for ax in axes[0]:
+    for ax in (encodes, *panels):
         ax.set_xscale("log")
         ax.set_xlabel("queries served (log scale)")
-    title = (
-        f"Query stream: cumulative new-model encodes and running quality as queries arrive "
-        f"({int(first['length']):,} queries, {int(first['n_unique_queries']):,} distinct, "
-        f"N = {int(first['n_corpus']):,}); legend: time per query cold / warm, the encodes of a "
-        "cold query at the measured encode rate included"
+    legend_cell.axis("off")
+    legend_cell.legend(
+        handles,
+        labels,
+        loc="center",
+        frameon=False,
+        fontsize=7,
+        title="µs per query, cold / warm\n(cold: with its encodes at the measured rate)",
+        title_fontsize=7.5,
+        labelspacing=0.3,
     )
-    finish(fig, axes, title, subtitle(runs, note))
+    title = (
+        "Query stream: cumulative new-model encodes and running quality as queries arrive "
+        f"({int(first['length']):,} queries, {int(first['n_unique_queries']):,} distinct, "
+        f"N = {int(first['n_corpus']):,})"
+    )
+    finish(fig, np.array([encodes, *panels]), title, subtitle(runs, note, settings))
     return fig, points
 
 
@@ -458,7 +691,7 @@ def timeline_points(records: Sequence[dict]) -> pd.DataFrame:
 
 
 def fig_timeline(
-    runs: pd.DataFrame, records: dict[str, dict], note: str
+    runs: pd.DataFrame, records: dict[str, dict], note: str, settings: Settings
 ) -> tuple[Figure, pd.DataFrame]:
     chosen = [records[f] for f in runs["file"]]
     points = timeline_points(chosen)
@@ -509,14 +742,16 @@ def fig_timeline(
         below.set_ylabel("migrated\n(% of corpus)")
         below.set_xlabel("hours since the migration started (h)")
     config = chosen[0]["timeline"].get("config") or {}
-    scalars = [(k, v) for k, v in config.items() if isinstance(v, int | float | str)]
-    settings = ", ".join(f"{k}={v}" for k, v in scalars[:6])
+    named = {key for key, _ in settings}
+    scalars = [
+        (k, v) for k, v in config.items() if isinstance(v, int | float | str) and k not in named
+    ]
     bands = "95% CI" if len(chosen) == 1 else f"95% CIs averaged over {len(chosen)} runs"
     title = (
         "Migration timeline: quality while the corpus is re-embedded in the background "
         f"(bands: {bands}; dashed: full re-index, dotted: status quo)"
     )
-    finish(fig, axes, title, subtitle(runs, note) + (f"; {settings}" if settings else ""))
+    finish(fig, axes, title, subtitle(runs, note, [*settings, *scalars[:6]]))
     return fig, points
 
 
@@ -531,9 +766,9 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
     with plt.rc_context(PAPER_STYLE):
         try:
             chosen, note = beyond_paper_rows(rows)
-            parts = split(chosen)
-            for suffix, part in parts:
-                figures["pareto" + suffix] = fig_pareto(part, note)
+            parts = designs(chosen, records)
+            for suffix, settings, part in parts:
+                figures["pareto" + suffix] = fig_pareto(part, note, settings)
             (out / "strategy_costs.md").write_text(cost_table(parts, note), encoding="utf-8")
             written.append(out / "strategy_costs.md")
         except Skip as why:
@@ -542,8 +777,8 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
             try:
                 has = runs["file"].map(lambda f, name=name: bool(records[f].get(name)))
                 chosen, note = full_runs(runs[has], name, f"no runs with a {name} section")
-                for suffix, part in split(chosen):
-                    figures[name + suffix] = draw(part, records, note)
+                for suffix, settings, part in designs(chosen, records):
+                    figures[name + suffix] = draw(part, records, note, settings)
             except Skip as why:
                 skipped[name] = str(why)
     written += save_figures(figures, out)
