@@ -40,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from drift.errors import ConfigError, DataError, DriftError
-from drift.results import design_key, read_results, to_jsonable
+from drift.results import (
+    design_key,
+    design_labels,
+    experiment_of,
+    read_results,
+    to_jsonable,
+)
 
 DEFAULT_METRICS = ("qrels/ndcg@10", "knn/recall@10")  # the first one measured is the default
 DAY = 86_400.0
@@ -63,12 +69,6 @@ def read_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
             "(e.g. -m experiment=beyond_paper)"
         )
     return found
-
-
-def experiment_of(record: dict[str, Any]) -> str:
-    """The experiment a run belongs to: the first tag its experiment file sets, else its task."""
-    tags = list(record.get("config", {}).get("tags") or [])
-    return str(tags[0]) if tags else str(record.get("task_name", ""))
 
 
 def strategy_rows(record: dict[str, Any], file: str | Path = "") -> list[dict[str, Any]]:
@@ -754,7 +754,7 @@ def recommend(
     for m in {m.design: m for m in groups.values()}.values():  # a design's records: any one's
         for mode, curve in timeline_curves(m.records, metric).items():
             options.append(price_migration(mode, curve, m, request, rate))
-    label_options(options)
+    label_options(options, design_labels(by_file[f] for f in files))
 
     best = max(options, key=lambda o: o.relative)
     if not best.reaches:
@@ -802,17 +802,16 @@ def recommend(
     )
 
 
-def label_options(options: list[Option]) -> None:
-    """Strategy names, with the experiment (or the design, when that is the same too) added
-    where one name was measured in several designs."""
+def label_options(options: list[Option], designs: dict[str, str]) -> None:
+    """Strategy names, with the design they were measured in added where one name was measured
+    in several: its experiment, and the settings that set it apart when the experiment has several
+    designs (`designs`, from drift.results.design_labels)."""
     for strategy in {o.strategy for o in options}:
         mine = [o for o in options if o.strategy == strategy]
         if len({o.design for o in mine}) < 2:
             continue
-        experiments = [o.experiment for o in mine]
         for o in mine:
-            extra = o.experiment if experiments.count(o.experiment) == 1 else o.design
-            o.label = f"{strategy} [{extra}]"
+            o.label = f"{strategy} [{designs.get(o.design, o.experiment)}]"
 
 
 def rank(option: Option) -> tuple[Any, ...]:

@@ -115,3 +115,60 @@ def design_key(config: dict[str, Any]) -> str:
         kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
     blob = json.dumps(kept, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def design_settings(config: dict[str, Any]) -> dict[str, str]:
+    """{dotted config path: JSON value} of a run's design: its config less the parts that are no
+    part of it (as `design_key`: seed, paths, logger, encode, the index's seed)."""
+
+    def flatten(tree: dict[str, Any], prefix: str) -> dict[str, str]:
+        flat = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
+        return flat
+
+    flat = flatten({k: v for k, v in config.items() if k not in NOT_DESIGN}, "")
+    flat.pop("index.seed", None)
+    return flat
+
+
+def differences(configs: dict[str, dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Per design: (short key, value) of each setting whose value differs between the designs
+    (an absent setting reads "none"); the short key is the last component of the path."""
+    keys = sorted(set().union(*configs.values()))
+    varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1]
+    return {
+        group: [(key.rsplit(".", 1)[-1], value_text(config.get(key))) for key in varying]
+        for group, config in configs.items()
+    }
+
+
+def value_text(value: str | None) -> str:
+    """A setting's JSON value as text for names: lists joined by _, null and absent as none."""
+    loaded = None if value is None else json.loads(value)
+    if isinstance(loaded, list):
+        return "_".join(map(str, loaded))
+    return "none" if loaded is None else str(loaded)
+
+
+def experiment_of(record: dict[str, Any]) -> str:
+    """The experiment a run belongs to: the first tag its experiment file sets, else its task."""
+    tags = list(record.get("config", {}).get("tags") or [])
+    return str(tags[0]) if tags else str(record.get("task_name", ""))
+
+
+def design_labels(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """{design_key: "experiment key=value ..."}: each design named by its experiment and the
+    settings in which it differs from the experiment's other designs."""
+    configs: dict[str, dict[str, dict[str, str]]] = {}
+    for record in records:
+        config = record.get("config", {})
+        configs.setdefault(experiment_of(record), {})[design_key(config)] = design_settings(config)
+    labels = {}
+    for experiment, by_design in configs.items():
+        for design, settings in differences(by_design).items():
+            labels[design] = " ".join([experiment, *(f"{k}={v}" for k, v in settings)])
+    return labels

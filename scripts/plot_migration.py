@@ -35,7 +35,6 @@ The pareto figure numbers its frontier points by cost and names them in a key be
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -66,7 +65,7 @@ from matplotlib.transforms import Bbox
 
 from drift.errors import DriftError
 from drift.recommend import as_floats, mean_stream, pareto_frontier, strategy_rows
-from drift.results import NOT_DESIGN, read_results
+from drift.results import design_settings, differences, read_results
 
 # The quality panels: (protocol/metric, axis label, short name).
 PANELS = [
@@ -168,43 +167,6 @@ def designs(frame: pd.DataFrame, records: dict[str, dict]) -> list[Design]:
         else part
         for part in parts
     ]
-
-
-def design_settings(config: dict) -> dict[str, str]:
-    """{dotted config path: JSON value} of a run's design: its config less the parts that are no
-    part of it (as drift.results.design_key: seed, paths, logger, encode, the index's seed)."""
-
-    def flatten(tree: dict, prefix: str) -> dict[str, str]:
-        flat = {}
-        for key, value in tree.items():
-            if isinstance(value, dict) and value:
-                flat.update(flatten(value, f"{prefix}{key}."))
-            else:
-                flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
-        return flat
-
-    flat = flatten({k: v for k, v in config.items() if k not in NOT_DESIGN}, "")
-    flat.pop("index.seed", None)
-    return flat
-
-
-def differences(configs: dict[str, dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
-    """Per design: (short key, value) of each setting whose value differs between the designs
-    (an absent setting reads "none"); the short key is the last component of the path."""
-    keys = sorted(set().union(*configs.values()))
-    varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1]
-    return {
-        group: [(key.rsplit(".", 1)[-1], value_text(config.get(key))) for key in varying]
-        for group, config in configs.items()
-    }
-
-
-def value_text(value: str | None) -> str:
-    """A setting's JSON value as text for names: lists joined by _, null and absent as none."""
-    loaded = None if value is None else json.loads(value)
-    if isinstance(loaded, list):
-        return "_".join(map(str, loaded))
-    return "none" if loaded is None else str(loaded)
 
 
 # Longest settings part of a file name; beyond it the settings are cut and the design hash added.
