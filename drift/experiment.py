@@ -24,14 +24,14 @@ from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 from drift.drift_measures import drift_measures
 from drift.encoders import Encoder, shared_encoder
-from drift.errors import ConfigError, DataError
+from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.mixed_strategies import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.pairs import PairSplit, sample_pairs
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
-from drift.strategies import run_strategies
+from drift.strategies import StrategyResult, run_strategies
 from drift.timeline import run_timeline
 from drift.timing import Timings
 
@@ -158,7 +158,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             seed=derive_seed(seed, "pairs"),
             excluded=query_text_mask(data),
         )
-        adapters = fit_adapters(build_adapters(adapter_cfg), x_new, x_old, split, seed, timings)
+        adapters, unfit = fit_adapters(
+            build_adapters(adapter_cfg), x_new, x_old, split, seed, timings
+        )
         artifacts = save_artifacts(
             paths["artifacts_dir"] / config_hash(cfg), adapters, x_new[split.val], x_old[split.val]
         )
@@ -191,6 +193,11 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             )
             for name, result in strategy_results.items():
                 result.cost = paper_strategy_costs(name, len(x_new), pair_rows.size)
+            if "adapter" in wanted:
+                strategy_results |= {
+                    f"adapter/{name}": StrategyResult.not_applicable(f"adapter/{name}", reason)
+                    for name, reason in unfit.items()
+                }
         mixed = [s for s in wanted if s in MIXED_FAMILIES]
         if mixed:
             with timings("search/mixed"):
@@ -340,15 +347,28 @@ def fit_adapters(
     split: PairSplit,
     seed: int,
     timings: Timings,
-) -> dict[str, Adapter]:
+) -> tuple[dict[str, Adapter], dict[str, str]]:
+    """(fitted adapters, {name: why it could not be fitted}).
+
+    An adapter the pairs cannot determine (a VectorError, e.g. low-rank affine with no more
+    pairs than its rank) is reported as not applicable instead of stopping the run, so one
+    point of a sweep does not end the sweep; a bad setting (ConfigError) still stops it.
+    """
     val = split.val if split.val.size else None
+    fitted, unfit = {}, {}
     for name, adapter in adapters.items():
-        with timings(f"fit/{name}"):
-            adapter.fit(
-                x_new[split.train],
-                x_old[split.train],
-                x_new_val=x_new[val] if val is not None else None,
-                x_old_val=x_old[val] if val is not None else None,
-                seed=derive_seed(seed, f"fit/{name}"),
-            )
-    return adapters
+        try:
+            with timings(f"fit/{name}"):
+                adapter.fit(
+                    x_new[split.train],
+                    x_old[split.train],
+                    x_new_val=x_new[val] if val is not None else None,
+                    x_old_val=x_old[val] if val is not None else None,
+                    seed=derive_seed(seed, f"fit/{name}"),
+                )
+        except VectorError as err:
+            log.warning("adapter %s not fitted: %s", name, err)
+            unfit[name] = f"not fitted: {err}"
+            continue
+        fitted[name] = adapter
+    return fitted, unfit

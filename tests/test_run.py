@@ -68,6 +68,55 @@ def test_synthetic_smoke_run_writes_result(tmp_path: Path) -> None:
     assert set(on_disk["adapters"]) >= {"procrustes", "procrustes+dsm", "residual_mlp+dsm"}
 
 
+def test_adapter_the_pairs_cannot_determine_is_not_applicable(tmp_path: Path) -> None:
+    """LA with more rank than training pairs is reported (with why) and the run goes on."""
+    record = run(
+        compose(
+            overrides_for(
+                tmp_path,
+                *SYNTHETIC,
+                "adapter.n_pairs=20",
+                "adapter.methods.low_rank_affine.rank=32",
+            )
+        )
+    )
+    reasons = record["metrics"]["not_applicable"]
+    assert "16 training pairs cannot determine a rank-32 map" in reasons["adapter/low_rank_affine"]
+    assert "low_rank_affine" not in record["adapters"]
+    knn = record["metrics"]["protocols"]["knn"]["strategies"]
+    assert knn["adapter/procrustes"]["metrics"]["recall@10"]["mean"] >= 0
+
+
+def test_stream_and_timeline_sections(tmp_path: Path) -> None:
+    """Both analyses run on a smoke setting and land in the result file and its summary."""
+    record = run(
+        compose(
+            overrides_for(
+                tmp_path,
+                *SYNTHETIC,
+                "stream.enabled=true",
+                "stream.length=300",
+                "timeline.enabled=true",
+                "timeline.hours=4",
+                "timeline.rate=0.5",
+                "timeline.modes=[adapter_frozen,adapter_refit,backfill_status_quo]",
+            )
+        )
+    )
+    stream = record["stream"]
+    assert stream["length"] == 300 and stream["encode_rate"] > 0
+    assert "measured" in stream["encode_rate_source"]
+    rerank = stream["strategies"]["rerank/status_quo@50"]
+    assert rerank["encodes"] == sorted(rerank["encodes"])  # cumulative
+    assert stream["strategies"]["full_reindex"]["final_encodes"] == 300  # smoke corpus
+    assert "ceiling" not in stream["strategies"]
+    timeline = record["timeline"]
+    assert timeline["share_migrated"][0] == 0.0 and timeline["share_migrated"][-1] == 1.0
+    backfill = timeline["modes"]["backfill_status_quo"]["knn/recall@10"]["mean"]
+    full = timeline["references"]["full_reindex"]["knn/recall@10"]["mean"]
+    assert backfill[-1] == pytest.approx(full)
+
+
 def test_rerun_encodes_nothing(tmp_path: Path) -> None:
     run(compose(overrides_for(tmp_path, *SYNTHETIC)))
     record = run(compose(overrides_for(tmp_path, *SYNTHETIC, "adapter=procrustes")))
