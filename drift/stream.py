@@ -325,21 +325,21 @@ def summarise_stream(result: dict[str, Any]) -> str:
     strategies = result["strategies"]
     metrics = list(dict.fromkeys(m for s in strategies.values() for m in s["quality"]))
     lines = [
-        f"Stream of {result['length']} queries ({result['n_unique_queries']} distinct), "
-        f"N = {result['n_corpus']}, {result['encode_rate']:.3g} new-model documents/s.",
+        f"Stream of {result['length']:,} queries ({result['n_unique_queries']:,} distinct), "
+        f"N = {result['n_corpus']:,}, {result['encode_rate']:.3g} new-model documents/s.",
         "",
         "| strategy | encodes | share of N | "
         + "".join(f"{m} | " for m in metrics)
-        + "warm us | cold mean us | cold p99 us | first query us |",
+        + "warm ms | cold mean ms | cold p99 ms | first query ms |",
         "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|",
     ]
     for name, s in strategies.items():
         quality = [s["quality"].get(m, [None])[-1] for m in metrics]
         lat = s["latency_us"]
+        times = (lat["warm_mean"], lat["cold_mean"], lat["cold_p99"], lat["first_query"])
         lines.append(
-            f"| {name} | {s['final_encodes']:,} | {s['final_encodes'] / result['n_corpus']:.3g} | "
+            f"| {name} | {s['final_encodes']:,} | {s['final_encodes'] / result['n_corpus']:.1%} | "
             + "".join("n/a | " if q is None else f"{q:.3f} | " for q in quality)
-            + f"{lat['warm_mean']:.3g} | {lat['cold_mean']:.3g} | {lat['cold_p99']:.3g} | "
-            f"{lat['first_query']:.3g} |"
+            + "".join(f"{us / 1e3:,.2f} | " for us in times)
         )
     return "\n".join(lines) + "\n"

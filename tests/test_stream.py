@@ -119,8 +119,8 @@ def test_summary_lists_final_values():
         "rerank": rerank(upfront_encodes=0, warm_seconds_per_query=1e-4),
     }
     table = summarise_stream(simulate(strategies))
-    assert "| rerank | 5 | 0.5 | 0.667 | 100 | 1.01e+04 |" in table
-    assert "| status_quo | 0 | 0 | 0.667 |" in table
+    assert "| rerank | 5 | 50.0% | 0.667 | 0.10 | 10.10 |" in table
+    assert "| status_quo | 0 | 0.0% | 0.667 |" in table
 
 
 def test_zipf_stream_is_seeded_and_skewed():
