@@ -244,6 +244,7 @@ ALL_CONFIGS = [
     ("low_rank_affine", {"rank": 4}),
     ("low_rank_affine", {"rank": 4, "dsm": False, "normalize_output": False}),
     ("residual_mlp", FAST_MLP),
+    ("routed", {"n_clusters": 2, "min_pairs": 20}),
 ]
 
 

@@ -23,7 +23,13 @@ def build_adapter(kind: str, **hparams: Any) -> Adapter:
 
 def _import_all() -> None:
     # Importing the modules runs their @register_adapter decorators.
-    from drift.adapters import baselines, low_rank_affine, procrustes, residual_mlp  # noqa: F401
+    from drift.adapters import (  # noqa: F401
+        baselines,
+        low_rank_affine,
+        procrustes,
+        residual_mlp,
+        routed,
+    )
 
 
 __all__ = ["Adapter", "ADAPTERS", "build_adapter", "load_adapter", "register_adapter"]

@@ -15,6 +15,12 @@ row i depends on i only, the old model of dimension d_old and a new one of dimen
 - rotate: turns every output vector by rotation * 90 degrees inside fixed random 2-planes
   (orthogonal: Procrustes recovers it; cos(old, new) = cos(rotation * pi / 2) when nothing else
   drifts),
+- regimes: with R > 1 the rotation is heterogeneous instead: the mixture components fall into R
+  regions of the latent space and each region's latent vectors are turned by rotation * 90
+  degrees within its own random 2-planes of the latent space. All regions then share one output
+  subspace with conflicting maps, so no single linear map recovers the drift, one per region does
+  (a rotation in the output space would move each region into its own subspace, where one global
+  affine map fits them all),
 - the dimension change: the new model keeps the old one's rows of A and adds more (or drops some).
 
 Warp, scale and noise act on the latent, so they change the neighbourhoods alike in 64 or 768
@@ -44,7 +50,7 @@ from drift.vectors import l2_normalize
 
 GENERATOR_VERSION = "synthetic-v2"
 _BLOCK = 8192  # items hashed at a time (bounds the memory of one encode call)
-_TAG_CENTRES, _TAG_SHARED, _TAG_ROTATION, _TAG_SCALE = 1, 2, 3, 4
+_TAG_CENTRES, _TAG_SHARED, _TAG_ROTATION, _TAG_SCALE, _TAG_REGIME = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,30 @@ class Drift:
         warp: >= 0; the amplitude of `sin(pi * z)` added to each unit-variance latent coordinate.
         noise: >= 0; the std of per-item Gaussian noise added to each unit-variance latent
             coordinate.
+        regimes: >= 1; regions of the latent space, each rotated in its own planes of the
+            latent space (1: one rotation of the output space for all; more needs rotation > 0
+            and at most as many mixture components).
     """
 
     rotation: float = 0.0
     anisotropy: float = 0.0
     warp: float = 0.0
     noise: float = 0.0
+    regimes: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rotation <= 1.0:
             raise ConfigError(f"drift rotation must lie in [0, 1], got {self.rotation}")
+        if not isinstance(self.regimes, int) or isinstance(self.regimes, bool) or self.regimes < 1:
+            raise ConfigError(f"drift regimes must be an integer >= 1, got {self.regimes!r}")
         for f in fields(self):
             if getattr(self, f.name) < 0:
                 raise ConfigError(f"drift {f.name} must be >= 0, got {getattr(self, f.name)}")
+        if self.regimes > 1 and not self.rotation:
+            raise ConfigError(
+                f"drift regimes={self.regimes} needs rotation > 0: regimes differ only in their "
+                "rotation"
+            )
 
     @classmethod
     def at_level(cls, level: float, **overrides: float | None) -> Drift:
@@ -93,7 +110,12 @@ class Drift:
         return cls(**values)
 
     def describe(self) -> str:
-        return ",".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
+        # regimes=1 is left out, so the revisions (cache keys) made before it existed still hold
+        return ",".join(
+            f"{f.name}={getattr(self, f.name):g}"
+            for f in fields(self)
+            if f.name != "regimes" or self.regimes != 1
+        )
 
 
 @dataclass(frozen=True)
@@ -127,10 +149,28 @@ class LatentSpace:
         rng = np.random.default_rng([self.seed, _TAG_CENTRES])
         return rng.standard_normal((self.n_clusters, self.latent_dim))
 
+    def cluster(self, ids: Sequence[str]) -> np.ndarray:
+        """The mixture component of each item."""
+        u = item_uniforms(ids, f"{self.seed}/cluster", 1)[:, 0]
+        return np.minimum((u * self.n_clusters).astype(np.int64), self.n_clusters - 1)
+
+    def regions(self, n_regions: int) -> np.ndarray:
+        """[n_clusters] region of each mixture component: the components sorted along the
+        centres' first principal axis, cut into `n_regions` runs of (nearly) equal length.
+
+        Regions are thus contiguous parts of the latent space along its main direction of spread
+        (as classes are regions of an embedding space), not interleaved components.
+        """
+        centred = self.centres - self.centres.mean(axis=0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+        order = np.argsort(centred @ (axis * np.sign(axis[np.abs(axis).argmax()])), kind="stable")
+        region = np.empty(self.n_clusters, dtype=np.int64)
+        region[order] = np.arange(self.n_clusters) * n_regions // self.n_clusters
+        return region
+
     def latent(self, ids: Sequence[str]) -> np.ndarray:
         """[n, latent_dim] float64 latent vectors with unit variance per coordinate."""
-        u = item_uniforms(ids, f"{self.seed}/cluster", 1)[:, 0]
-        cluster = np.minimum((u * self.n_clusters).astype(np.int64), self.n_clusters - 1)
+        cluster = self.cluster(ids)
         z = self.centres[cluster] + self.cluster_std * item_normals(
             ids, f"{self.seed}/latent", self.latent_dim
         )
@@ -159,13 +199,20 @@ class SyntheticModel:
         if drift.anisotropy:
             g = np.random.default_rng([space.seed, _TAG_SCALE]).standard_normal(space.latent_dim)
             self.scales = np.exp(drift.anisotropy * g)
-        self.basis = None
-        if drift.rotation:
-            gauss = np.random.default_rng([space.seed, _TAG_ROTATION, dim]).standard_normal(
-                (dim, dim)
+        if drift.regimes > space.n_clusters:
+            raise ConfigError(
+                f"drift regimes={drift.regimes} exceeds the latent space's {space.n_clusters} "
+                "mixture components: a regime is made of whole components"
             )
-            q, r = np.linalg.qr(gauss)
-            self.basis = q * np.sign(np.diag(r))  # a fixed random orthogonal basis
+        self.basis, self.region, self.region_bases = None, None, []
+        if drift.regimes > 1:  # one fixed random orthogonal basis of the latent space per region
+            self.region = space.regions(drift.regimes)
+            self.region_bases = [
+                _random_basis([space.seed, _TAG_REGIME, r], space.latent_dim)
+                for r in range(drift.regimes)
+            ]
+        elif drift.rotation:  # a fixed random orthogonal basis of the output space
+            self.basis = _random_basis([space.seed, _TAG_ROTATION, dim], dim)
 
     def encode(self, ids: Sequence[str]) -> np.ndarray:
         """Float32 [len(ids), dim] unit vectors."""
@@ -183,10 +230,21 @@ class SyntheticModel:
             z = z * self.scales
         if self.drift.noise:
             z = z + self.drift.noise * item_normals(ids, f"{self.space.seed}/noise", z.shape[1])
+        angle = self.drift.rotation * math.pi / 2
+        if self.region is not None:
+            region = self.region[self.space.cluster(ids)]
+            for r, basis in enumerate(self.region_bases):
+                z[region == r] = rotate(z[region == r], basis, angle)
         y = z @ self.proj.T
         if self.basis is not None:
-            y = rotate(y, self.basis, self.drift.rotation * math.pi / 2)
+            y = rotate(y, self.basis, angle)
         return l2_normalize(y)
+
+
+def _random_basis(seed: list[int], dim: int) -> np.ndarray:
+    """A fixed random orthogonal dim x dim matrix (QR of a seeded Gaussian, signs fixed)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
+    return q * np.sign(np.diag(r))
 
 
 def rotate(y: np.ndarray, basis: np.ndarray, angle: float) -> np.ndarray:
@@ -247,7 +305,8 @@ class SyntheticEncoder:
 
     `role="old"` is the reference space (no drift parameters allowed); `role="new"` applies
     `Drift.at_level(level)` with any component overridden by `rotation`, `anisotropy`, `warp`,
-    `noise`. Old and new encoders must share `latent_dim`, `n_clusters`, `cluster_std`, `seed`.
+    `noise`, with `regimes` rotations (one per region of the latent space). Old and new
+    encoders must share `latent_dim`, `n_clusters`, `cluster_std`, `seed`.
     """
 
     modality = "synthetic"
@@ -268,6 +327,7 @@ class SyntheticEncoder:
         anisotropy: float | None = None,
         warp: float | None = None,
         noise: float | None = None,
+        regimes: int = 1,
         *,
         device: str = "auto",
         offline: bool | None = None,
@@ -277,7 +337,7 @@ class SyntheticEncoder:
             raise ConfigError(f"synthetic encoder role must be 'old' or 'new', got {role!r}")
         self.space = LatentSpace(latent_dim, n_clusters, cluster_std, seed)
         self.drift = Drift.at_level(
-            level, rotation=rotation, anisotropy=anisotropy, warp=warp, noise=noise
+            level, rotation=rotation, anisotropy=anisotropy, warp=warp, noise=noise, regimes=regimes
         )
         if role == "old" and self.drift != Drift():
             raise ConfigError(
