@@ -27,7 +27,7 @@ from drift.encoders import Encoder, shared_encoder
 from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
-from drift.mixed_strategies import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
+from drift.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.pairs import PairSplit, sample_pairs
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything

@@ -46,7 +46,7 @@ class StrategyResult:
     scores: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: str = ""
-    # What it costs in new-model document encodes (see drift.mixed_strategies.encode_cost) and
+    # What it costs in new-model document encodes (see drift.mixed.encode_cost) and
     # the settings it ran with (family, depth, fraction, ...), both as stored in result files.
     cost: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,7 @@
     print(summarise_timeline(result))
 
 At hour t the background job has re-embedded the first round(min(1, rate * t) * N) rows of one
-fixed order (drift.mixed_strategies.backfill_order: a job does not reshuffle as it goes). Every
+fixed order (drift.mixed.backfill.backfill_order: a job does not reshuffle as it goes). Every
 `step_hours` each serving mode answers all queries and is scored by drift.evaluate.evaluate:
 
 - adapter_frozen:      the adapter fitted once on the initial pairs; new query -> adapter -> old
@@ -26,7 +26,7 @@ Choices, and why:
   evaluated queries' own traffic out of it means cross-fitting (each query fold migrated in the
   order the other folds taught). In a timeline that gives every fold its own migrated set, refit
   adapter and partial index: no longer one background job. hubness is the traffic-free stand-in.
-- Calibrated merges are cross-fitted as in drift.mixed_strategies.backfill: each query fold is
+- Calibrated merges are cross-fitted as in drift.mixed.backfill.backfill: each query fold is
   merged with an affine score map fitted on the other folds' traffic (what the base strategy
   serves them over the whole old index), on their top-k rows that are already migrated. With too
   few such rows the merge falls back to zscore, and the mode's notes say so.
@@ -56,7 +56,7 @@ from drift.errors import ConfigError, VectorError
 from drift.evaluate import PRIMARY_METRIC, evaluate
 from drift.index import IndexCache, IndexSpec, search
 from drift.metrics import Qrels
-from drift.mixed_strategies import (
+from drift.mixed.backfill import (
     MERGES,
     PartialIndex,
     backfill_answer,

@@ -1,4 +1,4 @@
-"""drift.mixed_strategies (rerank, fusion, backfill) on synthetic vectors with exact indexes.
+"""drift.mixed (rerank, fusion, backfill) on synthetic vectors with exact indexes.
 
 The pair: "new" vectors are random unit vectors, "old" vectors a noisy projection of them, so the
 old model is a degraded view of the new one. The identities the issue asks for are exact here
@@ -13,21 +13,18 @@ import pytest
 from drift.adapters import build_adapter
 from drift.errors import ConfigError
 from drift.index import IndexCache, IndexSpec, build_index, search
-from drift.mixed_strategies import (
+from drift.mixed.backfill import (
     BackfillSetting,
     Calibration,
-    DocumentVectors,
     backfill,
     backfill_order,
     fit_calibration,
-    fusion,
     merge_lists,
-    paper_strategy_costs,
-    rerank,
-    run_mixed_strategies,
     search_unmigrated,
-    union_candidates,
 )
+from drift.mixed.fusion import fusion
+from drift.mixed.plan import paper_strategy_costs, run_mixed_strategies
+from drift.mixed.rerank import DocumentVectors, rerank, union_candidates
 from drift.vectors import l2_normalize
 
 N, NQ, D_NEW, D_OLD, K = 300, 40, 24, 16, 10
