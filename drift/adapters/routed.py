@@ -31,7 +31,7 @@ import numpy as np
 
 from drift.adapters import build_adapter
 from drift.adapters.base import MIN_PAIRS, Adapter, register_adapter
-from drift.adapters.scaling import _mean_cosine as mean_cosine
+from drift.adapters.scaling import mean_cosine
 from drift.errors import CacheCorruptError, ConfigError
 from drift.seeding import derive_seed
 from drift.vectors import l2_normalize

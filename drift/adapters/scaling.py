@@ -115,9 +115,9 @@ class MapAdapter(Adapter):
         self._scaling = (
             DiagonalScaling.fit(self._map(x_new), x_old, bias=self.dsm_bias) if self.dsm else None
         )
-        self.fit_info["cosine/train"] = _mean_cosine(self._transform(x_new), x_old)
+        self.fit_info["cosine/train"] = mean_cosine(self._transform(x_new), x_old)
         if x_new_val is not None and x_old_val is not None:
-            self.fit_info["cosine/val"] = _mean_cosine(self._transform(x_new_val), x_old_val)
+            self.fit_info["cosine/val"] = mean_cosine(self._transform(x_new_val), x_old_val)
 
     def _transform(self, x_new: np.ndarray) -> np.ndarray:
         y = self._map(x_new)
@@ -161,5 +161,5 @@ class MapAdapter(Adapter):
             )
 
 
-def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.einsum("ij,ij->i", l2_normalize(a), l2_normalize(b))))
