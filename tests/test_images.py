@@ -225,7 +225,6 @@ def run_overrides(tmp: Path, *extra: str) -> list[str]:
         f"paths.cache_dir={tmp / 'cache'}",
         "dataset=image_folder",
         f"dataset.path={tmp / 'imgs'}",
-        "adapter.methods.low_rank_affine.rank=4",  # a handful of pairs
         *extra,
     ]
 
