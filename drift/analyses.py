@@ -120,6 +120,7 @@ def query_stream(
         stream_strategies(results, knn_truth=knn_truth, qrels=qrels, pair_rows=pair_rows),
         n_corpus=len(documents),
         encode_rate=rate,
+        capacity=None if settings["capacity"] is None else int(settings["capacity"]),
     )
     return {
         "config": dict(settings),

@@ -96,6 +96,7 @@ def test_stream_and_timeline_sections(tmp_path: Path) -> None:
                 *SYNTHETIC,
                 "stream.enabled=true",
                 "stream.length=300",
+                "stream.capacity=100",
                 "timeline.enabled=true",
                 "timeline.hours=4",
                 "timeline.rate=0.5",
@@ -110,6 +111,9 @@ def test_stream_and_timeline_sections(tmp_path: Path) -> None:
     assert rerank["encodes"] == sorted(rerank["encodes"])  # cumulative
     assert stream["strategies"]["full_reindex"]["final_encodes"] == 300  # smoke corpus
     assert "ceiling" not in stream["strategies"]
+    # A store of 100 vectors cannot hold status-quo candidates over a 300-row corpus: evicted
+    # documents are encoded again, so the count passes the corpus size.
+    assert stream["strategies"]["rerank/status_quo@50"]["final_encodes"] > 300
     timeline = record["timeline"]
     assert timeline["share_migrated"][0] == 0.0 and timeline["share_migrated"][-1] == 1.0
     backfill = timeline["modes"]["backfill_status_quo"]["knn/recall@10"]["mean"]
