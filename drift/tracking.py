@@ -27,6 +27,44 @@ def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def stream_rows(stream: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The query-stream curves of a result record as long rows (one per strategy, checkpoint and
+    quantity: share_encoded or a running quality metric)."""
+    if not stream:
+        return []
+    rows = []
+    for name, curve in stream["strategies"].items():
+        series = {"share_encoded": curve["share_encoded"], **curve["quality"]}
+        for quantity, values in series.items():
+            rows += [
+                {"strategy": name, "quantity": quantity, "queries": q, "value": v}
+                for q, v in zip(stream["checkpoints"], values, strict=True)
+            ]
+    return rows
+
+
+def timeline_rows(timeline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The migration timeline of a result record as long rows (one per mode, metric and hour)."""
+    if not timeline:
+        return []
+    rows = []
+    for mode, by_metric in timeline["modes"].items():
+        for metric, stats in by_metric.items():
+            if not (isinstance(stats, dict) and isinstance(stats.get("mean"), list)):
+                continue  # notes, refit times
+            for i, hours in enumerate(timeline["hours"]):
+                rows.append(
+                    {
+                        "mode": mode,
+                        "metric": metric,
+                        "hours": hours,
+                        "share_migrated": timeline["share_migrated"][i],
+                        **{stat: stats[stat][i] for stat in ("mean", "ci_low", "ci_high")},
+                    }
+                )
+    return rows
+
+
 class NullRun:
     """Stands in for a W&B run when logging is off."""
 
@@ -59,6 +97,14 @@ class WandbRun:
                     )
                 }
             )
+        for section, rows in (
+            ("stream", stream_rows(record.get("stream"))),
+            ("timeline", timeline_rows(record.get("timeline"))),
+        ):
+            if rows:  # long tables: a dashboard line plot per metric, x = queries or hours
+                columns = list(rows[0])
+                data = [[r[c] for c in columns] for r in rows]
+                self.run.log({section: wandb.Table(columns=columns, data=data)})
         artifact = wandb.Artifact(f"result-{record['config_hash']}", type="result")
         artifact.add_file(str(path))
         self.run.log_artifact(artifact)

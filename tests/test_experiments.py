@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from drift.config import CONFIG_DIR, compose
 from drift.provenance import REPO_ROOT
 from drift.run import run
+from drift.tracking import stream_rows, timeline_rows
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The analyses of the paper (issue: every paper analysis as an experiment).
@@ -234,11 +235,35 @@ def test_wandb_offline_writes_a_run_folder(tmp_path: Path) -> None:
                 *smoke_overrides(tmp_path),
                 "logger=wandb",
                 f"logger.save_dir={tmp_path / 'wandb'}",
+                "stream.enabled=true",  # its curves go to W&B as a table
+                "stream.length=50",
+                "timeline.enabled=true",
+                "timeline.hours=2",
+                "timeline.rate=0.5",
+                "timeline.modes=[adapter_frozen,backfill_status_quo]",
             ]
         )
     )
     (folder,) = (tmp_path / "wandb" / "wandb").glob("offline-run-*")
     (log,) = folder.glob("run-*.wandb")
     assert log.stat().st_size > 0
+    tables = {p.name.split("_")[0] for p in (folder / "files" / "media" / "table").glob("*.json")}
+    assert tables == {"strategies", "stream", "timeline"}
     assert record["config"]["logger"]["tags"] == ["drift_synthetic"]
     assert record["config"]["logger"]["group"] == "smoke"
+
+
+def test_stream_and_timeline_become_long_tables_for_wandb(smoke_root: Path) -> None:
+    stream = smoke_run(smoke_root, "query_stream")["stream"]
+    rows = stream_rows(stream)
+    n_strategies, n_points = len(stream["strategies"]), len(stream["checkpoints"])
+    assert len({(r["strategy"], r["quantity"]) for r in rows}) >= n_strategies
+    assert len(rows) % n_points == 0
+    full = [r for r in rows if r["strategy"] == "full_reindex" and r["quantity"] == "share_encoded"]
+    assert [r["value"] for r in full] == [1.0] * n_points
+    timeline = smoke_run(smoke_root, "migration_timeline")["timeline"]
+    rows = timeline_rows(timeline)
+    modes = {r["mode"] for r in rows}
+    assert modes == set(timeline["modes"]) and {r["hours"] for r in rows} == set(timeline["hours"])
+    assert all(r["ci_low"] <= r["ci_high"] for r in rows if r["mean"] is not None)
+    assert stream_rows(None) == [] and timeline_rows(None) == []
