@@ -64,7 +64,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
 from drift.errors import DriftError
-from drift.recommend import as_floats, mean_stream, pareto_frontier, strategy_rows
+from drift.measured import as_floats, mean_stream, pareto_frontier, strategy_rows
 from drift.results import design_settings, differences, read_results
 
 # The quality panels: (protocol/metric, axis label, short name).

@@ -16,15 +16,13 @@ import pytest
 
 from drift.cli import COMMANDS
 from drift.errors import ConfigError, DataError
+from drift.measured import pareto_frontier, read_records, strategy_rows
 from drift.recommend import (
     Request,
     TargetUnreachableError,
     main,
     on_demand_share,
-    pareto_frontier,
-    read_records,
     recommend,
-    strategy_rows,
 )
 
 N_MEASURED = 1000
