@@ -151,12 +151,13 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             measured_drift = drift_measures(x_old, x_new, seed=derive_seed(seed, "drift"))
 
         adapter_cfg = cfg["adapter"]
+        excluded = query_text_mask(data)
         split = sample_pairs(
             len(data.corpus),
             int(adapter_cfg["n_pairs"]),
             val_fraction=float(adapter_cfg["val_fraction"]),
             seed=derive_seed(seed, "pairs"),
-            excluded=query_text_mask(data),
+            excluded=excluded,
         )
         adapters, unfit = fit_adapters(
             build_adapters(adapter_cfg), x_new, x_old, split, seed, timings
@@ -177,7 +178,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             _, knn_truth = exact_search(x_new, q_new, k)
 
         wanted = list(cfg["eval"]["strategies"])
-        pair_rows = np.concatenate([split.train, split.val])
+        pair_rows = split.rows
         with timings("search"):
             strategy_results = run_strategies(
                 old_index=old_index,
@@ -257,7 +258,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                     index_cache=index_cache,
                     train_rows=split.train,
                     val_rows=split.val,
-                    excluded=query_text_mask(data),
+                    excluded=excluded,
                     knn_truth=knn_truth if "knn" in protocols else None,
                     qrels=qrels,
                     k=k,

@@ -18,6 +18,11 @@ class PairSplit:
     val: np.ndarray
     n_requested: int
 
+    @property
+    def rows(self) -> np.ndarray:
+        """Every pair row, training then validation (the corpus items both models encoded)."""
+        return np.concatenate([self.train, self.val])
+
     def summary(self) -> dict[str, int]:
         return {
             "n_requested": self.n_requested,

@@ -52,6 +52,7 @@ import faiss
 import numpy as np
 
 from drift.adapters import Adapter, build_adapter
+from drift.adapters.scaling import mean_cosine
 from drift.errors import ConfigError, VectorError
 from drift.evaluate import PRIMARY_METRIC, evaluate
 from drift.index import IndexCache, IndexSpec, search
@@ -59,15 +60,14 @@ from drift.metrics import Qrels
 from drift.mixed.backfill import (
     MERGES,
     PartialIndex,
-    backfill_answer,
     backfill_order,
-    fit_calibration,
     partial_index,
     query_folds,
+    serve_fold,
 )
 from drift.seeding import derive_seed
 from drift.strategies import StrategyResult, rrf_fuse
-from drift.vectors import check_vectors, l2_normalize
+from drift.vectors import check_vectors
 
 MODES = ("adapter_frozen", "adapter_refit", "backfill_status_quo", "backfill_adapter", "dual_index")
 REFERENCES = ("full_reindex", "status_quo")
@@ -222,6 +222,11 @@ class TimelineData:
     def n(self) -> int:
         return self.x_new.shape[0]
 
+    @property
+    def pair_rows(self) -> np.ndarray:
+        """The initial pairs, training and validation (sorted, distinct)."""
+        return np.union1d(self.train_rows, self.val_rows)
+
 
 @dataclass
 class TimelineStep:
@@ -246,7 +251,6 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
     order = backfill_order(
         cfg.order, data.n, seed=derive_seed(data.seed, "timeline/order"), x_old=data.x_old
     )
-    pair_rows = np.union1d(data.train_rows, data.val_rows)
     folds = query_folds(len(data.q_new), cfg.folds, derive_seed(data.seed, "timeline/folds"))
     status_quo = search(data.old_index, data.q_old, data.k, data.spec)
     references = {
@@ -307,7 +311,7 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
             if mode in cfg.modes:
                 start = time.perf_counter()
                 answers[mode], notes[mode] = serve_backfill(
-                    cfg, data, partial, base_queries, base_ranking, migrated, folds
+                    cfg, data, partial, base_queries, base_ranking, folds
                 )
                 serve_seconds[mode] = time.perf_counter() - start
         if "dual_index" in cfg.modes:
@@ -318,7 +322,7 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
         previous = TimelineStep(
             hour=float(hour),
             n_migrated=n_migrated,
-            new_doc_encodes=int(np.union1d(order[:n_migrated], pair_rows).size),
+            new_doc_encodes=int(np.union1d(order[:n_migrated], data.pair_rows).size),
             answers=answers,
             changed=True,
             refit_seconds=refit_seconds,
@@ -471,7 +475,7 @@ def timeline_record(
         "new_doc_encodes": [s.new_doc_encodes for s in steps],
         "n_corpus": data.n,
         "n_queries": int(data.q_new.shape[0]),
-        "n_initial_pairs": int(np.union1d(data.train_rows, data.val_rows).size),
+        "n_initial_pairs": int(data.pair_rows.size),
         "completes_at_hours": complete[0] if complete else None,
         "k": data.k,
         "seed": data.seed,
@@ -559,38 +563,26 @@ def serve_backfill(
     partial: PartialIndex,
     base_queries: np.ndarray,
     base_ranking: tuple[np.ndarray, np.ndarray],
-    migrated: np.ndarray,
     folds: list[np.ndarray],
 ) -> tuple[np.ndarray, list[str]]:
     """Backfill answers (ids [nq, k]) and notes. Each query fold's calibration is fitted on the
     other folds' `base_ranking` (the base strategy over the whole old index)."""
     ids = np.full((len(data.q_new), data.k), -1, dtype=np.int64)
     notes: list[str] = []
-    partly = 0 < partial.rows.size < data.n
     for fold in folds:
-        merge, calibration = cfg.merge, None
-        if merge == "calibrated" and partly:
-            past = np.setdiff1d(np.arange(len(data.q_new)), fold)
-            calibration = fit_calibration(
-                base_ranking[0][past],
-                base_ranking[1][past],
-                data.q_new[past],
-                data.x_new,
-                migrated,
-            )
-            if calibration is None:
-                merge = "zscore"
-                notes.append("too little past traffic on migrated rows to calibrate: zscore")
-        (_, ids[fold]), _ = backfill_answer(
-            old_index=data.old_index,
-            base_queries=base_queries[fold],
+        (_, ids[fold]), _, fold_notes = serve_fold(
+            fold,
+            merge=cfg.merge,
             partial=partial,
-            q_new=data.q_new[fold],
+            past_traffic=base_ranking,
+            base_queries=base_queries,
+            q_new=data.q_new,
+            x_new=data.x_new,
+            old_index=data.old_index,
             spec=data.spec,
             k=data.k,
-            merge=merge,
-            calibration=calibration,
         )
+        notes += fold_notes
     return ids, sorted(set(notes))
 
 
@@ -610,8 +602,7 @@ def validation_cosine(adapter: Adapter, data: TimelineData) -> float | None:
     """Mean cosine between the mapped and the true old vectors of the validation pairs."""
     if data.val_rows.size == 0:
         return None
-    mapped = l2_normalize(adapter.transform(data.x_new[data.val_rows]))
-    return float(np.einsum("ij,ij->i", mapped, data.x_old[data.val_rows]).mean())
+    return mean_cosine(adapter.transform(data.x_new[data.val_rows]), data.x_old[data.val_rows])
 
 
 def _curve(summaries: list[Mapping[str, Any]]) -> dict[str, list[float]]:

@@ -227,18 +227,26 @@ def write_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return written
 
 
+def collect_or_say_why(roots: Sequence[str | Path]) -> pd.DataFrame | None:
+    """`collect(roots)`, or None after printing to stderr why there is nothing to collect."""
+    try:
+        frame = collect(roots)
+    except (DriftError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+    if frame.empty:
+        print(f"error: no result files under {', '.join(map(str, roots))}", file=sys.stderr)
+        return None
+    return frame
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", default=["results/runs"], help="result folders")
     parser.add_argument("--out", default="results/collected", help="output folder")
     args = parser.parse_args(argv)
-    try:
-        frame = collect(args.results)
-    except (DriftError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if frame.empty:
-        print(f"error: no result files under {', '.join(args.results)}", file=sys.stderr)
+    frame = collect_or_say_why(args.results)
+    if frame is None:
         return 2
     for path in write_tables(frame, args.out):
         print(f"wrote {path}")

@@ -36,11 +36,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import collect, short_model, summarize
+from collect_results import collect_or_say_why, short_model, summarize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from drift.errors import DriftError
 
 # Each protocol's primary metric and its axis label.
 PRIMARY = {
@@ -672,13 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="results/figures", help="output folder")
     args = parser.parse_args(argv)
     plt.switch_backend("Agg")
-    try:
-        frame = collect(args.results)
-    except (DriftError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if frame.empty:
-        print(f"error: no result files under {', '.join(args.results)}", file=sys.stderr)
+    frame = collect_or_say_why(args.results)
+    if frame is None:
         return 2
     written, skipped = write_all(frame, args.out)
     for path in written:

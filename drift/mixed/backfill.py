@@ -32,6 +32,12 @@ class PartialIndex:
     index: faiss.Index | None
     rows: np.ndarray
 
+    def migrated(self, n_corpus: int) -> np.ndarray:
+        """Bool per corpus row: in this index (re-embedded) or not."""
+        mask = np.zeros(n_corpus, dtype=bool)
+        mask[self.rows] = True
+        return mask
+
 
 def backfill_order(
     order: str,
@@ -213,8 +219,6 @@ def backfill_answer(
     new-model index's search (for f = 1 the full new index: same rows, same order).
     """
     n = old_index.ntotal
-    migrated = np.zeros(n, dtype=bool)
-    migrated[partial.rows] = True
     seconds: dict[str, float] = {}
     if partial.index is None:
         result, seconds["search_seconds"] = timed_search(old_index, base_queries, k, spec)
@@ -226,7 +230,7 @@ def backfill_answer(
     if partial.rows.size == n:
         return (new_scores, new_ids), seconds
     old, seconds["search_old_seconds"] = timed(
-        lambda: search_unmigrated(old_index, base_queries, migrated, k, spec)
+        lambda: search_unmigrated(old_index, base_queries, partial.migrated(n), k, spec)
     )
     merged, seconds["merge_seconds"] = timed(
         lambda: merge_lists((new_scores, new_ids), old, k, merge, calibration)
@@ -240,6 +244,58 @@ def query_folds(n_queries: int, n_folds: int, seed: int) -> list[np.ndarray]:
         raise ConfigError(f"past traffic needs at least 2 query folds, got {n_folds}")
     permutation = np.random.default_rng(seed).permutation(n_queries)
     return [np.sort(fold) for fold in np.array_split(permutation, n_folds)]
+
+
+# Said in a strategy's notes when a calibrated merge had to fall back.
+NO_CALIBRATION = "too little past traffic on migrated rows to calibrate: zscore"
+
+
+def serve_fold(
+    fold: np.ndarray,
+    *,
+    merge: str,
+    partial: PartialIndex,
+    past_traffic: tuple[np.ndarray, np.ndarray] | None,
+    base_queries: np.ndarray,
+    q_new: np.ndarray,
+    x_new: np.ndarray,
+    old_index: faiss.Index,
+    spec: IndexSpec,
+    k: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, float], list[str]]:
+    """One query fold's backfill answers ((scores, ids), stage seconds, notes).
+
+    `base_queries` and `q_new` hold every query; `past_traffic` (scores, ids) is what the base
+    strategy served every query over the whole old index. A calibrated merge is fitted on the
+    other folds' past traffic, and falls back to zscore (said in the notes) when it cannot be.
+    """
+    notes = []
+    calibration = None
+    if merge == "calibrated" and 0 < partial.rows.size < x_new.shape[0]:
+        if past_traffic is None:
+            raise ConfigError("a calibrated merge needs past traffic (the base strategy's answers)")
+        past = np.setdiff1d(np.arange(len(q_new)), fold)
+        calibration = fit_calibration(
+            past_traffic[0][past],
+            past_traffic[1][past],
+            q_new[past],
+            x_new,
+            partial.migrated(x_new.shape[0]),
+        )
+        if calibration is None:
+            merge = "zscore"
+            notes.append(NO_CALIBRATION)
+    answers, seconds = backfill_answer(
+        old_index=old_index,
+        base_queries=base_queries[fold],
+        partial=partial,
+        q_new=q_new[fold],
+        spec=spec,
+        k=k,
+        merge=merge,
+        calibration=calibration,
+    )
+    return answers, seconds, notes
 
 
 @dataclass(frozen=True)
@@ -290,45 +346,46 @@ def backfill(
     seconds: dict[str, float] = {}
     notes: list[str] = []
     n_encodes = 0
-    base_before: tuple[np.ndarray, np.ndarray] | None = None
+    past_traffic: tuple[np.ndarray, np.ndarray] | None = None
     if setting.order == "popularity" or setting.merge == "calibrated":
-        base_before = search(old_index, base_queries, k, spec)  # traffic before the migration
+        past_traffic = search(old_index, base_queries, k, spec)  # traffic before the migration
 
-    for fold in query_folds(len(q_new), n_folds, seed):
-        past = np.setdiff1d(np.arange(len(q_new)), fold)
+    def migrated_for(past: np.ndarray | None) -> PartialIndex:
+        """The partial index after migrating in the order `past` queries' traffic sets (None:
+        an order that uses no traffic)."""
         order = backfill_order(
             setting.order,
             n,
             seed=seed,
-            past_ids=base_before[1][past] if base_before is not None else None,
+            past_ids=None if past is None else past_traffic[1][past],
             x_old=x_old,
         )
-        partial = partial_index(x_new, order[:n_migrated], spec, index_cache)
+        return partial_index(x_new, order[:n_migrated], spec, index_cache)
+
+    # Only a popularity order learns from past traffic; the others migrate the same rows for
+    # every fold, so their partial index is built once.
+    shared = None if setting.order == "popularity" else migrated_for(None)
+    for fold in query_folds(len(q_new), n_folds, seed):
+        if shared is not None:
+            partial = shared
+        else:
+            partial = migrated_for(np.setdiff1d(np.arange(len(q_new)), fold))
         paid = partial.rows if pair_rows is None else np.union1d(partial.rows, pair_rows)
         n_encodes = max(n_encodes, paid.size)
-        calibration = None
-        if setting.merge == "calibrated" and 0 < n_migrated < n and base_before is not None:
-            migrated = np.zeros(n, dtype=bool)
-            migrated[partial.rows] = True
-            calibration = fit_calibration(
-                base_before[0][past], base_before[1][past], q_new[past], x_new, migrated
-            )
-        merge = setting.merge
-        if merge == "calibrated" and calibration is None:
-            merge = "zscore"
-            if 0 < n_migrated < n:
-                notes.append("too little past traffic on migrated rows to calibrate: zscore")
-        (fold_scores, fold_ids), fold_seconds = backfill_answer(
-            old_index=old_index,
-            base_queries=base_queries[fold],
+        (fold_scores, fold_ids), fold_seconds, fold_notes = serve_fold(
+            fold,
+            merge=setting.merge,
             partial=partial,
-            q_new=q_new[fold],
+            past_traffic=past_traffic,
+            base_queries=base_queries,
+            q_new=q_new,
+            x_new=x_new,
+            old_index=old_index,
             spec=spec,
             k=k,
-            merge=merge,
-            calibration=calibration,
         )
         ids[fold], scores[fold] = fold_ids, fold_scores
+        notes += fold_notes
         for key, value in fold_seconds.items():
             seconds[key] = seconds.get(key, 0.0) + value
 

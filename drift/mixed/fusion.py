@@ -9,7 +9,7 @@ import numpy as np
 from drift.errors import ConfigError
 from drift.mixed import encode_cost
 from drift.mixed.rerank import union_candidates
-from drift.strategies import StrategyResult, stage_timings, timed
+from drift.strategies import RRF_K, StrategyResult, stage_timings, timed
 
 Normalisation = Literal["zscore", "minmax", "none", "rrf"]
 NORMALISATIONS = ("zscore", "minmax", "none", "rrf")
@@ -18,7 +18,7 @@ NORMALISATIONS = ("zscore", "minmax", "none", "rrf")
 def normalise_scores(scores: np.ndarray, method: Normalisation, depth: int) -> np.ndarray:
     """Per-query normalisation of one list's scores over a query's union of candidates [C].
 
-    rrf turns scores into 1 / (60 + rank) within the list (rank by score; depth caps it, so a
+    rrf turns scores into 1 / (RRF_K + rank) within the list (rank by score; depth caps it, so a
     candidate outside this list's top `depth` gets 0).
     """
     if method == "none":
@@ -32,7 +32,7 @@ def normalise_scores(scores: np.ndarray, method: Normalisation, depth: int) -> n
     if method == "rrf":
         rank = np.empty(scores.size, dtype=np.int64)
         rank[np.argsort(-scores, kind="stable")] = np.arange(scores.size)
-        return np.where(rank < depth, 1.0 / (60 + rank + 1), 0.0)
+        return np.where(rank < depth, 1.0 / (RRF_K + rank + 1), 0.0)
     raise ConfigError(f"unknown score normalisation {method!r}; use one of {NORMALISATIONS}")
 
 

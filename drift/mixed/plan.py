@@ -84,15 +84,10 @@ def run_mixed_strategies(
             if source not in RERANK_SOURCES:
                 raise ConfigError(f"unknown rerank source {source!r}; use one of {RERANK_SOURCES}")
             fallback_source = "adapter" if source == "adapter" else "status_quo"
-            if source == "union":
-                candidates = union_candidates(
-                    ranking("status_quo", depth), ranking("adapter", depth)
-                )
-            else:
-                candidates = ranking(source, depth)
+            searched_sources = ["status_quo", "adapter"] if source == "union" else [source]
+            lists = [ranking(s, depth) for s in searched_sources]
+            candidates = union_candidates(*lists) if source == "union" else lists[0]
             name = f"rerank/{source}@{depth}"
-            sources = [("status_quo", depth), ("adapter", depth)] if source == "union" else []
-            sources = sources or [(source, depth)]
             results[name] = rerank(
                 name,
                 candidates,
@@ -104,7 +99,7 @@ def run_mixed_strategies(
                     already_encoded=None if source == "status_quo" else pair_rows,
                 ),
                 k,
-                search_seconds=search_time(*sources),
+                search_seconds=search_time(*((s, depth) for s in searched_sources)),
                 params={
                     "family": "rerank",
                     "source": source,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,13 +25,13 @@ class DocumentVectors:
 
     lookup: Callable[[np.ndarray], np.ndarray]
     n_items: int
-    already_encoded: np.ndarray | None = None  # rows paid for before (e.g. the adapter's pairs)
+    already_encoded: InitVar[np.ndarray | None] = None  # rows paid for before (adapter pairs)
     encoded: np.ndarray = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, already_encoded: np.ndarray | None) -> None:
         self.encoded = np.zeros(self.n_items, dtype=bool)
-        if self.already_encoded is not None:
-            self.encoded[self.already_encoded] = True
+        if already_encoded is not None:
+            self.encoded[already_encoded] = True
 
     @property
     def n_encoded(self) -> int:
