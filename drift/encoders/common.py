@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from drift.errors import ConfigError, DataError
 from drift.vectors import check_vectors, l2_normalize
-
-if TYPE_CHECKING:
-    pass
 
 ROLES = ("query", "document")
 
@@ -62,6 +59,24 @@ def check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     return batch_size
+
+
+def batch_size_on(batch_size: int | Mapping[str, int], device: TorchDevice) -> int:
+    """The batch size for `device`: one number, or one per device kind ({"cpu": 8, "cuda": 128}).
+
+    Per-kind sizes exist because the best size differs by hardware: on CPU, text batches of 8-16
+    encode 30-60% faster than 64 (less padding, activations that stay in cache; measured in
+    results/bench/encode_batch.json), while a GPU wants large batches.
+    """
+    if not isinstance(batch_size, Mapping):
+        return check_batch_size(batch_size)
+    kind = "cuda" if device.device.startswith("cuda") else "cpu"
+    if kind not in batch_size:
+        raise ConfigError(
+            f"batch_size gives sizes for {sorted(batch_size)} but not for {kind!r} "
+            f"(the device this encoder runs on); add a {kind} entry or give one number"
+        )
+    return check_batch_size(batch_size[kind])
 
 
 def check_items(items: Sequence[str], what: str) -> list[str]:

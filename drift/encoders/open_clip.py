@@ -12,14 +12,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from drift.encoders.base import Role
-from drift.encoders.common import check_batch_size, encode_items, resolve_torch_device
+from drift.encoders.common import (
+    batch_size_on,
+    encode_items,
+    resolve_torch_device,
+)
 from drift.encoders.resolver import is_offline
 from drift.errors import ConfigError, ModelUnavailableError
 from drift.imaging import IMAGE_LOADING, load_image
@@ -36,7 +40,8 @@ class OpenClipEncoder:
         tower: "image" (items are image file paths) or "text".
         checkpoint_path: local weights for `architecture`/`pretrained` (required offline).
         seed: seeds the random weights when pretrained is None.
-        batch_size: default items per forward pass.
+        batch_size: default items per forward pass; one number, or one per device kind
+            ({"cpu": 8, "cuda": 128}: see drift.encoders.common.batch_size_on).
         normalize: L2-normalise outputs.
     """
 
@@ -51,7 +56,7 @@ class OpenClipEncoder:
         checkpoint_path: str | Path | None = None,
         *,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int | Mapping[str, int] = 64,
         normalize: bool = True,
         device: str = "auto",
         offline: bool | None = None,
@@ -136,7 +141,7 @@ class OpenClipEncoder:
         self.tower = tower
         self.modality = tower
         self.dim = int(open_clip.get_model_config(architecture)["embed_dim"])
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)
         if tower == "image":
             cfg = open_clip.get_model_preprocess_cfg(model)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from drift.encoders.base import Role
 from drift.encoders.common import (
+    batch_size_on,
     check_batch_size,
     check_items,
     check_role,
@@ -24,7 +25,8 @@ class SentenceTransformerEncoder:
     Args:
         model_id: hub id; offline it resolves to a bundled copy (drift.encoders.resolver).
         revision: pinned hub commit (online).
-        batch_size: default texts per forward pass.
+        batch_size: default texts per forward pass; one number, or one per device kind
+            ({"cpu": 8, "cuda": 128}: see drift.encoders.common.batch_size_on).
         normalize: L2-normalise outputs (models with a Normalize module are unit-norm anyway).
         max_seq_length: tokens kept per text; None keeps the model's own setting.
         query_prefix / document_prefix: prepended to queries / documents (e.g. e5's "query: ").
@@ -41,7 +43,7 @@ class SentenceTransformerEncoder:
         model_id: str,
         revision: str | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int | Mapping[str, int] = 64,
         normalize: bool = True,
         max_seq_length: int | None = None,
         query_prefix: str = "",
@@ -76,15 +78,23 @@ class SentenceTransformerEncoder:
         # sentence-transformers 6 renamed the method; older releases have only the old name.
         get_dim = getattr(self._model, "get_embedding_dimension", None)
         self.dim = int(get_dim() if get_dim else self._model.get_sentence_embedding_dimension())
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)
         self._prefixes = {"query": query_prefix, "document": document_prefix}
         self.asymmetric = query_prefix != document_prefix
+        self.max_seq_length = int(self._model.max_seq_length)
         self.preprocessing = (
-            f"normalize={self.normalize};max_seq_length={self._model.max_seq_length};"
+            f"normalize={self.normalize};max_seq_length={self.max_seq_length};"
             f"query_prefix={query_prefix!r};document_prefix={document_prefix!r};"
             f"dtype={self._device.dtype_name}"
         )
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text (special tokens included) before truncation to max_seq_length."""
+        tokenizer = self._model.tokenizer
+        return [
+            len(tokenizer(t, truncation=False)["input_ids"]) for t in check_items(texts, "text")
+        ]
 
     def encode(
         self,
