@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
-from drift.pairs import PairSplit, sample_pairs
+from drift.pairs import PairVectors, check_pair_role_name, pair_vectors, sample_pairs
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
 from drift.strategies import StrategyResult, run_strategies
@@ -130,6 +131,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                     query_encoders[side] = load_encoder(cfg[f"{side}_query_encoder"])
             check_modalities(encoders[side], query_encoders[side], data, side)
 
+        pair_role = str(cfg["adapter"]["pair_role"])
+        check_pair_role(pair_role, cfg, encoders, query_encoders)  # before any encoding
+
         enc = cfg["encode"]
         vectors: dict[str, np.ndarray] = {}
         for side in ("old", "new"):
@@ -159,12 +163,24 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             seed=derive_seed(seed, "pairs"),
             excluded=excluded,
         )
-        adapters, unfit = fit_adapters(
-            build_adapters(adapter_cfg), x_new, x_old, split, seed, timings
-        )
-        artifacts = save_artifacts(
-            paths["artifacts_dir"] / config_hash(cfg), adapters, x_new[split.val], x_old[split.val]
-        )
+
+        def encode_with(side: str) -> Callable[[list[Any], str], np.ndarray]:
+            return lambda items, role: encoders[side].encode(
+                items, role=role, batch_size=enc["batch_size"], show_progress=enc["show_progress"]
+            )
+
+        with timings("encode/pairs"):  # encodes only for query-role pairs of asymmetric models
+            pairs = pair_vectors(
+                split,
+                pair_role,
+                x_new=x_new,
+                x_old=x_old,
+                items=data.corpus,
+                encode_new=encode_with("new"),
+                encode_old=encode_with("old"),
+            )
+        adapters, unfit = fit_adapters(build_adapters(adapter_cfg), pairs, seed, timings)
+        artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, *pairs.val)
 
         spec = IndexSpec.from_dict(cfg["index"])
         index_cache = IndexCache(paths["index_cache_dir"])
@@ -287,7 +303,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         },
         "dataset": data.summary(),  # meta "subsample" records full and effective sizes
         "drift": measured_drift,
-        "pairs": split.summary(),
+        "pairs": split.summary() | {"role": pair_role},
         "adapters": {name: a.describe() for name, a in adapters.items()},
         "artifacts": artifacts,
         "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},
@@ -330,6 +346,42 @@ def check_modalities(
         )
 
 
+def check_pair_role(
+    role: str,
+    cfg: dict[str, Any],
+    encoders: dict[str, CachedEncoder],
+    query_encoders: dict[str, CachedEncoder],
+) -> None:
+    """Refuse query-role pairs where they mean something else than the adapter's input.
+
+    The pair items are corpus items: encoding them in the query role needs queries and corpus to
+    go through the same encoder. And the strategies beyond the paper (and the stream and
+    timeline) count the pairs' new-model vectors as document vectors already paid for, which
+    query-role vectors of an asymmetric model are not.
+    """
+    check_pair_role_name(role)
+    if role != "query":
+        return
+    separate = [side for side in encoders if query_encoders[side] is not encoders[side]]
+    if separate:
+        raise ConfigError(
+            f"adapter.pair_role=query encodes the pair items (corpus items) in the query role, "
+            f"but queries go through a separate query encoder on the {' and '.join(separate)} "
+            "side; use adapter.pair_role=document"
+        )
+    if not encoders["new"].asymmetric:
+        return
+    reusing = [s for s in cfg["eval"]["strategies"] if s in MIXED_FAMILIES]
+    reusing += [part for part in ("stream", "timeline") if cfg[part]["enabled"]]
+    if reusing:
+        raise ConfigError(
+            f"adapter.pair_role=query with the asymmetric new model {encoders['new'].name!r}: "
+            f"{', '.join(reusing)} count the pairs' new-model vectors as document vectors "
+            "already paid for, which query-role vectors are not; drop them (eval.strategies, "
+            "stream.enabled=false, timeline.enabled=false) or use adapter.pair_role=document"
+        )
+
+
 def save_artifacts(
     folder: Path, adapters: dict[str, Adapter], val_new: np.ndarray, val_old: np.ndarray
 ) -> dict[str, str]:
@@ -343,9 +395,7 @@ def save_artifacts(
 
 def fit_adapters(
     adapters: dict[str, Adapter],
-    x_new: np.ndarray,
-    x_old: np.ndarray,
-    split: PairSplit,
+    pairs: PairVectors,
     seed: int,
     timings: Timings,
 ) -> tuple[dict[str, Adapter], dict[str, str]]:
@@ -355,16 +405,16 @@ def fit_adapters(
     pairs than its rank) is reported as not applicable instead of stopping the run, so one
     point of a sweep does not end the sweep; a bad setting (ConfigError) still stops it.
     """
-    val = split.val if split.val.size else None
+    val_new, val_old = pairs.val
+    has_val = val_new.shape[0] > 0
     fitted, unfit = {}, {}
     for name, adapter in adapters.items():
         try:
             with timings(f"fit/{name}"):
                 adapter.fit(
-                    x_new[split.train],
-                    x_old[split.train],
-                    x_new_val=x_new[val] if val is not None else None,
-                    x_old_val=x_old[val] if val is not None else None,
+                    *pairs.train,
+                    x_new_val=val_new if has_val else None,
+                    x_old_val=val_old if has_val else None,
                     seed=derive_seed(seed, f"fit/{name}"),
                 )
         except VectorError as err:

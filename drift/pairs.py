@@ -1,13 +1,23 @@
-"""Which corpus items the adapter is trained on: Np items encoded by both models, never a query."""
+"""Which corpus items the adapter is trained on: Np items encoded by both models, never a query.
+
+The pair items are encoded as documents (the paper's protocol) or, with `adapter.pair_role=query`,
+as queries: for an asymmetric model (e5's "query: " / "passage: " prefixes) the query role puts
+the pairs where the adapter is applied, at Np extra encodes; for a symmetric one both roles give
+the same vectors (and the embedding cache serves them without encoding).
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from drift.errors import ConfigError
+
+PAIR_ROLES = ("document", "query")
 
 
 @dataclass(frozen=True)
@@ -66,4 +76,52 @@ def sample_pairs(
         n_val = 1
     return PairSplit(
         train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs
+    )
+
+
+def check_pair_role_name(role: str) -> None:
+    if role not in PAIR_ROLES:
+        raise ConfigError(f"adapter.pair_role must be one of {PAIR_ROLES}, got {role!r}")
+
+
+@dataclass(frozen=True)
+class PairVectors:
+    """Both models' vectors of the pair items, in `PairSplit.rows` order (training, validation)."""
+
+    new: np.ndarray
+    old: np.ndarray
+    n_train: int
+    role: str
+
+    @property
+    def train(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.new[: self.n_train], self.old[: self.n_train]
+
+    @property
+    def val(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.new[self.n_train :], self.old[self.n_train :]
+
+
+Encode = Callable[[Sequence[Any], str], np.ndarray]
+
+
+def pair_vectors(
+    split: PairSplit,
+    role: str,
+    *,
+    x_new: np.ndarray,
+    x_old: np.ndarray,
+    items: Sequence[Any],
+    encode_new: Encode,
+    encode_old: Encode,
+) -> PairVectors:
+    """The pairs' vectors in `role`: document role reads the corpus vectors; query role encodes
+    the pair items with each model's query role (`encode_*(items, role)`, through the cache)."""
+    check_pair_role_name(role)
+    rows = split.rows
+    if role == "document":
+        return PairVectors(x_new[rows], x_old[rows], int(split.train.size), role)
+    chosen = [items[i] for i in rows]
+    return PairVectors(
+        encode_new(chosen, role), encode_old(chosen, role), int(split.train.size), role
     )

@@ -170,3 +170,36 @@ def test_real_minilm_to_mpnet_tiny_run(tmp_path: Path) -> None:
     assert record["real_weights"] is True and record["synthetic"] is False
     assert record["models"]["old"]["dim"] == 384 and record["models"]["new"]["dim"] == 768
     assert "qrels" in record["metrics"]["protocols"]
+
+
+def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) -> None:
+    """adapter.pair_role=query with an asymmetric new model (real e5-small weights, real faq
+    texts): e5 encodes the pair items once more, as queries; MiniLM-L6 is symmetric, so the same
+    items come from its cache. The strategies beyond the paper refuse such pairs up front."""
+    base = overrides_for(
+        tmp_path,
+        "experiment=asymmetric_pairs",
+        "adapter.pair_role=query",
+        "debug=smoke",
+        "logger=none",
+        "data_limits.max_corpus=30",
+        "data_limits.max_queries=8",
+        "adapter.n_pairs=24",
+    )
+    record = run(compose(base))
+    assert record["pairs"] == {"n_requested": 24, "n_train": 19, "n_val": 5, "role": "query"}
+    cache = record["cache"]
+    e5, minilm = (
+        cache["intfloat/multilingual-e5-small"],
+        cache["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+    assert e5["encoded"] == minilm["encoded"] + 24
+    assert record["timings"]["encode/pairs"] > 0
+    assert (
+        "arr_recall@10"
+        in record["metrics"]["protocols"]["knn"]["strategies"]["adapter/procrustes"]["arr"]
+    )
+    with pytest.raises(ConfigError, match="rerank, fusion, backfill count the pairs"):
+        run(compose([*base, "eval.strategies=[status_quo,adapter,rerank,fusion,backfill]"]))
+    with pytest.raises(ConfigError, match="pair_role must be one of"):
+        run(compose([*base, "adapter.pair_role=passage"]))

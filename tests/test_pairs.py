@@ -1,0 +1,84 @@
+"""Adapter training pairs: which corpus items, and in which role both models encode them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drift.errors import ConfigError
+from drift.pairs import pair_vectors, sample_pairs
+
+
+def _encode_with_role(dim: int, calls: list[tuple[list[int], str]]):
+    """A stand-in for a cached encoder: item i -> [i, role code, 0...], calls recorded."""
+
+    def encode(items, role):
+        calls.append((list(items), role))
+        out = np.zeros((len(items), dim), dtype=np.float32)
+        out[:, 0] = items
+        out[:, 1] = 1.0 if role == "query" else 0.0
+        return out
+
+    return encode
+
+
+def test_pairs_never_include_excluded_rows_and_split_train_then_val():
+    excluded = np.zeros(50, dtype=bool)
+    excluded[:10] = True
+    split = sample_pairs(50, 20, val_fraction=0.25, seed=3, excluded=excluded)
+    assert (split.train.size, split.val.size) == (15, 5)
+    assert not set(split.rows) & set(range(10))
+    np.testing.assert_array_equal(split.rows, np.concatenate([split.train, split.val]))
+
+
+def test_document_role_reads_the_corpus_vectors_without_encoding():
+    split = sample_pairs(30, 10, val_fraction=0.2, seed=0)
+    x_new = np.arange(30 * 4, dtype=np.float32).reshape(30, 4)
+    x_old = -x_new[:, :3]
+    calls: list = []
+    pairs = pair_vectors(
+        split,
+        "document",
+        x_new=x_new,
+        x_old=x_old,
+        items=list(range(30)),
+        encode_new=_encode_with_role(4, calls),
+        encode_old=_encode_with_role(3, calls),
+    )
+    assert calls == [] and pairs.role == "document"
+    np.testing.assert_array_equal(pairs.train[0], x_new[split.train])
+    np.testing.assert_array_equal(pairs.train[1], x_old[split.train])
+    np.testing.assert_array_equal(pairs.val[0], x_new[split.val])
+    np.testing.assert_array_equal(pairs.val[1], x_old[split.val])
+
+
+def test_query_role_encodes_the_pair_items_as_queries_with_both_models():
+    split = sample_pairs(30, 10, val_fraction=0.2, seed=0)
+    calls: list = []
+    pairs = pair_vectors(
+        split,
+        "query",
+        x_new=np.zeros((30, 4), dtype=np.float32),
+        x_old=np.zeros((30, 3), dtype=np.float32),
+        items=list(range(30)),
+        encode_new=_encode_with_role(4, calls),
+        encode_old=_encode_with_role(3, calls),
+    )
+    assert calls == [(list(split.rows), "query")] * 2
+    np.testing.assert_array_equal(pairs.train[0][:, 0], split.train)
+    np.testing.assert_array_equal(pairs.val[1][:, 0], split.val)
+    assert (pairs.new[:, 1] == 1.0).all() and (pairs.old[:, 1] == 1.0).all()
+
+
+def test_unknown_pair_role_is_a_clear_error():
+    split = sample_pairs(10, 4, val_fraction=0.25, seed=0)
+    with pytest.raises(ConfigError, match="pair_role must be one of"):
+        pair_vectors(
+            split,
+            "passage",
+            x_new=np.zeros((10, 2)),
+            x_old=np.zeros((10, 2)),
+            items=list(range(10)),
+            encode_new=None,
+            encode_old=None,
+        )
