@@ -9,7 +9,8 @@ window), encoded by the default pair (all-MiniLM-L6-v2, all-mpnet-base-v2: real 
 `--device` at each batch size, after one warm-up call, `--repeats` times (median reported).
 The encoders sort each call's texts by length before batching (sentence-transformers does), so
 what the batch size changes is mostly padding and how much activation memory a forward pass
-touches. The batch sizes in conf/encoder/*.yaml (per device kind) are chosen from this file.
+touches. 256 documents per call by default: what one cache chunk hands the encoder in a run
+(encode.chunk_size), so the length sorting works on as many texts as it does there. The batch sizes in conf/encoder/*.yaml (per device kind) are chosen from this file.
 
 Writes results/bench/encode_batch.json: docs/s per model and batch size, token-length stats,
 the machine, load average before and after, and provenance.
@@ -67,9 +68,9 @@ def throughput(encoder: Any, docs: list[str], batch_size: int, repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=96, help="documents per timed call")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32, 64])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=256, help="documents per timed call")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/bench/encode_batch.json")
