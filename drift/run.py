@@ -50,6 +50,9 @@ def run(cfg: DictConfig) -> dict:
     if "timeline" in record:
         print("\n## Migration timeline\n")
         print(summarise_timeline(record["timeline"]))
+    if record["warnings"]:
+        print("\nWarnings during the run (also in the result file):")
+        print("\n".join(f"- {warning}" for warning in record["warnings"]))
     if not record["real_weights"]:
         print(
             "\nNOTE: an encoder uses random or synthetic weights; this is not a real-model result."

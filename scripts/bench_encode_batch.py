@@ -10,7 +10,8 @@ window), encoded by the default pair (all-MiniLM-L6-v2, all-mpnet-base-v2: real 
 The encoders sort each call's texts by length before batching (sentence-transformers does), so
 what the batch size changes is mostly padding and how much activation memory a forward pass
 touches. 256 documents per call by default: what one cache chunk hands the encoder in a run
-(encode.chunk_size), so the length sorting works on as many texts as it does there. The batch sizes in conf/encoder/*.yaml (per device kind) are chosen from this file.
+(encode.chunk_size), so the length sorting works on as many texts as it does there. The CPU
+batch sizes in conf/encoder/*.yaml are chosen from this file.
 
 Writes results/bench/encode_batch.json: docs/s per model and batch size, token-length stats,
 the machine, load average before and after, and provenance.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
 from drift.config import compose
 from drift.errors import ConfigError, DataError
+from drift.experiment import warn_uncentred_procrustes
 from drift.run import run
 
 SYNTHETIC = [
@@ -195,6 +197,8 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
     )
     assert e5["encoded"] == minilm["encoded"] + 24
     assert record["timings"]["encode/pairs"] > 0
+    assert record["drift"]["mean_cosine_new"] > 0.5 > record["drift"]["mean_cosine_old"]
+    assert any("center=true" in warning for warning in record["warnings"])  # e5 is anisotropic
     assert (
         "arr_recall@10"
         in record["metrics"]["protocols"]["knn"]["strategies"]["adapter/procrustes"]["arr"]
@@ -203,3 +207,16 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         run(compose([*base, "eval.strategies=[status_quo,adapter,rerank,fusion,backfill]"]))
     with pytest.raises(ConfigError, match="pair_role must be one of"):
         run(compose([*base, "adapter.pair_role=passage"]))
+
+
+def test_uncentred_procrustes_warns_only_on_an_anisotropic_space() -> None:
+    anisotropic = {"mean_cosine_old": 0.1, "mean_cosine_new": 0.8}
+    with pytest.warns(UserWarning, match=r"new 0\.80.*center=true"):
+        warn_uncentred_procrustes(anisotropic, {"procrustes": {"center": False}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_uncentred_procrustes(anisotropic, {"procrustes": {"center": True}})
+        warn_uncentred_procrustes(anisotropic, {"ridge": {}})
+        warn_uncentred_procrustes(
+            {"mean_cosine_old": 0.2, "mean_cosine_new": 0.3}, {"procrustes": {}}
+        )
