@@ -1,13 +1,16 @@
 """One experiment's strategies side by side: R@10 bars with 95% CIs, and a Markdown table.
 
     python scripts/plot_strategy_bars.py results/image_efficientnet
+    python scripts/plot_strategy_bars.py results/asymmetric_pairs/runs \
+        --out results/asymmetric_pairs
 
 Reads the result files under the folder (full runs only when there are any; the seeds of one
-design are pooled), and writes beside them:
+design are pooled), and writes beside them (or to --out):
 - strategies_r10.png / .pdf: one panel per protocol, one bar per strategy: mean R@10 over seeds;
   error bars: 95% t-interval over seeds (with one seed: that run's 95% bootstrap CI over
-  queries); dots: each seed's value;
-- strategies.md: per protocol and strategy, R@10 / MRR@10 / nDCG@10 as mean over seeds
+  queries); dots: each seed's value. When the folder holds several designs (a sweep over a
+  setting), each strategy gets one bar per design, labelled by the settings that differ;
+- strategies.md: per protocol, strategy (and design), R@10 / MRR@10 / nDCG@10 as mean over seeds
   [95% t-interval over seeds], and the mean 95% bootstrap CI over queries of a single run.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import collect, summarize
+from collect_results import DESIGN, collect, summarize
 from make_figures import PAPER_STYLE, SAVE, describe, label_of, ordered, style
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
@@ -31,51 +34,81 @@ TITLES = {
 }
 
 
+# Columns that vary within one run (one row per strategy and metric) or only name the run.
+PER_ROW = {"protocol", "strategy", "method", "dsm", "metric", "experiment", "task_name"}
+
+
 def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
     frame = collect(folder)
     if frame.empty:
         sys.exit(f"no result files under {folder}")
     if (~frame["debug"]).any():
-        return frame[~frame["debug"]], ""
-    return frame, "SMOKE RUNS, NOT RESULTS: "
+        return with_variants(frame[~frame["debug"]]), ""
+    return with_variants(frame), "SMOKE RUNS, NOT RESULTS: "
+
+
+def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `variant`: the settings in which this row's design differs from the folder's others
+    ("" when the folder holds one design; the design hash when no named column differs)."""
+    varying = [c for c in DESIGN if c not in PER_ROW and frame[c].astype(str).nunique() > 1]
+    if varying:
+        labels = (
+            frame[varying]
+            .astype(str)
+            .apply(lambda row: ", ".join(f"{c}={v}" for c, v in row.items()), axis=1)
+        )
+    elif frame["group"].nunique() > 1:
+        labels = "design " + frame["group"].astype(str)
+    else:
+        labels = pd.Series("", index=frame.index)
+    return frame.assign(variant=labels)
 
 
 def figure(frame: pd.DataFrame, note: str) -> plt.Figure:
     protocols = [p for p in TITLES if p in set(frame["protocol"])]
     rows = frame[frame["metric"] == "recall@10"]
+    variants = list(dict.fromkeys(rows["variant"]))
+    width = 0.8 / len(variants)
     with plt.rc_context(PAPER_STYLE):
         fig, axes = plt.subplots(
-            1, len(protocols), figsize=(4.6 * len(protocols), 3.6), squeeze=False,
-            layout="constrained",
+            1, len(protocols), figsize=(4.6 * len(protocols) * (1 + 0.25 * (len(variants) - 1)),
+            3.6 + 0.3 * (len(variants) > 1) * len(variants)), squeeze=False, layout="constrained",
         )  # fmt: skip
         for ax, protocol in zip(axes[0], protocols, strict=True):
             part = rows[rows["protocol"] == protocol]
-            points = summarize(part, by=["strategy"]).set_index("strategy")
-            names = ordered(points.index)
-            points = points.loc[names]
-            one_seed = points["n_seeds"] <= 1
-            low = np.where(one_seed, points["boot_ci_low"], points["ci_low"])
-            high = np.where(one_seed, points["boot_ci_high"], points["ci_high"])
+            points = summarize(part, by=["strategy", "variant"])
+            names = ordered(points["strategy"].unique())
             x = np.arange(len(names))
-            ax.bar(
-                x,
-                points["mean"],
-                yerr=np.vstack([points["mean"] - low, high - points["mean"]]),
-                capsize=2,
-                color=[style(n)["color"] for n in names],
-                edgecolor="black",
-                linewidth=0.5,
-                hatch=[("//" if n.endswith("+dsm") else None) for n in names],
-            )
-            for i, name in enumerate(names):
-                seeds = part[part["strategy"] == name]["value"].to_numpy()
-                ax.plot(np.full(seeds.size, i), seeds, ".", color="black", markersize=3)
+            for j, variant in enumerate(variants):
+                mine = points[points["variant"] == variant].set_index("strategy").reindex(names)
+                one_seed = mine["n_seeds"] <= 1
+                low = np.where(one_seed, mine["boot_ci_low"], mine["ci_low"])
+                high = np.where(one_seed, mine["boot_ci_high"], mine["ci_high"])
+                at = x - 0.4 + width * (j + 0.5)
+                ax.bar(
+                    at,
+                    mine["mean"],
+                    width,
+                    yerr=np.vstack([mine["mean"] - low, high - mine["mean"]]),
+                    capsize=2,
+                    color=[style(n)["color"] for n in names] if len(variants) == 1 else f"C{j}",
+                    edgecolor="black",
+                    linewidth=0.5,
+                    hatch=[("//" if n.endswith("+dsm") else None) for n in names],
+                    label=variant or None,
+                )
+                for i, name in enumerate(names):
+                    chosen = (part["strategy"] == name) & (part["variant"] == variant)
+                    seeds = part[chosen]["value"].to_numpy()
+                    ax.plot(np.full(seeds.size, at[i]), seeds, ".", color="black", markersize=3)
             ax.set_xticks(x, [label_of(n) for n in names], rotation=60, ha="right")
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("R@10")
             ax.set_title(TITLES[protocol])
             ax.grid(axis="y", alpha=0.3, linewidth=0.5)
-        seeds = int(summarize(rows, by=["strategy"])["n_seeds"].max())
+        if len(variants) > 1:
+            fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
+        seeds = int(summarize(rows, by=["strategy", "variant"])["n_seeds"].max())
         bars = "95% t-interval over seeds" if seeds > 1 else "95% bootstrap CI over queries"
         fig.suptitle(
             f"{describe(rows, note)}\nbars: mean over {seeds} seed(s); error bars: {bars}; "
@@ -89,7 +122,7 @@ def table(frame: pd.DataFrame, note: str) -> str:
     lines = [f"# {describe(rows, note)}", ""]
     for protocol in [p for p in TITLES if p in set(rows["protocol"])]:
         part = rows[rows["protocol"] == protocol]
-        points = summarize(part, by=["strategy", "metric"])
+        points = summarize(part, by=["strategy", "variant", "metric"])
         n_queries = int(part["n_queries"].iloc[0])
         lines += [
             f"## {protocol} protocol ({n_queries} queries per run)",
@@ -97,15 +130,19 @@ def table(frame: pd.DataFrame, note: str) -> str:
             "| Strategy | R@10 | MRR@10 | nDCG@10 | R@10 bootstrap CI of one run |",
             "|---|---:|---:|---:|---:|",
         ]
-        for name in ordered(points["strategy"]):
-            cells = []
-            for metric in METRICS:
-                row = points[(points["strategy"] == name) & (points["metric"] == metric)]
-                cells.append(cell(row.iloc[0]) if not row.empty else "n/a")
-            r10 = points[(points["strategy"] == name) & (points["metric"] == "recall@10")]
-            boot = r10.iloc[0]
-            cells.append(f"[{boot['boot_ci_low']:.3f}, {boot['boot_ci_high']:.3f}]")
-            lines.append(f"| {label_of(name)} | " + " | ".join(cells) + " |")
+        for name in ordered(points["strategy"].unique()):
+            for variant in dict.fromkeys(points["variant"]):
+                mine = points[(points["strategy"] == name) & (points["variant"] == variant)]
+                if mine.empty:
+                    continue
+                cells = []
+                for metric in METRICS:
+                    row = mine[mine["metric"] == metric]
+                    cells.append(cell(row.iloc[0]) if not row.empty else "n/a")
+                boot = mine[mine["metric"] == "recall@10"].iloc[0]
+                cells.append(f"[{boot['boot_ci_low']:.3f}, {boot['boot_ci_high']:.3f}]")
+                label = label_of(name) + (f" ({variant})" if variant else "")
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
         "Mean over seeds [95% t-interval over seeds]; the last column is the 95% bootstrap CI "

@@ -132,3 +132,31 @@ def test_notebook_executes_on_collected_results(
     # The committed beyond-the-paper runs: the Pareto figure and the two migration timelines.
     assert images(notebook.cells[beyond:]) == 3
     print(f"notebook ran in {time.time() - started:.1f} s")
+
+
+def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None:
+    """The committed asymmetric_pairs sweep (2 pair roles x 2 Procrustes centrings x 5 seeds):
+    one bar and one table row per strategy and design, never the designs pooled."""
+    import plot_strategy_bars
+
+    runs = REPO_ROOT / "results" / "asymmetric_pairs" / "runs"
+    assert plot_strategy_bars.main([str(runs), "--out", str(tmp_path)]) == 0
+    assert matplotlib.image.imread(tmp_path / "strategies_r10.png").shape[0] > 300
+    table = (tmp_path / "strategies.md").read_text()
+    frame, _ = plot_strategy_bars.load_runs(runs)
+    assert set(frame["variant"]) == {
+        f"pair_role={role}, op_center={center}"
+        for role in ("document", "query")
+        for center in (False, True)
+    }
+    summary = collect_results.summarize(frame, by=["strategy", "variant", "protocol", "metric"])
+    op = summary[
+        (summary["strategy"] == "adapter/procrustes")
+        & (summary["protocol"] == "knn")
+        & (summary["metric"] == "recall@10")
+    ].set_index("variant")
+    assert op["n_seeds"].eq(5).all()
+    centred = op.loc["pair_role=document, op_center=True", "mean"]
+    assert centred > 2 * op.loc["pair_role=document, op_center=False", "mean"]
+    assert f"({'pair_role=document, op_center=True'})" in table
+    assert f"{centred:.3f}" in table
