@@ -55,6 +55,7 @@ from drift.vectors import l2_normalize
 
 DIM_PAIRS = ((768, 384), (1024, 768), (768, 768))
 BATCHES = (1, 16, 256)
+SGEMM_SIZE = 1024  # square float32 matmul that measures the BLAS's arithmetic ceiling
 ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "OP": ("procrustes", {"dsm": False}),
     "OP+DSM": ("procrustes", {"dsm": True}),
@@ -222,8 +223,12 @@ def bench_adapters(
 
 
 def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
-    """What a batch-1 numpy call costs before any arithmetic, beside the bare 768x384 matmul."""
+    """What a batch-1 numpy call costs before any arithmetic, beside the bare 768x384 matmul;
+    and the most float32 arithmetic numpy's BLAS does here (a square 1024 SGEMM), the ceiling
+    for any batched dense adapter."""
     rng = np.random.default_rng(args.seed)
+    square = rng.standard_normal((SGEMM_SIZE, SGEMM_SIZE)).astype(np.float32)
+    sgemm_us = measure(lambda: square @ square, batch=1, **timing).median_us
     tiny_w = rng.standard_normal((8, 8)).astype(np.float32)
     tiny = batches_of(unit(QUERY_POOL, 8, rng), 1)
     w = rng.standard_normal((768, 384)).astype(np.float32)
@@ -236,6 +241,7 @@ def numpy_floor(args, timing: dict[str, Any]) -> dict[str, Any]:
             cycling(full, lambda q: q @ w), batch=1, **timing
         ).median_us,
         "weight_bytes_768x384": w.nbytes,
+        "sgemm_peak_gflops": 2 * SGEMM_SIZE**3 / sgemm_us / 1e3,
     }
 
 
@@ -357,6 +363,22 @@ def summarise(rows: list[dict], floor: dict[str, Any]) -> dict[str, Any]:
         and r["backend"] == "numpy"
         and r["batch"] == 1
     )
+    op_batched = next(
+        r
+        for r in rows
+        if r["pair"] == "768->384"
+        and r["adapter"] == "OP"
+        and r["backend"] == "numpy"
+        and r["batch"] == max(BATCHES)
+    )
+    flops = 2 * 768 * 384  # one query through a dense 768x384 map
+    summary["op_batched_compute"] = {
+        "batch": op_batched["batch"],
+        "flops_per_query": flops,
+        "achieved_gflops": flops / op_batched["per_item_median_us"] / 1e3,
+        "sgemm_peak_gflops": floor["sgemm_peak_gflops"],
+        "per_query_us_at_sgemm_peak": flops / floor["sgemm_peak_gflops"] / 1e3,
+    }
     summary["numpy_batch1_overhead"] = {
         "op_apply_us": op1["median_us"],
         "bare_matmul_us": floor["matmul_1x768_768x384_us"],
@@ -518,6 +540,12 @@ def print_summary(record: dict[str, Any]) -> None:
     print(
         f"  numpy batch 1: OP apply {o['op_apply_us']:.1f} us, bare matmul "
         f"{o['bare_matmul_us']:.1f} us, call floor {o['call_floor_us']:.2f} us"
+    )
+    c = record["summary"]["op_batched_compute"]
+    print(
+        f"  numpy OP batch {c['batch']}: {c['achieved_gflops']:.0f} GFLOP/s of a "
+        f"{c['sgemm_peak_gflops']:.0f} GFLOP/s SGEMM peak; at that peak a query needs "
+        f"{c['per_query_us_at_sgemm_peak']:.1f} us"
     )
     for r in record["in_index_768_384"]:
         print(
