@@ -19,7 +19,6 @@ follows OMP_NUM_THREADS; nothing here overrides it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import faiss
 import numpy as np
 
 from drift.errors import ConfigError, DataError
+from drift.settings import from_mapping
 from drift.vectors import check_vectors
 
 IndexKind = Literal["flat", "hnsw", "ivfpq"]
@@ -84,11 +84,7 @@ class IndexSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> IndexSpec:
         """Build from a plain mapping (e.g. the Hydra `index` group); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown index setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "index")
 
     def build_params(self) -> dict[str, Any]:
         """The fields that determine the built index (the cache key), for this kind only."""

@@ -66,6 +66,7 @@ from drift.mixed.backfill import (
     serve_fold,
 )
 from drift.seeding import derive_seed
+from drift.settings import from_mapping
 from drift.strategies import StrategyResult, rrf_fuse
 from drift.vectors import check_vectors
 
@@ -146,11 +147,7 @@ class TimelineConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TimelineConfig:
         """Build from a plain mapping (the config's `timeline` block); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown timeline setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "timeline")
 
     def new_adapter(self) -> Adapter:
         hparams = {key: value for key, value in self.adapter.items() if key != "kind"}
