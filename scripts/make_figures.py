@@ -40,6 +40,8 @@ from collect_results import collect_or_say_why, short_model, summarize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from drift.mixed.plan import MIXED_FAMILIES
+
 # Each protocol's primary metric and its axis label.
 PRIMARY = {
     "knn": ("recall@10", "R@10 vs. full re-embedding\n(kNN ARR, fraction)"),
@@ -115,8 +117,12 @@ def label_of(strategy: str) -> str:
 
 # -- selecting runs ---------------------------------------------------------------------------
 def runs_of(frame: pd.DataFrame, experiments: Sequence[str]) -> tuple[pd.DataFrame, str]:
-    """Rows of these experiments; full runs only when there are any. Returns (rows, note)."""
+    """Rows of these experiments and of the paper's strategies (those beyond it, which runs of
+    the default config also answer, have their own figures: scripts/plot_migration.py); full
+    runs only when there are any. Returns (rows, note)."""
     rows = frame[frame["experiment"].isin(experiments)] if not frame.empty else frame
+    if not rows.empty:
+        rows = rows[~rows["strategy"].str.split("/").str[0].isin(MIXED_FAMILIES)]
     if rows.empty:
         commands = " and ".join(f"python -m drift.run -m experiment={e}" for e in experiments)
         raise Skip(f"no runs of experiment {'/'.join(experiments)}; make them with: {commands}")
