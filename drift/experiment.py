@@ -7,11 +7,12 @@ stages meet; each stage takes plain values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,12 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         check_pair_role(pair_role, cfg, encoders, query_encoders)  # before any encoding
 
         enc = cfg["encode"]
+
+        def encode(encoder: CachedEncoder, items: Sequence[Any], role: str) -> np.ndarray:
+            return encoder.encode(
+                items, role=role, batch_size=enc["batch_size"], show_progress=enc["show_progress"]
+            )
+
         vectors: dict[str, np.ndarray] = {}
         for side in ("old", "new"):
             for part, items, role, encoder in (
@@ -142,12 +149,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 ("queries", data.queries, "query", query_encoders[side]),
             ):
                 with timings(f"encode/{side}/{part}"):
-                    vectors[f"{side}/{part}"] = encoder.encode(
-                        items,
-                        role=role,
-                        batch_size=enc["batch_size"],
-                        show_progress=enc["show_progress"],
-                    )
+                    vectors[f"{side}/{part}"] = encode(encoder, items, role)
         x_old, q_old = vectors["old/corpus"], vectors["old/queries"]
         x_new, q_new = vectors["new/corpus"], vectors["new/queries"]
 
@@ -165,11 +167,6 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             excluded=excluded,
         )
 
-        def encode_with(side: str) -> Callable[[list[Any], str], np.ndarray]:
-            return lambda items, role: encoders[side].encode(
-                items, role=role, batch_size=enc["batch_size"], show_progress=enc["show_progress"]
-            )
-
         with timings("encode/pairs"):  # encodes only for query-role pairs of asymmetric models
             pairs = pair_vectors(
                 split,
@@ -177,8 +174,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 x_new=x_new,
                 x_old=x_old,
                 items=data.corpus,
-                encode_new=encode_with("new"),
-                encode_old=encode_with("old"),
+                encode_new=functools.partial(encode, encoders["new"]),
+                encode_old=functools.partial(encode, encoders["old"]),
             )
         adapters, unfit = fit_adapters(build_adapters(adapter_cfg), pairs, seed, timings)
         artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, *pairs.val)

@@ -105,7 +105,7 @@ def main() -> None:
                     "mean": float(tokens.mean()),
                     "median": float(np.median(tokens)),
                     "p90": float(np.percentile(tokens, 90)),
-                    "share_truncated": float((tokens > encoder.max_seq_length).mean()),
+                    "share_truncated": float((tokens > (encoder.max_seq_length or np.inf)).mean()),
                 },
                 "by_batch_size": rows,
                 "best_batch_size": best["batch_size"],

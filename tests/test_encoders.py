@@ -98,6 +98,12 @@ def test_batch_size_per_device_kind():
     assert _build("minilm_l6", batch_size={"cpu": 3, "cuda": 99}).batch_size == 3
 
 
+def test_glove_is_online_only_and_says_so():
+    """The paper's old model of GloVe-300d -> mpnet: no package ships it."""
+    with pytest.raises(ModelUnavailableError, match="average_word_embeddings_glove.*go online"):
+        _build("glove_300d")
+
+
 def test_bundled_revision_names_the_package():
     encoder = _shared("minilm_l6")
     assert encoder.name == "sentence-transformers/all-MiniLM-L6-v2"

@@ -82,7 +82,7 @@ class SentenceTransformerEncoder:
         self.normalize = bool(normalize)
         self._prefixes = {"query": query_prefix, "document": document_prefix}
         self.asymmetric = query_prefix != document_prefix
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length: int | None = self._model.max_seq_length  # None: no token limit
         self.preprocessing = (
             f"normalize={self.normalize};max_seq_length={self.max_seq_length};"
             f"query_prefix={query_prefix!r};document_prefix={document_prefix!r};"
