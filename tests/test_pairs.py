@@ -82,3 +82,33 @@ def test_unknown_pair_role_is_a_clear_error():
             encode_new=None,
             encode_old=None,
         )
+
+
+def _config(strategies, stream=False, timeline=False):
+    return {
+        "eval": {"strategies": strategies},
+        "stream": {"enabled": stream},
+        "timeline": {"enabled": timeline},
+    }
+
+
+def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
+    from types import SimpleNamespace
+
+    from drift.experiment import check_pair_role
+
+    e5 = SimpleNamespace(name="e5", asymmetric=True)
+    minilm = SimpleNamespace(name="minilm", asymmetric=False)
+    clip_text = SimpleNamespace(name="clip-text", asymmetric=False)
+    same = {"old": minilm, "new": e5}
+    paper = _config(["status_quo", "adapter"])
+    check_pair_role("query", paper, same, same)  # fine: the paper's strategies only
+    check_pair_role("document", _config(["rerank"], stream=True), same, same)
+    with pytest.raises(ConfigError, match="separate query encoder on the new side"):
+        check_pair_role("query", paper, same, {"old": minilm, "new": clip_text})
+    with pytest.raises(ConfigError, match="rerank, stream count the pairs"):
+        check_pair_role("query", _config(["adapter", "rerank"], stream=True), same, same)
+    symmetric = {"old": minilm, "new": minilm}  # query role = document role: nothing to refuse
+    check_pair_role("query", _config(["rerank"], timeline=True), symmetric, symmetric)
+    with pytest.raises(ConfigError, match="pair_role must be one of"):
+        check_pair_role("passages", paper, same, same)
