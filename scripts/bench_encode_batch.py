@@ -1,12 +1,13 @@
 """Benchmark: text encode throughput per batch size, on this machine, over the default corpus.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_batch.py            # ~8 min, 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_batch.py            # ~25 min, 2 cores
     .venv/bin/python scripts/bench_encode_batch.py --docs 16 --out /tmp/e.json  # quick look
 
 The documents are a seeded sample of the offline default's corpus (`make run`'s data: real
 man pages, FAQ answers and pydoc entries, lengths from a few tokens to far past each model's
 window), encoded by the default pair (all-MiniLM-L6-v2, all-mpnet-base-v2: real weights) on
-`--device` at each batch size, after one warm-up call, `--repeats` times (median reported).
+`--device` at each batch size, after one warm-up call: `--repeats` rounds, each timing every
+size once in a seeded random order (median docs/s reported, with the range).
 The encoders sort each call's texts by length before batching (sentence-transformers does), so
 what the batch size changes is mostly padding and how much activation memory a forward pass
 touches. 256 documents per call by default: what one cache chunk hands the encoder in a run
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from drift.config import compose, to_plain
 from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.encoders import shared_encoder
+from drift.encoders.common import resolve_torch_device
 from drift.experiment import resolve_offline
 from drift.latency import machine
 from drift.provenance import provenance
@@ -53,25 +56,62 @@ def default_corpus_sample(n_docs: int, seed: int) -> tuple[dict[str, Any], list[
         max_queries=limits["max_queries"],
         seed=derive_seed(cfg["seed"], "subsample"),
     )
+    if not 1 <= n_docs <= len(data.corpus):
+        sys.exit(f"--docs must be between 1 and the default corpus's {len(data.corpus)} documents")
     rows = np.random.default_rng(seed).choice(len(data.corpus), n_docs, replace=False)
     return cfg, [data.corpus[i] for i in rows]
 
 
-def throughput(encoder: Any, docs: list[str], batch_size: int, repeats: int) -> dict[str, Any]:
-    seconds = []
+def throughputs(
+    encoder: Any, docs: list[str], batch_sizes: list[int], repeats: int, seed: int
+) -> list[dict[str, Any]]:
+    """docs/s per batch size: `repeats` rounds, each timing every size once in a seeded random
+    order (so a drift in the machine's load does not favour the sizes timed first)."""
+    seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
+    rng = np.random.default_rng(seed)
     for _ in range(repeats):
-        start = time.perf_counter()
-        encoder.encode(docs, role="document", batch_size=batch_size)
-        seconds.append(time.perf_counter() - start)
-    median = statistics.median(seconds)
-    return {"batch_size": batch_size, "seconds_all": seconds, "docs_per_s": len(docs) / median}
+        for size in rng.permutation(batch_sizes):
+            start = time.perf_counter()
+            encoder.encode(docs, role="document", batch_size=int(size))
+            seconds[int(size)].append(time.perf_counter() - start)
+    rows = []
+    for size, times in seconds.items():
+        rates = sorted(len(docs) / t for t in times)
+        rows.append(
+            {
+                "batch_size": size,
+                "seconds_all": times,
+                "docs_per_s": len(docs) / statistics.median(times),
+                "docs_per_s_min": rates[0],
+                "docs_per_s_max": rates[-1],
+            }
+        )
+        print(
+            f"{encoder.name} batch {size}: {rows[-1]['docs_per_s']:.2f} docs/s "
+            f"(range {rates[0]:.2f}-{rates[-1]:.2f})",
+            flush=True,
+        )
+    return rows
+
+
+def token_stats(encoder: Any, docs: list[str]) -> dict[str, float] | None:
+    """Token counts of the documents against the encoder's window (encoders that tokenise)."""
+    if not hasattr(encoder, "token_counts"):
+        return None
+    tokens = np.array(encoder.token_counts(docs))
+    return {
+        "mean": float(tokens.mean()),
+        "median": float(np.median(tokens)),
+        "p90": float(np.percentile(tokens, 90)),
+        "share_truncated": float((tokens > (encoder.max_seq_length or np.inf)).mean()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=256, help="documents per timed call")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/bench/encode_batch.json")
@@ -79,34 +119,25 @@ def main() -> None:
 
     load = {"loadavg_before": os.getloadavg()}
     cfg, docs = default_corpus_sample(args.docs, args.seed)
+    device = resolve_torch_device(args.device).device
     models = []
     for side in SIDES:
         encoder = shared_encoder(
             cfg[side],
-            device=args.device,
+            device=device,
             offline=resolve_offline(cfg["offline"]),
             model_cache_dir=cfg["paths"]["model_cache_dir"],
         )
-        tokens = np.array(encoder.token_counts(docs))
         encoder.encode(docs[: min(8, len(docs))], role="document")  # warm-up
-        rows = []
-        for batch_size in args.batch_sizes:
-            row = throughput(encoder, docs, batch_size, args.repeats)
-            print(f"{encoder.name} batch {batch_size}: {row['docs_per_s']:.2f} docs/s", flush=True)
-            rows.append(row)
+        rows = throughputs(encoder, docs, args.batch_sizes, args.repeats, args.seed)
         best = max(rows, key=lambda r: r["docs_per_s"])
         models.append(
             {
                 "side": side,
                 "model": encoder.name,
-                "device": args.device,
-                "max_seq_length": encoder.max_seq_length,
-                "tokens": {
-                    "mean": float(tokens.mean()),
-                    "median": float(np.median(tokens)),
-                    "p90": float(np.percentile(tokens, 90)),
-                    "share_truncated": float((tokens > (encoder.max_seq_length or np.inf)).mean()),
-                },
+                "device": device,
+                "max_seq_length": getattr(encoder, "max_seq_length", None),
+                "tokens": token_stats(encoder, docs),
                 "by_batch_size": rows,
                 "best_batch_size": best["batch_size"],
             }
