@@ -8,8 +8,8 @@ corpus items encoded by both models:
   by an orthogonal map and isotropic scaling, 0 = unrelated.
 Beside them, each space's anisotropy, `mean_cosine_old` / `mean_cosine_new`: the mean cosine
 between distinct items, near 0 when directions spread evenly, high when one shared direction
-dominates every vector (e5-small's sit about .8 apart). An uncentred orthogonal map must carry
-that shared direction into the other space, which is why it fails from such a space unless
+dominates every vector (e5-small's: about .83). An uncentred orthogonal map must carry that
+shared direction into the other space, which is mostly why it fails from such a space unless
 centred (experiment=asymmetric_pairs).
 """
 

@@ -354,9 +354,8 @@ def warn_uncentred_procrustes(measured_drift: dict[str, Any], methods: dict[str,
     across: on MiniLM-L6 -> e5-small (mean cosine .83) uncentred OP falls to a quarter of the
     status quo and centring triples it (experiment=asymmetric_pairs).
     """
-    procrustes = methods.get("procrustes")
-    if procrustes is None or procrustes.get("center"):
-        return
+    if "procrustes" not in methods or (methods["procrustes"] or {}).get("center"):
+        return  # no Procrustes, or a centred one (`procrustes: null` is the uncentred default)
     sides = {
         side: measured_drift.get(f"mean_cosine_{side}", float("nan")) for side in ("old", "new")
     }
@@ -380,9 +379,10 @@ def check_pair_role(
     """Refuse query-role pairs where they mean something else than the adapter's input.
 
     The pair items are corpus items: encoding them in the query role needs queries and corpus to
-    go through the same encoder. And the strategies beyond the paper (and the stream and
-    timeline) count the pairs' new-model vectors as document vectors already paid for, which
-    query-role vectors of an asymmetric model are not.
+    go through the same encoder. The strategies beyond the paper and the stream count the pairs'
+    new-model vectors as document vectors already paid for, which query-role vectors of an
+    asymmetric new model are not; the timeline refits on document-role pairs. (An asymmetric old
+    model costs Np old-model query encodes, outside the new-model encode counts.)
     """
     check_pair_role_name(role)
     if role != "query":
@@ -394,16 +394,23 @@ def check_pair_role(
             f"but queries go through a separate query encoder on the {' and '.join(separate)} "
             "side; use adapter.pair_role=document"
         )
+    asymmetric = [encoders[side].name for side in ("old", "new") if encoders[side].asymmetric]
+    if cfg["timeline"]["enabled"] and asymmetric:
+        raise ConfigError(
+            f"adapter.pair_role=query with the asymmetric model {asymmetric[0]!r}: the timeline "
+            "refits its adapters on backfilled documents, in the document role; set "
+            "timeline.enabled=false or use adapter.pair_role=document"
+        )
     if not encoders["new"].asymmetric:
         return
     reusing = [s for s in cfg["eval"]["strategies"] if s in MIXED_FAMILIES]
-    reusing += [part for part in ("stream", "timeline") if cfg[part]["enabled"]]
+    reusing += ["stream"] if cfg["stream"]["enabled"] else []
     if reusing:
         raise ConfigError(
             f"adapter.pair_role=query with the asymmetric new model {encoders['new'].name!r}: "
             f"{', '.join(reusing)} count the pairs' new-model vectors as document vectors "
             "already paid for, which query-role vectors are not; drop them (eval.strategies, "
-            "stream.enabled=false, timeline.enabled=false) or use adapter.pair_role=document"
+            "stream.enabled=false) or use adapter.pair_role=document"
         )
 
 

@@ -91,7 +91,6 @@ class PairVectors:
     new: np.ndarray
     old: np.ndarray
     n_train: int
-    role: str
 
     @property
     def train(self) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +119,6 @@ def pair_vectors(
     check_pair_role_name(role)
     rows = split.rows
     if role == "document":
-        return PairVectors(x_new[rows], x_old[rows], int(split.train.size), role)
+        return PairVectors(x_new[rows], x_old[rows], int(split.train.size))
     chosen = [items[i] for i in rows]
-    return PairVectors(
-        encode_new(chosen, role), encode_old(chosen, role), int(split.train.size), role
-    )
+    return PairVectors(encode_new(chosen, role), encode_old(chosen, role), int(split.train.size))

@@ -107,19 +107,38 @@ def read_results(roots: str | Path | Iterable[str | Path]) -> list[tuple[Path, d
     return found
 
 
-def design_key(config: dict[str, Any]) -> str:
-    """Hash of a run's config without its seed (and seed-derived or irrelevant parts): the runs
-    of one design differ only in their seed."""
+# Encoder settings that change how fast, not what: texts per forward pass (the embedding cache
+# ignores them too).
+EXECUTION_ONLY = ("batch_size",)
+ENCODER_SLOTS = ("old_encoder", "new_encoder", "old_query_encoder", "new_query_encoder")
+# Settings added after runs were committed, with the value those runs had in effect.
+ADDED_SETTINGS = {"adapter": {"pair_role": "document"}}
+
+
+def design_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config less what is no part of its design: the seed and what derives from it
+    (the index's training seed), paths, logger, encode and the encoders' batch sizes; settings
+    added since older runs were written are filled in with the value those runs had."""
     kept = {k: v for k, v in config.items() if k not in NOT_DESIGN}
-    if "index" in kept:  # ivfpq's training seed is the run seed (`seed: ${seed}`)
+    if isinstance(kept.get("index"), dict):  # ivfpq's training seed is the run seed
         kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
-    blob = json.dumps(kept, sort_keys=True, default=str).encode()
+    for slot in ENCODER_SLOTS:
+        if isinstance(kept.get(slot), dict):
+            kept[slot] = {k: v for k, v in kept[slot].items() if k not in EXECUTION_ONLY}
+    for section, defaults in ADDED_SETTINGS.items():
+        if isinstance(kept.get(section), dict):
+            kept[section] = {**defaults, **kept[section]}
+    return {k: v for k, v in kept.items() if v != {} or config[k] == {}}  # emptied here: gone
+
+
+def design_key(config: dict[str, Any]) -> str:
+    """Hash of `design_config`: the runs of one design differ only in their seed."""
+    blob = json.dumps(design_config(config), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def design_settings(config: dict[str, Any]) -> dict[str, str]:
-    """{dotted config path: JSON value} of a run's design: its config less the parts that are no
-    part of it (as `design_key`: seed, paths, logger, encode, the index's seed)."""
+    """{dotted config path: JSON value} of `design_config`."""
 
     def flatten(tree: dict[str, Any], prefix: str) -> dict[str, str]:
         flat = {}
@@ -130,9 +149,7 @@ def design_settings(config: dict[str, Any]) -> dict[str, str]:
                 flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
         return flat
 
-    flat = flatten({k: v for k, v in config.items() if k not in NOT_DESIGN}, "")
-    flat.pop("index.seed", None)
-    return flat
+    return flatten(design_config(config), "")
 
 
 def differences(configs: dict[str, dict[str, str]]) -> dict[str, list[tuple[str, str]]]:

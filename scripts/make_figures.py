@@ -121,11 +121,15 @@ def runs_of(frame: pd.DataFrame, experiments: Sequence[str]) -> tuple[pd.DataFra
     the default config also answer, have their own figures: scripts/plot_migration.py); full
     runs only when there are any. Returns (rows, note)."""
     rows = frame[frame["experiment"].isin(experiments)] if not frame.empty else frame
-    if not rows.empty:
-        rows = rows[~rows["strategy"].str.split("/").str[0].isin(MIXED_FAMILIES)]
     if rows.empty:
         commands = " and ".join(f"python -m drift.run -m experiment={e}" for e in experiments)
         raise Skip(f"no runs of experiment {'/'.join(experiments)}; make them with: {commands}")
+    rows = rows[~rows["strategy"].str.split("/").str[0].isin(MIXED_FAMILIES)]
+    if rows.empty:
+        raise Skip(
+            f"the runs of experiment {'/'.join(experiments)} hold only strategies beyond the "
+            "paper (scripts/plot_migration.py draws those); add the paper's to eval.strategies"
+        )
     if (~rows["debug"]).any():
         return rows[~rows["debug"]], ""
     return rows, "SMOKE RUNS, NOT RESULTS: "

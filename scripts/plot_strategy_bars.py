@@ -11,7 +11,8 @@ design are pooled), and writes beside them (or to --out):
   queries); dots: each seed's value. When the folder holds several designs (a sweep over a
   setting), each strategy gets one bar per design, labelled by the settings that differ;
 - strategies.md: per protocol, strategy (and design), R@10 / MRR@10 / nDCG@10 as mean over seeds
-  [95% t-interval over seeds], and the mean 95% bootstrap CI over queries of a single run.
+  [95% t-interval over seeds], and the mean 95% bootstrap CI over queries of a single run;
+  designs that give a strategy the same numbers share one row, labelled by what they share.
 """
 
 from __future__ import annotations
@@ -131,17 +132,13 @@ def table(frame: pd.DataFrame, note: str) -> str:
             "|---|---:|---:|---:|---:|",
         ]
         for name in ordered(points["strategy"].unique()):
+            same_cells: dict[tuple[str, ...], list[str]] = {}  # cells -> the variants with them
             for variant in dict.fromkeys(points["variant"]):
                 mine = points[(points["strategy"] == name) & (points["variant"] == variant)]
-                if mine.empty:
-                    continue
-                cells = []
-                for metric in METRICS:
-                    row = mine[mine["metric"] == metric]
-                    cells.append(cell(row.iloc[0]) if not row.empty else "n/a")
-                boot = mine[mine["metric"] == "recall@10"].iloc[0]
-                cells.append(f"[{boot['boot_ci_low']:.3f}, {boot['boot_ci_high']:.3f}]")
-                label = label_of(name) + (f" ({variant})" if variant else "")
+                if not mine.empty:
+                    same_cells.setdefault(tuple(cells_of(mine)), []).append(variant)
+            for cells, variants in same_cells.items():
+                label = label_of(name) + shared_settings(variants)
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
@@ -150,6 +147,26 @@ def table(frame: pd.DataFrame, note: str) -> str:
         "scripts/plot_strategy_bars.py from the result files."
     )
     return "\n".join(lines) + "\n"
+
+
+def shared_settings(variants: list[str]) -> str:
+    """Label suffix for designs that gave the same numbers: the settings they all share
+    (" (every design)" when none; "" for a folder of one design)."""
+    if variants == [""]:
+        return ""
+    settings = [set(v.split(", ")) for v in variants]
+    shared = [part for part in variants[0].split(", ") if all(part in s for s in settings)]
+    return f" ({', '.join(shared) if shared else 'every design'})"
+
+
+def cells_of(points: pd.DataFrame) -> list[str]:
+    """One strategy's (and design's) table cells: each metric, then R@10's bootstrap CI."""
+    cells = []
+    for metric in METRICS:
+        row = points[points["metric"] == metric]
+        cells.append(cell(row.iloc[0]) if not row.empty else "n/a")
+    boot = points[points["metric"] == "recall@10"].iloc[0]
+    return [*cells, f"[{boot['boot_ci_low']:.3f}, {boot['boot_ci_high']:.3f}]"]
 
 
 def cell(row: pd.Series) -> str:

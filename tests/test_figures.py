@@ -165,3 +165,26 @@ def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None
     assert centred > 2 * op.loc["pair_role=document, op_center=False", "mean"]
     assert f"({'pair_role=document, op_center=True'})" in table
     assert f"{centred:.3f}" in table
+
+
+def test_design_key_ignores_seed_paths_and_batch_sizes_and_fills_added_settings() -> None:
+    from drift.results import design_key, design_settings
+
+    base = {
+        "seed": 0,
+        "paths": {"results_dir": "a"},
+        "new_encoder": {"model_id": "m", "batch_size": 32},
+        "adapter": {"n_pairs": 10},
+    }
+    same = {
+        "seed": 3,
+        "paths": {"results_dir": "b"},
+        "new_encoder": {"model_id": "m", "batch_size": {"cpu": 4, "cuda": 32}},
+        "adapter": {"n_pairs": 10, "pair_role": "document"},  # the value older runs had
+    }
+    assert design_key(base) == design_key(same)
+    assert design_settings(base) == design_settings(same)
+    assert design_settings(base)["adapter.pair_role"] == '"document"'
+    other = {**same, "adapter": {"n_pairs": 10, "pair_role": "query"}}
+    assert design_key(other) != design_key(base)
+    assert design_key({**base, "new_encoder": {"model_id": "n"}}) != design_key(base)

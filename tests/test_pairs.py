@@ -45,7 +45,7 @@ def test_document_role_reads_the_corpus_vectors_without_encoding():
         encode_new=_encode_with_role(4, calls),
         encode_old=_encode_with_role(3, calls),
     )
-    assert calls == [] and pairs.role == "document"
+    assert calls == []
     np.testing.assert_array_equal(pairs.train[0], x_new[split.train])
     np.testing.assert_array_equal(pairs.train[1], x_old[split.train])
     np.testing.assert_array_equal(pairs.val[0], x_new[split.val])
@@ -108,7 +108,10 @@ def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
         check_pair_role("query", paper, same, {"old": minilm, "new": clip_text})
     with pytest.raises(ConfigError, match="rerank, stream count the pairs"):
         check_pair_role("query", _config(["adapter", "rerank"], stream=True), same, same)
+    with pytest.raises(ConfigError, match="timeline refits"):  # an asymmetric old model too
+        reversed_pair = {"old": e5, "new": minilm}
+        check_pair_role("query", _config(["adapter"], timeline=True), reversed_pair, reversed_pair)
     symmetric = {"old": minilm, "new": minilm}  # query role = document role: nothing to refuse
-    check_pair_role("query", _config(["rerank"], timeline=True), symmetric, symmetric)
+    check_pair_role("query", _config(["rerank"], stream=True, timeline=True), symmetric, symmetric)
     with pytest.raises(ConfigError, match="pair_role must be one of"):
         check_pair_role("passages", paper, same, same)

@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drift.config import compose
@@ -191,10 +192,8 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
     record = run(compose(base))
     assert record["pairs"] == {"n_requested": 24, "n_train": 19, "n_val": 5, "role": "query"}
     cache = record["cache"]
-    e5, minilm = (
-        cache["intfloat/multilingual-e5-small"],
-        cache["sentence-transformers/all-MiniLM-L6-v2"],
-    )
+    e5_name = "intfloat/multilingual-e5-small"
+    e5, minilm = cache[e5_name], cache["sentence-transformers/all-MiniLM-L6-v2"]
     assert e5["encoded"] == minilm["encoded"] + 24
     assert record["timings"]["encode/pairs"] > 0
     assert record["drift"]["mean_cosine_new"] > 0.5 > record["drift"]["mean_cosine_old"]
@@ -203,6 +202,17 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         "arr_recall@10"
         in record["metrics"]["protocols"]["knn"]["strategies"]["adapter/procrustes"]["arr"]
     )
+    # The adapters were fitted on e5's query-role vectors of the pair items: the held-out pairs
+    # saved for `drift gate` differ from a document-role run's on the e5 side only.
+    documents = run(compose([*base, "adapter.pair_role=document"]))
+    assert documents["pairs"]["role"] == "document" and documents["cache"][e5_name]["encoded"] == 0
+    with (
+        np.load(record["artifacts"]["val_pairs"]) as as_queries,
+        np.load(documents["artifacts"]["val_pairs"]) as as_documents,
+    ):
+        np.testing.assert_array_equal(as_queries["old"], as_documents["old"])
+        cosines = (as_queries["new"] * as_documents["new"]).sum(axis=1)  # unit vectors
+        assert cosines.max() < 0.99, cosines
     with pytest.raises(ConfigError, match="rerank, fusion, backfill count the pairs"):
         run(compose([*base, "eval.strategies=[status_quo,adapter,rerank,fusion,backfill]"]))
     with pytest.raises(ConfigError, match="pair_role must be one of"):
@@ -211,8 +221,9 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
 
 def test_uncentred_procrustes_warns_only_on_an_anisotropic_space() -> None:
     anisotropic = {"mean_cosine_old": 0.1, "mean_cosine_new": 0.8}
-    with pytest.warns(UserWarning, match=r"new 0\.80.*center=true"):
-        warn_uncentred_procrustes(anisotropic, {"procrustes": {"center": False}})
+    for uncentred in ({"center": False}, {}, None):  # None: `procrustes: null`, its defaults
+        with pytest.warns(UserWarning, match=r"new 0\.80.*center=true"):
+            warn_uncentred_procrustes(anisotropic, {"procrustes": uncentred})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_uncentred_procrustes(anisotropic, {"procrustes": {"center": True}})

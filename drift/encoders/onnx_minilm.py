@@ -6,14 +6,15 @@ sentence-transformers config prescribes, from the ONNX graph's last hidden state
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from drift.encoders.base import Role
 from drift.encoders.common import (
-    check_batch_size,
+    CPU,
+    batch_size_on,
     encode_items,
 )
 from drift.encoders.resolver import require_format, resolve_model
@@ -27,7 +28,8 @@ class OnnxMiniLMEncoder:
         model_id: hub id; online the hub's onnx/model.onnx and tokenizer.json are downloaded at
             `revision`, offline the bundled copy is used (drift.encoders.resolver).
         revision: pinned hub commit (online).
-        batch_size: default texts per run.
+        batch_size: default texts per run; one number, or one per device kind (onnxruntime
+            runs on CPU here: see drift.encoders.common.batch_size_on).
         normalize: L2-normalise outputs.
         max_seq_length: tokens kept per text (128 for paraphrase-MiniLM-L3-v2).
         device: "auto" (CUDA when onnxruntime has its CUDA provider, else CPU), "cpu", "cuda[:N]".
@@ -42,7 +44,7 @@ class OnnxMiniLMEncoder:
         model_id: str = "sentence-transformers/paraphrase-MiniLM-L3-v2",
         revision: str | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int | Mapping[str, int] = 64,
         normalize: bool = True,
         max_seq_length: int = 128,
         device: str = "auto",
@@ -75,7 +77,7 @@ class OnnxMiniLMEncoder:
         self.revision = resolved.revision
         self.source = resolved.source
         self.dim = int(self._hidden.shape[-1])
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size_on(batch_size, CPU)  # onnxruntime runs on CPU here
         self.normalize = bool(normalize)
         self.preprocessing = (
             f"normalize={self.normalize};max_seq_length={int(max_seq_length)};pooling=mean;"
