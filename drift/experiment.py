@@ -34,7 +34,7 @@ from drift.pairs import PairVectors, check_pair_role_name, pair_vectors, sample_
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
 from drift.strategies import StrategyResult, run_strategies
-from drift.timeline import run_timeline
+from drift.timeline import TimelineData, run_timeline
 from drift.timing import Timings
 
 log = logging.getLogger(__name__)
@@ -262,21 +262,23 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             with timings("timeline"):
                 analyses["timeline"] = run_timeline(
                     timeline_config(cfg["timeline"], adapter_cfg["methods"]),
-                    x_old=x_old,
-                    x_new=x_new,
-                    q_old=q_old,
-                    q_new=q_new,
-                    old_index=old_index,
-                    new_index=new_index,
-                    spec=spec,
-                    index_cache=index_cache,
-                    train_rows=split.train,
-                    val_rows=split.val,
-                    excluded=excluded,
+                    TimelineData(
+                        x_old=x_old,
+                        x_new=x_new,
+                        q_old=q_old,
+                        q_new=q_new,
+                        old_index=old_index,
+                        new_index=new_index,
+                        spec=spec,
+                        index_cache=index_cache,
+                        train_rows=split.train,
+                        val_rows=split.val,
+                        excluded=excluded,
+                        k=k,
+                        seed=derive_seed(seed, "timeline"),
+                    ),
                     knn_truth=knn_truth if "knn" in protocols else None,
                     qrels=qrels,
-                    k=k,
-                    seed=derive_seed(seed, "timeline"),
                     n_boot=int(cfg["timeline"]["n_boot"]),
                 )
         caught = [f"{w.category.__name__}: {w.message}" for w in warned]

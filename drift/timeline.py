@@ -1,7 +1,7 @@
 """A migration timeline: quality over time while a background job re-embeds the corpus.
 
     cfg = TimelineConfig(rate=0.05, hours=24, modes=["adapter_frozen", "adapter_refit"])
-    result = run_timeline(cfg, x_old=..., x_new=..., q_old=..., q_new=..., ...)
+    result = run_timeline(cfg, TimelineData(x_old=..., x_new=..., ...), knn_truth=..., qrels=...)
     print(summarise_timeline(result))
 
 At hour t the background job has re-embedded the first round(min(1, rate * t) * N) rows of one
@@ -333,22 +333,10 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
 
 def run_timeline(
     cfg: TimelineConfig,
+    data: TimelineData,
     *,
-    x_old: np.ndarray,
-    x_new: np.ndarray,
-    q_old: np.ndarray,
-    q_new: np.ndarray,
-    old_index: faiss.Index,
-    new_index: faiss.Index,
-    spec: IndexSpec,
-    index_cache: IndexCache,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    excluded: np.ndarray,
     knn_truth: np.ndarray | None,
     qrels: Qrels | None,
-    k: int,
-    seed: int,
     n_boot: int = 200,
 ) -> dict[str, Any]:
     """The timeline as a JSON-able dict (layout in `timeline_record`'s docstring).
@@ -358,21 +346,6 @@ def run_timeline(
     same bootstrap seed, so intervals are paired across modes and across time.
     """
     started = time.perf_counter()
-    data = TimelineData(
-        x_old=x_old,
-        x_new=x_new,
-        q_old=q_old,
-        q_new=q_new,
-        old_index=old_index,
-        new_index=new_index,
-        spec=spec,
-        index_cache=index_cache,
-        train_rows=train_rows,
-        val_rows=val_rows,
-        excluded=excluded,
-        k=k,
-        seed=seed,
-    )
     steps: list[TimelineStep] = []
     evaluations: list[dict[str, Any]] = []
     evaluate_seconds: list[float] = []
@@ -389,7 +362,7 @@ def run_timeline(
                     qrels=qrels,
                     ks=(EVAL_K,),
                     n_boot=n_boot,
-                    seed=derive_seed(seed, "timeline/bootstrap"),
+                    seed=derive_seed(data.seed, "timeline/bootstrap"),
                 )
             )
         else:

@@ -31,7 +31,7 @@ FLAT = IndexSpec(kind="flat", device="cpu")
 
 
 def synthetic(n_train: int, noise: float = 0.3, seed: int = 0) -> dict:
-    """run_timeline's keyword arguments for a planted drift with `n_train` initial pairs."""
+    """TimelineData's fields (but the index cache) for a planted drift with `n_train` pairs."""
     rng = np.random.default_rng(seed)
     projection = np.linalg.qr(rng.standard_normal((D_NEW, D_NEW)))[0][:, :D_OLD]
     new = l2_normalize(rng.standard_normal((N + NQ, D_NEW)).astype(np.float32))
@@ -69,11 +69,10 @@ def run(cfg: TimelineConfig, inputs: dict, tmp_path, *, qrels=None) -> dict:
         warnings.simplefilter("ignore")
         return run_timeline(
             cfg,
-            index_cache=IndexCache(tmp_path / "indexes"),
+            TimelineData(index_cache=IndexCache(tmp_path / "indexes"), **inputs),
             knn_truth=truth,
             qrels=qrels,
             n_boot=50,
-            **inputs,
         )
 
 
