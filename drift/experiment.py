@@ -30,7 +30,13 @@ from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
-from drift.pairs import PairVectors, check_pair_role_name, pair_vectors, sample_pairs
+from drift.pairs import (
+    PairVectors,
+    check_pair_role_name,
+    held_out_queries,
+    pair_vectors,
+    sample_pairs,
+)
 from drift.results import config_hash
 from drift.seeding import derive_seed, seed_everything
 from drift.strategies import StrategyResult, run_strategies
@@ -77,6 +83,15 @@ def query_text_mask(data: RetrievalData) -> np.ndarray:
     )
 
 
+def load_unlimited(
+    spec: dict[str, Any], loaded: RetrievalData, seed: int, data_dir: Path
+) -> RetrievalData:
+    """The dataset without its own size limits (`dataset.max_corpus` / `max_queries`), where the
+    queries a run holds out come from; `loaded` itself when the dataset sets none."""
+    limits = {key: None for key in ("max_corpus", "max_queries") if spec.get(key) is not None}
+    return load_data({**spec, **limits}, seed=seed, data_dir=data_dir) if limits else loaded
+
+
 def qrels_by_row(data: RetrievalData) -> list[dict[int, int]] | None:
     if data.qrels is None:
         return None
@@ -99,10 +114,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         warnings.simplefilter("always")
 
         with timings("load_data"):
-            data = load_data(cfg["dataset"], seed=seed, data_dir=paths["data_dir"])
+            loaded = load_data(cfg["dataset"], seed=seed, data_dir=paths["data_dir"])
             limits = cfg["data_limits"]
             data = subsample(
-                data,
+                loaded,
                 max_corpus=limits["max_corpus"],
                 max_queries=limits["max_queries"],
                 seed=derive_seed(seed, "subsample"),
@@ -134,6 +149,14 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
 
         pair_role = str(cfg["adapter"]["pair_role"])
         check_pair_role(pair_role, cfg, encoders, query_encoders)  # before any encoding
+        # What the pairs are drawn from: corpus items, or the queries the run does not evaluate.
+        excluded = query_text_mask(data)
+        pair_pool = data.corpus
+        if pair_role == "query_log":
+            with timings("load_data/query_pool"):
+                unlimited = load_unlimited(cfg["dataset"], loaded, seed, paths["data_dir"])
+                pair_pool = held_out_queries(unlimited, data)
+        del loaded
 
         enc = cfg["encode"]
 
@@ -158,24 +181,26 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
 
         adapter_cfg = cfg["adapter"]
         warn_uncentred_procrustes(measured_drift, adapter_cfg["methods"])
-        excluded = query_text_mask(data)
+        from_corpus = pair_role != "query_log"
         split = sample_pairs(
-            len(data.corpus),
+            len(pair_pool),
             int(adapter_cfg["n_pairs"]),
             val_fraction=float(adapter_cfg["val_fraction"]),
             seed=derive_seed(seed, "pairs"),
-            excluded=excluded,
+            excluded=excluded if from_corpus else None,
+            items_name="corpus items" if from_corpus else "held-out queries",
         )
 
-        with timings("encode/pairs"):  # encodes only for query-role pairs of asymmetric models
+        # Encodes only for query roles (the cache serves a symmetric model's corpus vectors).
+        with timings("encode/pairs"):
             pairs = pair_vectors(
                 split,
                 pair_role,
                 x_new=x_new,
                 x_old=x_old,
-                items=data.corpus,
-                encode_new=functools.partial(encode, encoders["new"]),
-                encode_old=functools.partial(encode, encoders["old"]),
+                items=pair_pool,
+                encode_new=functools.partial(encode, query_encoders["new"]),
+                encode_old=functools.partial(encode, query_encoders["old"]),
             )
         adapters, unfit = fit_adapters(build_adapters(adapter_cfg), pairs, seed, timings)
         artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, *pairs.val)
@@ -192,7 +217,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             _, knn_truth = exact_search(x_new, q_new, k)
 
         wanted = list(cfg["eval"]["strategies"])
-        pair_rows = split.rows
+        pair_rows = split.rows  # corpus rows, unless the pairs are held-out queries
+        pair_doc_encodes = pair_rows.size if from_corpus else 0
         with timings("search"):
             strategy_results = run_strategies(
                 old_index=old_index,
@@ -207,7 +233,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 include=[s for s in wanted if s not in MIXED_FAMILIES],
             )
             for name, result in strategy_results.items():
-                result.cost = paper_strategy_costs(name, len(x_new), pair_rows.size)
+                result.cost = paper_strategy_costs(name, len(x_new), pair_doc_encodes)
             if "adapter" in wanted:
                 strategy_results |= {
                     f"adapter/{name}": StrategyResult.not_applicable(f"adapter/{name}", reason)
@@ -303,7 +329,12 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         },
         "dataset": data.summary(),  # meta "subsample" records full and effective sizes
         "drift": measured_drift,
-        "pairs": split.summary() | {"role": pair_role},
+        "pairs": split.summary()
+        | {
+            "role": pair_role,
+            "source": "corpus" if from_corpus else "held-out queries",
+            "n_pool": len(pair_pool),
+        },
         "adapters": {name: a.describe() for name, a in adapters.items()},
         "artifacts": artifacts,
         "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},
@@ -380,13 +411,24 @@ def check_pair_role(
 ) -> None:
     """Refuse query-role pairs where they mean something else than the adapter's input.
 
-    The pair items are corpus items: encoding them in the query role needs queries and corpus to
-    go through the same encoder. The strategies beyond the paper and the stream count the pairs'
-    new-model vectors as document vectors already paid for, which query-role vectors of an
-    asymmetric new model are not; the timeline refits on document-role pairs. (An asymmetric old
-    model costs Np old-model query encodes, outside the new-model encode counts.)
+    The strategies beyond the paper and the stream count the pairs' new-model vectors as
+    document vectors already paid for, and the timeline refits on document-role pairs of corpus
+    rows. Held-out queries (`query_log`) are no corpus rows at all. Corpus items in the query role
+    need queries and corpus to go through the same encoder, and are document vectors only for a
+    symmetric model. (An asymmetric old model costs Np old-model query encodes, outside the
+    new-model encode counts.)
     """
     check_pair_role_name(role)
+    reusing = [s for s in cfg["eval"]["strategies"] if s in MIXED_FAMILIES]
+    reusing += ["stream"] if cfg["stream"]["enabled"] else []
+    reusing += ["timeline"] if cfg["timeline"]["enabled"] else []
+    if role == "query_log" and reusing:
+        raise ConfigError(
+            f"adapter.pair_role=query_log trains on held-out queries, but {', '.join(reusing)} "
+            "reuse the pairs as corpus documents already encoded by the new model; drop them "
+            "(eval.strategies, stream.enabled=false, timeline.enabled=false) or use "
+            "adapter.pair_role=document"
+        )
     if role != "query":
         return
     separate = [side for side in encoders if query_encoders[side] is not encoders[side]]
@@ -405,8 +447,7 @@ def check_pair_role(
         )
     if not encoders["new"].asymmetric:
         return
-    reusing = [s for s in cfg["eval"]["strategies"] if s in MIXED_FAMILIES]
-    reusing += ["stream"] if cfg["stream"]["enabled"] else []
+    reusing = [s for s in reusing if s != "timeline"]
     if reusing:
         raise ConfigError(
             f"adapter.pair_role=query with the asymmetric new model {encoders['new'].name!r}: "

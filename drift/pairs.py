@@ -1,9 +1,15 @@
-"""Which corpus items the adapter is trained on: Np items encoded by both models, never a query.
+"""Which items the adapter is trained on: Np items encoded by both models, never an evaluated query.
 
-The pair items are encoded as documents (the paper's protocol) or, with `adapter.pair_role=query`,
-as queries: for an asymmetric model (e5's "query: " / "passage: " prefixes) the query role puts
-the pairs where the adapter is applied, at Np extra encodes; for a symmetric one both roles give
-the same vectors (and the embedding cache serves them without encoding).
+`adapter.pair_role` says which items and in which role:
+- `document` (the paper's protocol): corpus items, read from the corpus vectors both models
+  already encoded;
+- `query`: the same corpus items encoded as queries by both models. For an asymmetric model (e5's
+  "query: " / "passage: " prefixes) this fits the adapter in the role where it is applied, at Np
+  extra encodes; for a symmetric one both roles give the same vectors (the embedding cache serves
+  them without encoding);
+- `query_log`: real queries of the dataset that the run does not evaluate (those its query limit
+  held out: a stand-in for past traffic), encoded as queries by both models through the query
+  encoders. No corpus item is encoded by the new model; Np short queries are, by both models.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from drift.data.types import RetrievalData
 from drift.errors import ConfigError
 
-PAIR_ROLES = ("document", "query")
+PAIR_ROLES = ("document", "query", "query_log")
 
 
 @dataclass(frozen=True)
@@ -48,15 +55,17 @@ def sample_pairs(
     val_fraction: float,
     seed: int,
     excluded: np.ndarray | None = None,
+    items_name: str = "corpus items",
 ) -> PairSplit:
-    """Sample `n_pairs` corpus rows (seeded) and split them into train/validation.
+    """Sample `n_pairs` rows of the pair pool (seeded) and split them into train/validation.
 
     Args:
-        n_corpus: corpus size.
+        n_corpus: size of the pool the pairs come from (the corpus, or held-out queries).
         n_pairs: Np, items encoded by both models. Capped (with a warning) by the eligible rows.
         val_fraction: share of the pairs held out for validation / early stopping (paper: 0.2).
         seed: the pair-sampling seed.
         excluded: boolean mask of corpus rows that must never be pairs (e.g. text equal to a query).
+        items_name: what the pool holds, for the warning when Np exceeds it.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"adapter.val_fraction must be in [0, 1), got {val_fraction}")
@@ -65,7 +74,7 @@ def sample_pairs(
         raise ConfigError(f"adapter.n_pairs must be at least 2, got {n_pairs}")
     if n_pairs > eligible.size:
         warnings.warn(
-            f"adapter.n_pairs={n_pairs} exceeds the {eligible.size} eligible corpus items; "
+            f"adapter.n_pairs={n_pairs} exceeds the {eligible.size} eligible {items_name}; "
             f"using all {eligible.size}",
             stacklevel=2,
         )
@@ -114,11 +123,37 @@ def pair_vectors(
     encode_new: Encode,
     encode_old: Encode,
 ) -> PairVectors:
-    """The pairs' vectors in `role`: document role reads the corpus vectors; query role encodes
-    the pair items with each model's query role (`encode_*(items, role)`, through the cache)."""
+    """The pairs' vectors: the document role reads the corpus vectors (`split` rows into them);
+    the query roles encode `items[rows]` (corpus items, or held-out queries for `query_log`) as
+    queries with each model (`encode_*(items, "query")`, through the cache)."""
     check_pair_role_name(role)
     rows = split.rows
     if role == "document":
         return PairVectors(x_new[rows], x_old[rows], int(split.train.size))
     chosen = [items[i] for i in rows]
-    return PairVectors(encode_new(chosen, role), encode_old(chosen, role), int(split.train.size))
+    return PairVectors(
+        encode_new(chosen, "query"), encode_old(chosen, "query"), int(split.train.size)
+    )
+
+
+def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]:
+    """The queries of `full` a run does not evaluate, for `adapter.pair_role=query_log`.
+
+    `evaluated` is `full` after the run's query limit (drift.data.subsample). A held-out query
+    whose text equals an evaluated one is dropped too, so no evaluated query (by id or by text)
+    ever trains the adapter. Raises ConfigError when nothing is held out.
+    """
+    kept_ids = set(evaluated.query_ids)
+    kept_items = set(evaluated.queries)
+    pool = [
+        item
+        for qid, item in zip(full.query_ids, full.queries, strict=True)
+        if qid not in kept_ids and item not in kept_items
+    ]
+    if not pool:
+        raise ConfigError(
+            f"adapter.pair_role=query_log trains on queries the run does not evaluate, but all "
+            f"{len(full.queries)} queries of {full.name!r} are evaluated; hold some out with "
+            "dataset.max_queries (or data_limits.max_queries) below that number"
+        )
+    return pool

@@ -165,6 +165,22 @@ def test_offline_default_is_a_seeded_subset_with_its_relevant_docs() -> None:
     assert {d for rel in a.qrels.values() for d in rel} <= set(a.corpus_ids)
 
 
+def test_query_log_pool_is_every_offline_default_query_the_run_holds_out() -> None:
+    from drift.experiment import load_unlimited
+    from drift.pairs import held_out_queries
+
+    spec = to_plain(compose())["dataset"]  # offline_mix, limited by the dataset config itself
+    data = load_data(spec, seed=3, data_dir=DATA_DIR)
+    unlimited = load_unlimited(spec, data, 3, DATA_DIR)
+    assert len(unlimited.queries) == sum(OFFLINE_SIZES.values())
+    assert set(data.query_ids) <= set(unlimited.query_ids)
+    pool = held_out_queries(unlimited, data)
+    assert not set(pool) & set(data.queries)
+    assert len(pool) == len(unlimited.queries) - len(data.queries)  # its query texts are unique
+    no_limits = {**spec, "max_corpus": None, "max_queries": None}
+    assert load_unlimited(no_limits, unlimited, 3, DATA_DIR) is unlimited  # nothing to reload
+
+
 def test_mix_with_limits_keeps_relevant_docs() -> None:
     spec = {
         "type": "beir_mix",

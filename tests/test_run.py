@@ -190,10 +190,18 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         "adapter.n_pairs=24",
     )
     record = run(compose(base))
-    assert record["pairs"] == {"n_requested": 24, "n_train": 19, "n_val": 5, "role": "query"}
+    assert record["pairs"] == {
+        "n_requested": 24,
+        "n_train": 19,
+        "n_val": 5,
+        "role": "query",
+        "source": "corpus",
+        "n_pool": 30,
+    }
     cache = record["cache"]
     e5_name = "intfloat/multilingual-e5-small"
-    e5, minilm = cache[e5_name], cache["sentence-transformers/all-MiniLM-L6-v2"]
+    minilm_name = "sentence-transformers/all-MiniLM-L6-v2"
+    e5, minilm = cache[e5_name], cache[minilm_name]
     assert e5["encoded"] == minilm["encoded"] + 24
     assert record["timings"]["encode/pairs"] > 0
     assert record["drift"]["mean_cosine_new"] > 0.5 > record["drift"]["mean_cosine_old"]
@@ -217,6 +225,21 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         run(compose([*base, "eval.strategies=[status_quo,adapter,rerank,fusion,backfill]"]))
     with pytest.raises(ConfigError, match="pair_role must be one of"):
         run(compose([*base, "adapter.pair_role=passage"]))
+
+    # query_log: 24 of the faq questions the run does not evaluate, encoded as queries by both
+    # models (neither had seen them); no corpus document is encoded for the adapter.
+    logged = run(compose([*base, "adapter.pair_role=query_log"]))
+    assert logged["pairs"]["source"] == "held-out queries"
+    assert (
+        400
+        < logged["pairs"]["n_pool"]
+        <= logged["dataset"]["subsample"]["n_queries_full"] - logged["dataset"]["n_queries"]
+    )
+    assert logged["cache"][e5_name]["encoded"] == logged["cache"][minilm_name]["encoded"] == 24
+    adapter_cost = logged["strategies"]["adapter/procrustes"]["cost"]
+    assert adapter_cost["new_doc_encodes"] == 0
+    with pytest.raises(ConfigError, match="all 482 queries of 'faq' are evaluated"):
+        run(compose([*base, "adapter.pair_role=query_log", "data_limits.max_queries=null"]))
 
 
 def test_uncentred_procrustes_warns_only_on_an_anisotropic_space() -> None:
