@@ -118,7 +118,8 @@ def format_table(evaluation: Mapping[str, Any], protocol: str, k: int = 10) -> s
     notes = [f"{', '.join(names)}: {note}" for note, names in noted.items()]
     notes += [
         "Encoded = corpus documents encoded by the new model (share of the corpus): the full "
-        "re-embedding's N, the adapter's pairs, rerank's on-demand encodes, the backfill",
+        "re-embedding's N, the adapter's pairs (none when they are held-out queries), rerank's "
+        "on-demand encodes, the backfill",
         DEFINITIONS[protocol],
         block["arr_definition"],
         f"mean [{100 * (1 - evaluation['alpha']):.0f}% bootstrap CI]; "

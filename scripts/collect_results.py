@@ -91,6 +91,7 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
     old, new = record["models"]["old"], record["models"]["new"]
     n_corpus = record["dataset"]["n_corpus"]
     n_pairs = record["pairs"]["n_train"] + record["pairs"]["n_val"]
+    from_corpus = record["pairs"].get("source", "corpus") == "corpus"  # else held-out queries
     index = record["index"]["spec"]
     methods = config["adapter"]["methods"]
     drift = record.get("drift") or {}
@@ -115,7 +116,7 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
         "level": synthetic_level(config["new_encoder"]),
         "np_requested": record["pairs"]["n_requested"],
         "np": n_pairs,
-        "np_fraction": n_pairs / n_corpus if n_corpus else None,
+        "np_fraction": n_pairs / n_corpus if n_corpus and from_corpus else None,
         "pair_role": record["pairs"].get("role", "document"),  # older files: the only role then
         "index_kind": index["kind"],
         "ef_search": index["ef_search"] if index["kind"] == "hnsw" else None,

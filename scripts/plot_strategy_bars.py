@@ -48,10 +48,15 @@ def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
     return with_variants(frame), "SMOKE RUNS, NOT RESULTS: "
 
 
+def varying_settings(frame: pd.DataFrame) -> list[str]:
+    """The design columns whose value differs between the runs of `frame`."""
+    return [c for c in DESIGN if c not in PER_ROW and frame[c].astype(str).nunique() > 1]
+
+
 def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
     """Add `variant`: the settings in which this row's design differs from the folder's others
     ("" when the folder holds one design; the design hash when no named column differs)."""
-    varying = [c for c in DESIGN if c not in PER_ROW and frame[c].astype(str).nunique() > 1]
+    varying = varying_settings(frame)
     if varying:
         labels = (
             frame[varying]

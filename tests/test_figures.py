@@ -167,6 +167,48 @@ def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None
     assert f"{centred:.3f}" in table
 
 
+def test_query_log_pairs_are_no_share_of_the_corpus() -> None:
+    """The committed query_log_pairs runs: Np held-out queries are not Np / corpus of it."""
+    runs = REPO_ROOT / "results" / "query_log_pairs" / "runs"
+    infos = [collect_results.run_info(json.loads(p.read_text())) for p in runs.rglob("*.json")]
+    by_role = {info["pair_role"]: info for info in infos}
+    assert set(by_role) == {"document", "query", "query_log"}
+    assert by_role["query_log"]["np_fraction"] is None
+    document = by_role["document"]
+    assert document["np_fraction"] == document["np"] / document["n_corpus"] > 0.9
+
+
+def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_path: Path) -> None:
+    """The committed query_log_pairs sweep: each design against document pairs at Np = 1,200 with
+    the same Procrustes centring; one paired difference recomputed from the result files."""
+    import compare_designs
+
+    runs = REPO_ROOT / "results" / "query_log_pairs" / "runs"
+    out = tmp_path / "paired.md"
+    args = [str(runs), "--baseline", "pair_role=document", "np=1200", "--out", str(out)]
+    assert compare_designs.main([*args, "--within", "op_center"]) == 0
+    text = out.read_text()
+    assert text.count("(baseline)") == 2 * 5  # per metric: OP uncentred and centred, LA, MLP, ridge
+
+    by_design: dict[tuple[str, int], dict[int, float]] = {}  # ridge's kNN R@10 by seed
+    for path in runs.rglob("*.json"):
+        record = json.loads(path.read_text())
+        design = (record["pairs"]["role"], record["pairs"]["n_train"] + record["pairs"]["n_val"])
+        ridge = record["metrics"]["protocols"]["knn"]["strategies"]["adapter/ridge"]
+        by_design.setdefault(design, {})[record["seed"]] = ridge["metrics"]["recall@10"]["mean"]
+    logged, documents = by_design[("query_log", 1200)], by_design[("document", 1200)]
+    diff = sum(logged[s] - documents[s] for s in documents) / len(documents)
+    row = next(
+        line for line in text.split("## qrels")[0].splitlines()
+        if line.startswith("| Ridge (np_requested=1200, np=1200, pair_role=query_log)")
+    )  # fmt: skip
+    assert f"| {diff:+.3f} [" in row
+    with pytest.raises(SystemExit, match="name the settings to hold fixed with --within"):
+        compare_designs.main(args)  # OP uncentred and centred both match the baseline
+    with pytest.raises(SystemExit, match="nope: not a setting the runs differ in"):
+        compare_designs.main([*args, "--within", "nope"])
+
+
 def test_design_key_ignores_seed_paths_and_batch_sizes_and_fills_added_settings() -> None:
     from drift.results import design_key, design_settings
 

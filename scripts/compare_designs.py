@@ -1,0 +1,176 @@
+"""Paired differences between the designs of one sweep, seed by seed.
+
+    python scripts/compare_designs.py results/query_log_pairs/runs \
+        --baseline pair_role=document --within op_center --out results/query_log_pairs/paired.md
+
+A design is the set of settings in which a folder's runs differ (plot_strategy_bars' `variant`).
+Each design is compared with its baseline on the same seed: the same corpus subset, evaluated
+queries and sampling seeds, so one seed's difference is free of the variation both designs share
+and a few seeds can separate designs whose intervals over seeds overlap. A design's baseline is
+the one design that matches every `--baseline KEY=VALUE` and, for each `--within` key, has the
+design's own value. Per protocol, metric and strategy: the mean over seeds, the paired difference
+to the baseline (mean [95% t-interval over seeds]) and in how many seeds it is above zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from make_figures import label_of, ordered
+from plot_strategy_bars import load_runs, shared_settings, varying_settings
+from scipy import stats
+
+PAIRED_BY = ["dataset", "pair", "seed"]
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--baseline takes KEY=VALUE, got {pair!r}")
+        settings[key] = value
+    return settings
+
+
+def baselines(
+    designs: pd.DataFrame, baseline: dict[str, str], within: Sequence[str]
+) -> dict[str, str | None]:
+    """Each design's (variant's) baseline variant; None where no design matches."""
+    matching = designs[(designs[list(baseline)] == pd.Series(baseline)).all(axis=1)]
+    chosen: dict[str, str | None] = {}
+    for variant, design in designs.iterrows():
+        same = matching[(matching[list(within)] == design[list(within)]).all(axis=1)]
+        if len(same) > 1:
+            differ = [c for c in same if same[c].nunique() > 1]
+            raise SystemExit(
+                f"{len(same)} designs match --baseline for {variant!r}; name the settings to "
+                f"hold fixed with --within (they differ in: {', '.join(differ)})"
+            )
+        chosen[str(variant)] = str(same.index[0]) if len(same) else None
+    return chosen
+
+
+def paired_table(
+    frame: pd.DataFrame, baseline: dict[str, str], within: Sequence[str]
+) -> pd.DataFrame:
+    """One row per protocol, metric, strategy and design: mean over seeds and, against the
+    design's baseline on the same seeds, the paired difference with its 95% t-interval."""
+    varying = varying_settings(frame)
+    unknown = sorted((set(baseline) | set(within)) - set(varying))
+    if unknown:
+        raise SystemExit(
+            f"{', '.join(unknown)}: not a setting the runs differ in; they differ in: "
+            f"{', '.join(varying) or 'nothing'}"
+        )
+    designs = frame[[*varying, "variant"]].astype(str).drop_duplicates().set_index("variant")
+    base_of = baselines(designs, baseline, within)
+    values = frame.drop_duplicates(["protocol", "metric", "strategy", "variant", *PAIRED_BY])
+    values = values.set_index(["protocol", "metric", "strategy", "variant", *PAIRED_BY])
+    values = values["value"].sort_index()
+    rows = []
+    for (protocol, metric, strategy, variant), own in values.groupby(level=[0, 1, 2, 3]):
+        base = base_of.get(variant)
+        row = {
+            "protocol": protocol,
+            "metric": metric,
+            "strategy": strategy,
+            "design": variant,
+            "n_seeds": len(own),
+            "mean": own.mean(),
+            "baseline": base,
+        }
+        key = (protocol, metric, strategy, base)
+        if base is not None and base != variant and key in values.index.droplevel(PAIRED_BY):
+            theirs = values.loc[key]
+            diff = (own.droplevel([0, 1, 2, 3]) - theirs).dropna()
+            n = len(diff)
+            half = diff.std(ddof=1) / np.sqrt(n) * stats.t.ppf(0.975, n - 1) if n > 1 else np.nan
+            row |= {
+                "n_paired": n,
+                "diff": diff.mean(),
+                "diff_ci_low": diff.mean() - half,
+                "diff_ci_high": diff.mean() + half,
+                "seeds_above": int((diff > 0).sum()),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame, baseline: dict[str, str], within: Sequence[str]) -> str:
+    """Per protocol and metric, one row per strategy and design; designs with the same cells
+    for a strategy (e.g. a setting only another adapter reads) share a row."""
+    held = f", same {', '.join(within)}" if within else ""
+    lines = [
+        f"Paired differences against {', '.join(f'{k}={v}' for k, v in baseline.items())}"
+        f"{held}, seed by seed (same dataset, model pair and seed); mean over seeds, "
+        "difference [95% t-interval over seeds], seeds in which the design is above its "
+        "baseline. Built by scripts/compare_designs.py from the result files.",
+    ]
+    for (protocol, metric), part in table.groupby(["protocol", "metric"], sort=False):
+        lines += [
+            "",
+            f"## {protocol} {metric}",
+            "",
+            "| strategy (design) | mean | paired difference [95% CI] | seeds above |",
+            "|---|---:|---:|---:|",
+        ]
+        for strategy in ordered(part["strategy"].unique()):
+            same_cells: dict[tuple[str, ...], list[str]] = {}  # cells -> the designs with them
+            for row in part[part["strategy"] == strategy].itertuples():
+                same_cells.setdefault(cells_of(row), []).append(row.design)
+            for cells, designs in same_cells.items():
+                label = label_of(strategy) + shared_settings(designs)
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cells_of(row: Any) -> tuple[str, ...]:
+    if row.baseline == row.design:
+        return f"{row.mean:.3f}", "(baseline)", ""
+    if pd.isna(getattr(row, "diff", np.nan)):
+        return f"{row.mean:.3f}", "no baseline", ""
+    diff = f"{row.diff:+.3f} [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]"
+    return f"{row.mean:.3f}", diff, f"{int(row.seeds_above)}/{int(row.n_paired)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="a folder of result files (one sweep)")
+    parser.add_argument(
+        "--baseline", nargs="+", required=True, metavar="KEY=VALUE", help="the baseline design"
+    )
+    parser.add_argument("--within", nargs="*", default=[], help="settings held fixed in a pair")
+    parser.add_argument(
+        "--metrics", default="knn/recall@10,qrels/ndcg@10", help="protocol/metric, comma-separated"
+    )
+    parser.add_argument("--strategies", default="adapter/", help="strategy name prefix")
+    parser.add_argument("--out", type=Path, help="write the Markdown table here too")
+    args = parser.parse_args(argv)
+
+    frame, note = load_runs(args.results)
+    wanted = [tuple(m.split("/", 1)) for m in args.metrics.split(",")]
+    keep = pd.Series(False, index=frame.index)
+    for protocol, metric in wanted:
+        keep |= (frame["protocol"] == protocol) & (frame["metric"] == metric)
+    frame = frame[keep & frame["strategy"].str.startswith(args.strategies)]
+    if frame.empty:
+        print(f"error: no {args.strategies}* rows with {args.metrics}", file=sys.stderr)
+        return 2
+    baseline = parse_settings(args.baseline)
+    text = note + markdown(paired_table(frame, baseline, args.within), baseline, args.within)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
