@@ -154,6 +154,7 @@ def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]
         raise ConfigError(
             f"adapter.pair_role=query_log trains on queries the run does not evaluate, but all "
             f"{len(full.queries)} queries of {full.name!r} are evaluated; hold some out with "
-            "dataset.max_queries (or data_limits.max_queries) below that number"
+            "data_limits.max_queries below that number (or dataset.max_queries, where the "
+            "dataset config has it)"
         )
     return pool
