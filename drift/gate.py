@@ -18,8 +18,16 @@ Decision: keep serving through the adapter when ARR@k reaches the threshold at t
 bound (rule "ci_low", default) or at the point estimate (rule "mean"); otherwise re-index now.
 The report says which figure decided, and how the adapter compares with the status quo.
 
-Caveat printed with every report: a pool of n items is far sparser than the corpus, so neighbour
-sets are easier to recover in it; the pool ARR is an optimistic estimate of ARR at corpus scale.
+Corpus scale: a pool of n items is far sparser than a corpus of N, so neighbour sets are easier
+to recover in it, and ARR@k measured at depth k in the pool overstates ARR@k at corpus scale.
+Given the corpus size (`--corpus-size N`), the gate measures at pool depth
+k' = max(1, round(k n / N)) instead: a pool that is a random n/N of the corpus holds about
+k n / N of each item's corpus top k, so the overlap of the two top-k' sets in the pool estimates
+the overlap of the two top-k sets in the corpus. Over the adapters of this harness's committed
+runs, this cut the estimate's mean error against the measured ARR from about +.10 to about +.01
+(scripts/gate_calibration.py, results/gate_calibration/). Where k n / N < 1/2 depth 1 is the
+shallowest the pool allows, and the report says the estimate stays optimistic. Without the
+corpus size the report measures at depth k and says it is optimistic.
 With `old_corpus`, the gate also reports self-hit@k at corpus scale: how often the adapted query
 finds its own item's old vector in the top k among the corpus's old vectors (a check that needs
 no new-model corpus vectors).
@@ -55,7 +63,10 @@ class GateReport:
     k: int
     confidence: float
     n_pairs: int
-    arr: dict[str, float | int]
+    corpus_size: int | None
+    pool_k: int  # the depth measured in the pool: k, or k scaled by n / corpus_size
+    arr: dict[str, float | int]  # the estimate that decides, at depth pool_k
+    arr_at_k: dict[str, float | int]  # the pool at depth k (optimistic; = arr without scaling)
     status_quo: dict[str, float | int]
     self_hit: dict[str, float | int] | None
     reasons: list[str] = field(default_factory=list)
@@ -86,6 +97,7 @@ def evaluate_gate(
     x_old: np.ndarray,
     *,
     old_corpus: np.ndarray | None = None,
+    corpus_size: int | None = None,
     threshold: float = 0.9,
     k: int = 10,
     rule: Rule = "ci_low",
@@ -110,17 +122,22 @@ def evaluate_gate(
             f"the gate needs more than k={k} held-out pairs (got {n}): each query's "
             f"truth is its {k} nearest other held-out items"
         )
+    if corpus_size is not None and corpus_size < 1:
+        raise ConfigError(f"corpus size must be a positive number of items, got {corpus_size}")
+    pool_k = k if corpus_size is None else min(k, max(1, round(k * n / corpus_size)))
 
     mapped = adapter.transform(x_new)
-    truth = leave_one_out_knn(x_new, x_new, k)
-    alpha = 1.0 - confidence
-    stats = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
-    arr = summarize(
-        knn_metrics(leave_one_out_knn(x_old, mapped, k), truth, (k,))[f"recall@{k}"], **stats
-    )
-    status_quo = summarize(
-        knn_metrics(leave_one_out_knn(x_old, x_old, k), truth, (k,))[f"recall@{k}"], **stats
-    )
+    stats = {"n_boot": n_boot, "alpha": 1.0 - confidence, "seed": seed}
+
+    def pool_recall(queries: np.ndarray, depth: int) -> dict[str, float | int]:
+        """Recall@depth in the pool of old-space answers against the new model's neighbours."""
+        truth = leave_one_out_knn(x_new, x_new, depth)
+        found = leave_one_out_knn(x_old, queries, depth)
+        return summarize(knn_metrics(found, truth, (depth,))[f"recall@{depth}"], **stats)
+
+    arr = pool_recall(mapped, pool_k)
+    arr_at_k = arr if pool_k == k else pool_recall(mapped, k)
+    status_quo = pool_recall(x_old, pool_k)
     self_hit = None
     if old_corpus is not None:
         old_corpus = check_vectors(old_corpus, name="old corpus vectors", dim=adapter.d_out)
@@ -141,10 +158,7 @@ def evaluate_gate(
             f"{self_hit['mean']:.3f} ({_ci(self_hit, confidence)}) of adapted queries find their "
             "own item's old vector in the top k"
         )
-    reasons.append(
-        f"estimated on a pool of {n} held-out items: neighbours are easier to recover in a pool "
-        "than in the full corpus, so read this ARR as optimistic for corpus scale"
-    )
+    reasons.append(_scale_note(n, corpus_size, k, pool_k, arr_at_k))
     return GateReport(
         decision=KEEP if keep else REINDEX,
         threshold=threshold,
@@ -152,11 +166,35 @@ def evaluate_gate(
         k=k,
         confidence=confidence,
         n_pairs=n,
+        corpus_size=corpus_size,
+        pool_k=pool_k,
         arr=arr,
+        arr_at_k=arr_at_k,
         status_quo=status_quo,
         self_hit=self_hit,
         reasons=reasons,
     )
+
+
+def _scale_note(n: int, corpus_size: int | None, k: int, pool_k: int, arr_at_k) -> str:
+    if corpus_size is None:
+        return (
+            f"estimated at depth {k} in a pool of {n} held-out items: neighbours are easier to "
+            "recover in a pool than in the corpus, so read this ARR as optimistic for corpus "
+            "scale; --corpus-size N measures at the depth that matches the corpus"
+        )
+    scaled = k * n / corpus_size
+    note = (
+        f"estimated at depth {pool_k} in a pool of {n} held-out items, the depth that matches "
+        f"top-{k} in a corpus of {corpus_size} (k n / N = {scaled:.2f}); at depth {k} the pool "
+        f"gives {arr_at_k['mean']:.3f}, which overstates corpus-scale ARR"
+    )
+    if scaled < 0.5:
+        note += (
+            f"; the pool is too small for that depth (depth 1 matches top-{corpus_size / n:.0f} "
+            "of the corpus), so this estimate is still optimistic: more held-out pairs fix it"
+        )
+    return note
 
 
 def _ci(summary: dict[str, float | int], confidence: float) -> str:
@@ -213,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", required=True, help=".npz with new, old (, old_corpus)")
     parser.add_argument("--threshold", type=float, default=0.9, help="minimum ARR@k to keep")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--corpus-size", type=int, help="items in the index: estimate ARR at corpus scale"
+    )
     parser.add_argument("--rule", choices=("ci_low", "mean"), default="ci_low")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -226,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
             pairs["new"],
             pairs["old"],
             old_corpus=pairs.get("old_corpus"),
+            corpus_size=args.corpus_size,
             threshold=args.threshold,
             k=args.k,
             rule=args.rule,

@@ -10,6 +10,7 @@ import pytest
 from drift.adapters import build_adapter
 from drift.errors import ConfigError, DataError, VectorError
 from drift.gate import KEEP, REINDEX, evaluate_gate, leave_one_out_knn, main
+from drift.metrics import knn_metrics
 from drift.vectors import l2_normalize
 
 D = 16
@@ -69,6 +70,34 @@ def test_self_hit_at_corpus_scale(world):
     bad = evaluate_gate(world["bad"], world["new"], world["old"], old_corpus=world["fit_old"])
     assert good.self_hit["mean"] > 0.95 > 0.2 > bad.self_hit["mean"]
     assert any("self-hit@10" in reason for reason in good.reasons)
+
+
+def test_corpus_size_scales_the_pool_depth_towards_corpus_scale_arr():
+    """A planted noisy rotation over a corpus of 4,000; 800 held-out pairs. The pool at depth 10
+    overstates the corpus-scale ARR@10 of the held-out items; at depth 10 x 800 / 4,000 = 2 it
+    lands much closer."""
+    rng = np.random.default_rng(1)
+    rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    x_new = unit(rng.standard_normal((4000, D)))
+    x_old = unit(x_new @ rotation + 0.2 * rng.standard_normal((4000, D)))
+    adapter = build_adapter("procrustes").fit(x_new[:1000], x_old[:1000])
+    pool = slice(3200, 4000)
+    truth = leave_one_out_knn(x_new, x_new, 10)[pool]  # each held-out item's corpus top 10
+    found = leave_one_out_knn(x_old, adapter.transform(x_new), 10)[pool]
+    corpus_arr = float(np.mean(knn_metrics(found, truth, (10,))["recall@10"]))
+
+    report = evaluate_gate(adapter, x_new[pool], x_old[pool], corpus_size=4000, n_boot=100)
+    assert (report.pool_k, report.corpus_size) == (2, 4000)
+    assert report.arr_at_k["mean"] - corpus_arr > 0.05  # depth 10 in the pool: optimistic
+    assert abs(report.arr["mean"] - corpus_arr) < (report.arr_at_k["mean"] - corpus_arr) / 2
+    assert "the depth that matches top-10 in a corpus of 4000" in report.reasons[-1]
+    unscaled = evaluate_gate(adapter, x_new[pool], x_old[pool], n_boot=100)
+    assert unscaled.pool_k == 10 and unscaled.arr == unscaled.arr_at_k == report.arr_at_k
+    assert "--corpus-size" in unscaled.reasons[-1]
+    tiny = evaluate_gate(adapter, x_new[pool][:100], x_old[pool][:100], corpus_size=4000)
+    assert tiny.pool_k == 1 and "still optimistic" in tiny.reasons[-1]  # 10 x 100 / 4000 < 1/2
+    with pytest.raises(ConfigError, match="corpus size must be a positive"):
+        evaluate_gate(adapter, x_new[pool], x_old[pool], corpus_size=0)
 
 
 def test_leave_one_out_knn_matches_brute_force(world):
