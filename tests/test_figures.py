@@ -209,6 +209,71 @@ def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_pa
         compare_designs.main([*args, "--within", "nope"])
 
 
+def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path: Path) -> None:
+    """A planted rotation: one run's saved adapter and held-out pairs, a measured ARR; the rows
+    carry drift gate's two estimates, and an adapter overwritten by another run is skipped."""
+    from collections import Counter
+
+    import gate_calibration
+    import numpy as np
+
+    from drift.adapters import build_adapter
+    from drift.gate import evaluate_gate
+    from drift.vectors import l2_normalize
+
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    x_new = l2_normalize(rng.standard_normal((1200, 16)).astype(np.float32))
+    x_old = l2_normalize((x_new @ rotation + 0.2 * rng.standard_normal((1200, 16))).astype("f4"))
+    adapter = build_adapter("procrustes").fit(x_new[:800], x_old[:800])
+    adapter.save(tmp_path / "hash" / "procrustes")
+    np.savez(tmp_path / "hash" / "val_pairs.npz", new=x_new[800:1000], old=x_old[800:1000])
+    knn = {"status_quo": 0.5, "adapter/procrustes": 0.4}
+    record = {
+        "artifacts": {
+            "procrustes": "/elsewhere/hash/procrustes",  # moved: found through adapters_dir
+            "val_pairs": "/elsewhere/hash/val_pairs.npz",
+        },
+        "adapters": {"procrustes": {"fit_seconds": adapter.fit_seconds}},
+        "metrics": {
+            "protocols": {
+                "knn": {
+                    "strategies": {
+                        name: {"metrics": {"recall@10": {"mean": value}}}
+                        for name, value in knn.items()
+                    }
+                }
+            }
+        },
+        "config": {"tags": ["main_table"]},
+        "task_name": "main_table",
+        "dataset": {"name": "toy", "n_corpus": 1000},
+        "models": {"old": {"name": "old"}, "new": {"name": "new"}},
+        "seed": 0,
+        "pairs": {"role": "document"},
+    }
+    skipped: Counter[str] = Counter()
+    (row,) = gate_calibration.rows_of(record, tmp_path, 50, skipped)
+    expected = evaluate_gate(adapter, x_new[800:1000], x_old[800:1000], corpus_size=1000, n_boot=50)
+    assert row["pool_k"] == 2 and row["measured"] == 0.4 and not skipped
+    assert row["depth_scaled"] == expected.arr["mean"]
+    assert row["pool_at_k"] == expected.arr_at_k["mean"] > row["depth_scaled"]
+    shifted = ("measured", "depth_scaled", "pool_at_k")
+    rows = [
+        {**row, "file": f"run{i}", **{key: row[key] + d for key in shifted}}
+        for i, d in enumerate((-0.1, 0.0, 0.1))
+    ]
+    summary = gate_calibration.summary_of(pd.DataFrame(rows))
+    assert summary["n_runs"] == 3
+    scaled = summary["estimators"]["depth_scaled"]
+    assert scaled["bias_mean"] == pytest.approx(row["depth_scaled"] - 0.4)
+    assert scaled["spearman"] == pytest.approx(1.0)
+
+    record["adapters"]["procrustes"]["fit_seconds"] += 1.0  # the folder holds another run's fit
+    assert list(gate_calibration.rows_of(record, tmp_path, 50, skipped)) == []
+    assert skipped == {"adapter saved by another run of the same config": 1}
+
+
 def test_design_key_ignores_seed_paths_and_batch_sizes_and_fills_added_settings() -> None:
     from drift.results import design_key, design_settings
 
