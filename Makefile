@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Network hiccups on the package registry must not fail a fresh install: pip retries each request
-# and resumes broken downloads, and scripts/retry.sh reruns a whole step that still fails.
+# and resumes broken downloads (--resume-retries needs pip >= 25.1, hence the upgrade first), and
+# scripts/retry.sh reruns a whole step that still fails.
 PIP_NET := --retries 10 --timeout 60
 RETRY := scripts/retry.sh 3
 

@@ -150,7 +150,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         pair_role = str(cfg["adapter"]["pair_role"])
         check_pair_role(pair_role, cfg, encoders, query_encoders)  # before any encoding
         # What the pairs are drawn from: corpus items, or the queries the run does not evaluate.
-        excluded = query_text_mask(data)
+        excluded = query_text_mask(data)  # corpus items equal to a query: never pairs
         pair_pool = data.corpus
         if pair_role == "query_log":
             with timings("load_data/query_pool"):
@@ -234,6 +234,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             )
             for name, result in strategy_results.items():
                 result.cost = paper_strategy_costs(name, len(x_new), pair_doc_encodes)
+                if not from_corpus and name.startswith("adapter/"):
+                    result.cost["pair_query_encodes"] = int(pair_rows.size)  # by both models
             if "adapter" in wanted:
                 strategy_results |= {
                     f"adapter/{name}": StrategyResult.not_applicable(f"adapter/{name}", reason)

@@ -29,7 +29,8 @@ PAIR_ROLES = ("document", "query", "query_log")
 
 @dataclass(frozen=True)
 class PairSplit:
-    """Row indices into the corpus: adapter training pairs and validation pairs."""
+    """Row indices into the pair pool (the corpus, or held-out queries): adapter training pairs
+    and validation pairs."""
 
     train: np.ndarray
     val: np.ndarray
@@ -37,7 +38,7 @@ class PairSplit:
 
     @property
     def rows(self) -> np.ndarray:
-        """Every pair row, training then validation (the corpus items both models encoded)."""
+        """Every pair row, training then validation (the items both models encoded)."""
         return np.concatenate([self.train, self.val])
 
     def summary(self) -> dict[str, int]:
@@ -49,7 +50,7 @@ class PairSplit:
 
 
 def sample_pairs(
-    n_corpus: int,
+    n_pool: int,
     n_pairs: int,
     *,
     val_fraction: float,
@@ -60,16 +61,17 @@ def sample_pairs(
     """Sample `n_pairs` rows of the pair pool (seeded) and split them into train/validation.
 
     Args:
-        n_corpus: size of the pool the pairs come from (the corpus, or held-out queries).
+        n_pool: size of the pool the pairs come from (the corpus, or held-out queries).
         n_pairs: Np, items encoded by both models. Capped (with a warning) by the eligible rows.
         val_fraction: share of the pairs held out for validation / early stopping (paper: 0.2).
         seed: the pair-sampling seed.
-        excluded: boolean mask of corpus rows that must never be pairs (e.g. text equal to a query).
+        excluded: boolean mask of pool rows that must never be pairs (e.g. corpus items whose
+            text equals a query's).
         items_name: what the pool holds, for the warning when Np exceeds it.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"adapter.val_fraction must be in [0, 1), got {val_fraction}")
-    eligible = np.arange(n_corpus) if excluded is None else np.flatnonzero(~excluded)
+    eligible = np.arange(n_pool) if excluded is None else np.flatnonzero(~excluded)
     if n_pairs < 2:
         raise ConfigError(f"adapter.n_pairs must be at least 2, got {n_pairs}")
     if n_pairs > eligible.size:
@@ -83,6 +85,16 @@ def sample_pairs(
     n_val = int(round(chosen.size * val_fraction))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
+    if chosen.size - n_val < 2:
+        raise ConfigError(
+            f"only {eligible.size} eligible {items_name}: an adapter needs at least 2 training "
+            f"pairs besides the {n_val} held out for validation"
+            + (
+                "; hold out more queries with data_limits.max_queries"
+                if items_name == "held-out queries"
+                else ""
+            )
+        )
     return PairSplit(
         train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs
     )

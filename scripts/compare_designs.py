@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from make_figures import label_of, ordered
-from plot_strategy_bars import load_runs, shared_settings, varying_settings
+from plot_strategy_bars import load_runs, setting_values, shared_settings, varying_settings
 from scipy import stats
 
 PAIRED_BY = ["dataset", "pair", "seed"]
@@ -39,13 +39,28 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
     return settings
 
 
+def canonical(value: str) -> str:
+    """One spelling per setting value: true/True, 1200/1200.0 compare equal."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value.lower()
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def baselines(
     designs: pd.DataFrame, baseline: dict[str, str], within: Sequence[str]
 ) -> dict[str, str | None]:
-    """Each design's (variant's) baseline variant; None where no design matches."""
-    matching = designs[(designs[list(baseline)] == pd.Series(baseline)).all(axis=1)]
+    """Each design's (variant's) baseline variant; None where no design matches its --within
+    values. Raises SystemExit when no design matches --baseline at all."""
+    canon = designs.map(canonical)
+    wanted = pd.Series({k: canonical(v) for k, v in baseline.items()})
+    matching = canon[(canon[list(baseline)] == wanted).all(axis=1)]
+    if matching.empty:
+        values = "; ".join(f"{k}: {', '.join(sorted(set(designs[k])))}" for k in baseline)
+        raise SystemExit(f"no design matches --baseline; the runs have {values}")
     chosen: dict[str, str | None] = {}
-    for variant, design in designs.iterrows():
+    for variant, design in canon.iterrows():
         same = matching[(matching[list(within)] == design[list(within)]).all(axis=1)]
         if len(same) > 1:
             differ = [c for c in same if same[c].nunique() > 1]
@@ -69,11 +84,19 @@ def paired_table(
             f"{', '.join(unknown)}: not a setting the runs differ in; they differ in: "
             f"{', '.join(varying) or 'nothing'}"
         )
-    designs = frame[[*varying, "variant"]].astype(str).drop_duplicates().set_index("variant")
-    base_of = baselines(designs, baseline, within)
-    values = frame.drop_duplicates(["protocol", "metric", "strategy", "variant", *PAIRED_BY])
-    values = values.set_index(["protocol", "metric", "strategy", "variant", *PAIRED_BY])
-    values = values["value"].sort_index()
+    if len(frame[["dataset", "pair"]].drop_duplicates()) > 1:
+        raise SystemExit("the runs hold several datasets or model pairs: compare one at a time")
+    designs = frame[varying].apply(setting_values).assign(variant=frame["variant"])
+    base_of = baselines(designs.drop_duplicates().set_index("variant"), baseline, within)
+    keys = ["protocol", "metric", "strategy", "variant", *PAIRED_BY]
+    repeated = frame.duplicated(keys)
+    if repeated.any():
+        print(
+            f"warning: {repeated.sum()} rows repeat a design and seed (reruns); "
+            "the first of each is used",
+            file=sys.stderr,
+        )
+    values = frame[~repeated].set_index(keys)["value"].sort_index()
     rows = []
     for (protocol, metric, strategy, variant), own in values.groupby(level=[0, 1, 2, 3]):
         base = base_of.get(variant)
@@ -134,10 +157,15 @@ def markdown(table: pd.DataFrame, baseline: dict[str, str], within: Sequence[str
 def cells_of(row: Any) -> tuple[str, ...]:
     if row.baseline == row.design:
         return f"{row.mean:.3f}", "(baseline)", ""
-    if pd.isna(getattr(row, "diff", np.nan)):
+    if pd.isna(row.baseline):
         return f"{row.mean:.3f}", "no baseline", ""
-    diff = f"{row.diff:+.3f} [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]"
-    return f"{row.mean:.3f}", diff, f"{int(row.seeds_above)}/{int(row.n_paired)}"
+    if not getattr(row, "n_paired", 0) > 0:
+        return f"{row.mean:.3f}", "no seed shared with the baseline", ""
+    interval = (
+        f" [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]" if row.n_paired > 1 else " (1 seed)"
+    )
+    above = f"{int(row.seeds_above)}/{int(row.n_paired)}"
+    return f"{row.mean:.3f}", f"{row.diff:+.3f}{interval}", above
 
 
 def main(argv: Sequence[str] | None = None) -> int:

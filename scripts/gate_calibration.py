@@ -110,10 +110,17 @@ def rows_of(
             "n_corpus": n_corpus,
             "pool_k": report.pool_k,
             "measured": measured,
-            **{f"{name}{part}": est[key] for name, est in estimates(report) for part, key in PARTS},
+            **{f"{est}{part}": arr[key] for est, arr in estimates(report) for part, key in PARTS},
             "status_quo_estimate": report.status_quo["mean"],
             "status_quo_measured": status_quo,
         }
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float | None:
+    """Rank correlation; None (JSON null) where it is undefined, e.g. a constant column."""
+    if a.nunique() < 2 or b.nunique() < 2:
+        return None
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def accuracy(table: pd.DataFrame, name: str) -> dict[str, Any]:
@@ -135,15 +142,21 @@ def accuracy(table: pd.DataFrame, name: str) -> dict[str, Any]:
         "bias_mean": float(error.mean()),
         "bias_median": float(error.median()),
         "abs_error_mean": float(error.abs().mean()),
-        "spearman": float(stats.spearmanr(estimate, table["measured"]).statistic),
+        "spearman": spearman(estimate, table["measured"]),
         "measured_inside_ci": float(
             table["measured"].between(table[f"{name}_ci_low"], table[f"{name}_ci_high"]).mean()
         ),
-        "by_pool_depth": {
-            str(depth): {"n": len(part), "bias_mean": float((part[name] - part["measured"]).mean())}
-            for depth, part in table.groupby("pool_k")
-        },
+        "by_pool_depth": mean_error_by(table, name, "pool_k"),
+        "by_pair_role": mean_error_by(table, name, "pair_role"),
         "decisions_ci_low_rule": decisions,
+    }
+
+
+def mean_error_by(table: pd.DataFrame, name: str, column: str) -> dict[str, dict[str, Any]]:
+    """Mean error of one estimator within each value of `column` (e.g. pool depth)."""
+    return {
+        str(value): {"n": len(part), "bias_mean": float((part[name] - part["measured"]).mean())}
+        for value, part in table.groupby(column)
     }
 
 
@@ -219,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{name}: mean error {acc['bias_mean']:+.3f}, "
             f"mean |error| {acc['abs_error_mean']:.3f}, "
-            f"Spearman {acc['spearman']:.3f} ({len(table)} adapters, {summary['n_runs']} runs)"
+            f"Spearman {acc['spearman'] or float('nan'):.3f} "
+            f"({len(table)} adapters, {summary['n_runs']} runs)"
         )
     print(f"wrote {args.out}/calibration.csv, summary.json, calibration.png/.pdf")
     return 0

@@ -48,9 +48,20 @@ def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
     return with_variants(frame), "SMOKE RUNS, NOT RESULTS: "
 
 
+# Design columns computed from others (np / n_corpus, null for pairs that are no corpus items).
+DERIVED = {"np_fraction"}
+
+
+def setting_values(column: pd.Series) -> pd.Series:
+    """A design column as labels: missing values read "none", whatever the pandas version."""
+    return column.astype(object).where(column.notna(), "none").astype(str)
+
+
 def varying_settings(frame: pd.DataFrame) -> list[str]:
     """The design columns whose value differs between the runs of `frame`."""
-    return [c for c in DESIGN if c not in PER_ROW and frame[c].astype(str).nunique() > 1]
+    return [
+        c for c in DESIGN if c not in PER_ROW | DERIVED and setting_values(frame[c]).nunique() > 1
+    ]
 
 
 def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +71,7 @@ def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
     if varying:
         labels = (
             frame[varying]
-            .astype(str)
+            .apply(setting_values)
             .apply(lambda row: ", ".join(f"{c}={v}" for c, v in row.items()), axis=1)
         )
     elif frame["group"].nunique() > 1:

@@ -6,6 +6,10 @@
 set -uo pipefail
 attempts="$1"
 shift
+if ! [[ "$attempts" =~ ^[1-9][0-9]*$ ]] || (($# == 0)); then
+    echo "usage: retry.sh ATTEMPTS COMMAND... (ATTEMPTS >= 1)" >&2
+    exit 2
+fi
 for ((try = 1; try <= attempts; try++)); do
     "$@" && exit 0
     status=$?

@@ -207,6 +207,12 @@ def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_pa
         compare_designs.main(args)  # OP uncentred and centred both match the baseline
     with pytest.raises(SystemExit, match="nope: not a setting the runs differ in"):
         compare_designs.main([*args, "--within", "nope"])
+    with pytest.raises(SystemExit, match="no design matches --baseline.*document, query, "):
+        compare_designs.main([str(runs), "--baseline", "pair_role=documents"])
+    # Hydra's spelling of a boolean and a float spelling of a count select the same design.
+    spelled = [str(runs), "--baseline", "pair_role=document", "op_center=true", "np=1200.0"]
+    assert compare_designs.main([*spelled, "--out", str(tmp_path / "b.md")]) == 0
+    assert (tmp_path / "b.md").read_text().count("(baseline)") == 2 * 4  # per metric: 4 strategies
 
 
 def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path: Path) -> None:

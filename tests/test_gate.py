@@ -96,7 +96,9 @@ def test_corpus_size_scales_the_pool_depth_towards_corpus_scale_arr():
     assert "--corpus-size" in unscaled.reasons[-1]
     tiny = evaluate_gate(adapter, x_new[pool][:100], x_old[pool][:100], corpus_size=4000)
     assert tiny.pool_k == 1 and "still optimistic" in tiny.reasons[-1]  # 10 x 100 / 4000 < 1/2
-    with pytest.raises(ConfigError, match="corpus size must be a positive"):
+    dense = evaluate_gate(adapter, x_new[pool], x_old[pool], corpus_size=800, n_boot=100)
+    assert dense.pool_k == 10 and "no depth scaling applies" in dense.reasons[-1]
+    with pytest.raises(ConfigError, match=r"corpus size \(--corpus-size\) must be a positive"):
         evaluate_gate(adapter, x_new[pool], x_old[pool], corpus_size=0)
 
 

@@ -106,6 +106,16 @@ def test_query_log_pairs_are_queries_the_run_does_not_evaluate():
         sample_pairs(len(pool), 100, val_fraction=0.2, seed=0, items_name="held-out queries")
 
 
+def test_a_pool_too_small_for_two_training_pairs_is_a_clear_error():
+    with (
+        pytest.warns(UserWarning, match="exceeds the 2 eligible"),
+        pytest.raises(ConfigError, match="only 2 eligible held-out queries.*max_queries"),
+    ):
+        sample_pairs(2, 10, val_fraction=0.2, seed=0, items_name="held-out queries")
+    with pytest.warns(UserWarning, match="using all 3"):
+        assert sample_pairs(3, 10, val_fraction=0.2, seed=0).train.size == 2
+
+
 def test_query_log_without_held_out_queries_says_how_to_hold_some_out():
     data = RetrievalData(
         name="toy", corpus_ids=["d0"], corpus=["a"], query_ids=["q0", "q1"], queries=["x", "y"]

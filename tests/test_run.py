@@ -237,7 +237,7 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
     )
     assert logged["cache"][e5_name]["encoded"] == logged["cache"][minilm_name]["encoded"] == 24
     adapter_cost = logged["strategies"]["adapter/procrustes"]["cost"]
-    assert adapter_cost["new_doc_encodes"] == 0
+    assert adapter_cost["new_doc_encodes"] == 0 and adapter_cost["pair_query_encodes"] == 24
     with pytest.raises(ConfigError, match="all 482 queries of 'faq' are evaluated"):
         run(compose([*base, "adapter.pair_role=query_log", "data_limits.max_queries=null"]))
 
