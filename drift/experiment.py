@@ -28,6 +28,7 @@ from drift.drift_measures import drift_measures
 from drift.encoders import Encoder, shared_encoder
 from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
+from drift.gate import pool_estimates
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.pairs import (
@@ -204,6 +205,14 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             )
         adapters, unfit = fit_adapters(build_adapters(adapter_cfg), pairs, seed, timings)
         artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, *pairs.val)
+        with timings("gate"):  # what `drift gate` would estimate from the held-out pairs
+            gate = pool_estimates(
+                adapters,
+                *pairs.val,
+                corpus_size=len(x_old),
+                n_boot=int(cfg["eval"]["n_boot"]),
+                seed=derive_seed(seed, "gate"),
+            )
 
         spec = IndexSpec.from_dict(cfg["index"])
         index_cache = IndexCache(paths["index_cache_dir"])
@@ -318,7 +327,16 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "seed": seed,
         "seeds": {
             name: derive_seed(seed, name)
-            for name in ("subsample", "pairs", "bootstrap", "drift", "mixed", "stream", "timeline")
+            for name in (
+                "subsample",
+                "pairs",
+                "bootstrap",
+                "drift",
+                "gate",
+                "mixed",
+                "stream",
+                "timeline",
+            )
         },
         "real_weights": real_weights,
         "synthetic": data.synthetic,
@@ -339,6 +357,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         },
         "adapters": {name: a.describe() for name, a in adapters.items()},
         "artifacts": artifacts,
+        "gate": gate,
         "index": {"spec": spec.__dict__, "old": old_info, "new": new_info},
         "cache": cache.stats,
         "timings": {**timings, "total": time.time() - started},

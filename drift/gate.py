@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -179,6 +180,38 @@ def evaluate_gate(
         self_hit=self_hit,
         reasons=reasons,
     )
+
+
+def pool_estimates(
+    adapters: Mapping[str, Adapter],
+    x_new: np.ndarray,
+    x_old: np.ndarray,
+    *,
+    corpus_size: int,
+    k: int = 10,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The gate's estimates for each fitted adapter on a run's held-out pairs, as result files
+    record them (scripts/gate_calibration.py sets them beside the ARR the run measured).
+    `{"skipped": reason}` when the pool is too small for depth k."""
+    if x_new.shape[0] <= k:
+        return {"skipped": f"needs more than k={k} held-out pairs, got {x_new.shape[0]}"}
+    estimates = {}
+    for name, adapter in adapters.items():
+        report = evaluate_gate(
+            adapter, x_new, x_old, corpus_size=corpus_size, k=k, n_boot=n_boot, seed=seed
+        )
+        estimates[name] = {
+            "k": k,
+            "n_pool": report.n_pairs,
+            "corpus_size": corpus_size,
+            "pool_k": report.pool_k,
+            "arr": report.arr,  # at depth pool_k: drift gate --corpus-size
+            "arr_at_k": report.arr_at_k,  # at depth k: drift gate without it
+            "status_quo": report.status_quo,
+        }
+    return estimates
 
 
 def _scale_note(

@@ -5,22 +5,23 @@
 
 `drift gate` estimates an adapter's ARR@10 from held-out pairs alone (the kNN protocol inside the
 pool; drift/gate.py), because a practitioner deciding whether to re-index has no new-model corpus.
-Every run of `drift.run` saves its fitted adapters and held-out pairs (the result file's
-`artifacts`) and measures the real thing: ARR@10 = kNN R@10 of new-model queries through the
-adapter into the old index. For every adapter of every run found, this script sets the gate's two
-estimators beside the measurement: the pool at depth k (no corpus size given) and the pool at
-depth k n / N (`--corpus-size N`, here the run's corpus size). It writes:
+Every run of `drift.run` records the gate's two estimates for each adapter (the result file's
+`gate`: the pool at depth k, as without --corpus-size, and at depth k n / N, as with
+`--corpus-size N`, N the run's corpus) and measures the real thing: ARR@10 = kNN R@10 of
+new-model queries through the adapter into the old index. This script sets them side by side for
+every adapter of every run found, and writes:
 - calibration.csv: one row per run and adapter: both estimates (mean, CI bounds), the measured
   ARR, the pool size, the corpus size and the pool depth;
 - summary.json: per estimator, mean and median error, mean absolute error, Spearman correlation
   with the measurement, how often the measurement falls in the estimate's CI, the error by pool
-  depth, and per threshold how often the gate's decision (rule ci_low) agrees with the decision
-  the measured ARR would give;
+  depth and by pair role, and per threshold how often the gate's decision (rule ci_low) agrees
+  with the decision the measured ARR would give;
 - calibration.png / .pdf: each estimator against the measurement, the diagonal marked.
-The adapters and pairs live in the cache (not committed): adapters whose artifacts are gone, or
-were overwritten by a later run of the same config (fit time differs from the result file's), are
-counted and skipped. `--adapters-dir` finds artifacts moved with their cache folder (by the
-last two parts of the recorded path: <config hash>/<adapter>).
+Result files written before runs recorded the gate get its estimates recomputed from the adapters
+and held-out pairs the run saved (`artifacts`, in the cache, not committed): adapters whose
+artifacts are gone, or were overwritten by a later run of the same config (fit time differs from
+the result file's), are counted and skipped. `--adapters-dir` finds artifacts moved with their
+cache folder (by the last two parts of the recorded path: <config hash>/<adapter>).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from scipy import stats
 
 from drift.adapters.base import load_adapter
 from drift.errors import DataError
-from drift.gate import GateReport, evaluate_gate, load_pairs
+from drift.gate import load_pairs, pool_estimates
 from drift.results import read_results
 
 K = 10
@@ -49,11 +50,8 @@ ESTIMATORS = {
     "pool_at_k": "pool at depth k (drift gate without --corpus-size)",
     "depth_scaled": "pool at depth k n / N (drift gate --corpus-size N)",
 }
+ESTIMATE_FIELDS = {"pool_at_k": "arr_at_k", "depth_scaled": "arr"}  # keys of pool_estimates
 PARTS = (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))
-
-
-def estimates(report: GateReport) -> list[tuple[str, dict[str, Any]]]:
-    return [("pool_at_k", report.arr_at_k), ("depth_scaled", report.arr)]
 
 
 def locate(recorded: str, adapters_dir: Path | None) -> Path:
@@ -72,33 +70,21 @@ def measured_recall(record: dict[str, Any], strategy: str) -> float | None:
 def rows_of(
     record: dict[str, Any], adapters_dir: Path | None, n_boot: int, skipped: Counter[str]
 ) -> Iterator[dict[str, Any]]:
-    """One row per adapter of one run: the gate's estimate beside the measured ARR. Adapters
+    """One row per adapter of one run: the gate's estimates beside the measured ARR. Adapters
     that cannot be checked are counted in `skipped`, by reason."""
-    artifacts = dict(record.get("artifacts") or {})
-    pairs_path = locate(artifacts.pop("val_pairs", ""), adapters_dir)
     status_quo = measured_recall(record, "status_quo")
-    if not pairs_path.is_file() or status_quo is None:
-        skipped["run without saved pairs or a kNN status quo"] += 1
+    if status_quo is None:
+        skipped["run without a kNN status quo"] += 1
         return
-    try:
-        pairs = load_pairs(pairs_path)
-    except DataError:
-        skipped["run whose pairs file predates the new/old format"] += 1
+    gate = record.get("gate") or recomputed_gate(record, adapters_dir, n_boot, skipped)
+    if "skipped" in gate:
+        skipped[f"run whose pool is too small: {gate['skipped']}"] += 1
         return
-    for name, recorded in artifacts.items():
+    for name, estimate in gate.items():
         measured = measured_recall(record, f"adapter/{name}")
-        folder = locate(recorded, adapters_dir)
-        if measured is None or not folder.is_dir() or pairs["new"].shape[0] <= K:
-            skipped["adapter not measured, not saved, or a pool of <= k pairs"] += 1
+        if measured is None:
+            skipped["adapter without a kNN measurement"] += 1
             continue
-        adapter = load_adapter(folder)
-        if adapter.fit_seconds != record["adapters"][name]["fit_seconds"]:
-            skipped["adapter saved by another run of the same config"] += 1
-            continue
-        n_corpus = record["dataset"]["n_corpus"]
-        report = evaluate_gate(
-            adapter, pairs["new"], pairs["old"], corpus_size=n_corpus, k=K, n_boot=n_boot, seed=0
-        )
         yield {
             "experiment": (record["config"].get("tags") or [record["task_name"]])[0],
             "dataset": record["dataset"]["name"],
@@ -106,14 +92,50 @@ def rows_of(
             "seed": record["seed"],
             "pair_role": record["pairs"].get("role", "document"),
             "adapter": name,
-            "n_pool": report.n_pairs,
-            "n_corpus": n_corpus,
-            "pool_k": report.pool_k,
+            "n_pool": estimate["n_pool"],
+            "n_corpus": estimate["corpus_size"],
+            "pool_k": estimate["pool_k"],
             "measured": measured,
-            **{f"{est}{part}": arr[key] for est, arr in estimates(report) for part, key in PARTS},
-            "status_quo_estimate": report.status_quo["mean"],
+            **{
+                f"{column}{part}": estimate[field][key]
+                for column, field in ESTIMATE_FIELDS.items()
+                for part, key in PARTS
+            },
+            "status_quo_estimate": estimate["status_quo"]["mean"],
             "status_quo_measured": status_quo,
         }
+
+
+def recomputed_gate(
+    record: dict[str, Any], adapters_dir: Path | None, n_boot: int, skipped: Counter[str]
+) -> dict[str, Any]:
+    """For runs written before result files recorded the gate: its estimates recomputed from the
+    adapters and held-out pairs the run saved (the result file's `artifacts`)."""
+    artifacts = dict(record.get("artifacts") or {})
+    pairs_path = locate(artifacts.pop("val_pairs", ""), adapters_dir)
+    if not pairs_path.is_file():
+        skipped["run without a gate section or saved pairs"] += 1
+        return {}
+    try:
+        pairs = load_pairs(pairs_path)
+    except DataError:
+        skipped["run whose pairs file predates the new/old format"] += 1
+        return {}
+    adapters = {}
+    for name, recorded in artifacts.items():
+        folder = locate(recorded, adapters_dir)
+        if not folder.is_dir():
+            skipped["adapter no longer saved"] += 1
+            continue
+        adapter = load_adapter(folder)
+        if adapter.fit_seconds != record["adapters"][name]["fit_seconds"]:
+            skipped["adapter saved by another run of the same config"] += 1
+            continue
+        adapters[name] = adapter
+    corpus_size = record["dataset"]["n_corpus"]
+    return pool_estimates(
+        adapters, pairs["new"], pairs["old"], corpus_size=corpus_size, k=K, n_boot=n_boot
+    )
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float | None:

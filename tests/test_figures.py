@@ -224,7 +224,7 @@ def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path:
     import numpy as np
 
     from drift.adapters import build_adapter
-    from drift.gate import evaluate_gate
+    from drift.gate import evaluate_gate, pool_estimates
     from drift.vectors import l2_normalize
 
     rng = np.random.default_rng(0)
@@ -275,6 +275,13 @@ def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path:
     assert scaled["bias_mean"] == pytest.approx(row["depth_scaled"] - 0.4)
     assert scaled["spearman"] == pytest.approx(1.0)
 
+    # A result file that records the gate needs no saved artifacts.
+    record["gate"] = pool_estimates(
+        {"procrustes": adapter}, x_new[800:1000], x_old[800:1000], corpus_size=1000, n_boot=50
+    )
+    gone = {**record, "artifacts": {}}
+    assert list(gate_calibration.rows_of(gone, None, 50, skipped)) == [row]
+    del record["gate"]
     record["adapters"]["procrustes"]["fit_seconds"] += 1.0  # the folder holds another run's fit
     assert list(gate_calibration.rows_of(record, tmp_path, 50, skipped)) == []
     assert skipped == {"adapter saved by another run of the same config": 1}

@@ -173,6 +173,11 @@ def test_real_minilm_to_mpnet_tiny_run(tmp_path: Path) -> None:
     assert record["real_weights"] is True and record["synthetic"] is False
     assert record["models"]["old"]["dim"] == 384 and record["models"]["new"]["dim"] == 768
     assert "qrels" in record["metrics"]["protocols"]
+    # What `drift gate --corpus-size 100` would estimate from the 18 held-out pairs, per adapter.
+    gate = record["gate"]
+    assert set(gate) == set(record["adapters"])
+    assert (gate["procrustes"]["n_pool"], gate["procrustes"]["pool_k"]) == (18, 2)
+    assert 0.0 <= gate["procrustes"]["arr"]["mean"] <= 1.0
 
 
 def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) -> None:
