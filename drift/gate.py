@@ -214,6 +214,35 @@ def pool_estimates(
     return estimates
 
 
+def summarise_gate(gate: Mapping[str, Any], knn_strategies: Mapping[str, Any]) -> str:
+    """A run's recorded gate estimates (`pool_estimates`) beside the ARR@k the run measured (the
+    kNN protocol's strategies block of its metrics), as `drift.run` prints them."""
+    if "skipped" in gate:
+        return f"drift gate: not estimated ({gate['skipped']})"
+    lines = [
+        "| adapter | gate estimate [95% CI] | pool at depth k | measured |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, est in gate.items():
+        metrics = (knn_strategies.get(f"adapter/{name}") or {}).get("metrics", {})
+        real = metrics.get(f"recall@{est['k']}", {}).get("mean")
+        arr, at_k = est["arr"], est["arr_at_k"]
+        lines.append(
+            f"| {name} | {arr['mean']:.3f} [{arr['ci_low']:.3f}, {arr['ci_high']:.3f}] | "
+            f"{at_k['mean']:.3f} | {'n/a' if real is None else f'{real:.3f}'} |"
+        )
+    first = next(iter(gate.values()), None)
+    if first is not None:
+        lines += [
+            "",
+            f"- ARR@{first['k']} as `drift gate --corpus-size {first['corpus_size']}` estimates "
+            f"it from the {first['n_pool']} held-out pairs alone: at depth {first['pool_k']} "
+            f"in the pool (results/gate_calibration/); 'pool at depth k' is the estimate "
+            f"without --corpus-size; measured = kNN R@{first['k']} of this run's queries",
+        ]
+    return "\n".join(lines)
+
+
 def _scale_note(
     n: int, corpus_size: int | None, k: int, pool_k: int, arr_at_k: dict[str, float | int]
 ) -> str:

@@ -27,6 +27,7 @@ def run(cfg: DictConfig) -> dict:
     """Run the experiment `cfg` describes, write its result file, return the record."""
     from drift.evaluate import format_table, table_rows
     from drift.experiment import run_experiment
+    from drift.gate import summarise_gate
     from drift.results import build_record, result_path, write_json_atomic
     from drift.stream import summarise_stream
     from drift.timeline import summarise_timeline
@@ -44,6 +45,10 @@ def run(cfg: DictConfig) -> dict:
             f"{record['models']['new']['name']} ({protocol} protocol)\n"
         )
         print(format_table(record["metrics"], protocol))
+    knn = record["metrics"].get("protocols", {}).get("knn")
+    if record.get("gate") and knn:
+        print("\n## drift gate: estimated from the held-out pairs vs measured\n")
+        print(summarise_gate(record["gate"], knn["strategies"]))
     if "stream" in record:
         print(f"\n## Query stream ({record['stream']['popularity']})\n")
         print(summarise_stream(record["stream"]))

@@ -9,7 +9,15 @@ import pytest
 
 from drift.adapters import build_adapter
 from drift.errors import ConfigError, DataError, VectorError
-from drift.gate import KEEP, REINDEX, evaluate_gate, leave_one_out_knn, main
+from drift.gate import (
+    KEEP,
+    REINDEX,
+    evaluate_gate,
+    leave_one_out_knn,
+    main,
+    pool_estimates,
+    summarise_gate,
+)
 from drift.metrics import knn_metrics
 from drift.vectors import l2_normalize
 
@@ -100,6 +108,22 @@ def test_corpus_size_scales_the_pool_depth_towards_corpus_scale_arr():
     assert dense.pool_k == 10 and "no depth scaling applies" in dense.reasons[-1]
     with pytest.raises(ConfigError, match=r"corpus size \(--corpus-size\) must be a positive"):
         evaluate_gate(adapter, x_new[pool], x_old[pool], corpus_size=0)
+
+
+def test_pool_estimates_and_their_summary_beside_the_measured_arr(world):
+    adapters = {"good": world["good"], "bad": world["bad"]}
+    gate = pool_estimates(adapters, world["new"], world["old"], corpus_size=2000, n_boot=50)
+    assert gate["good"]["pool_k"] == 2 and gate["good"]["n_pool"] == 400
+    direct = evaluate_gate(world["good"], world["new"], world["old"], corpus_size=2000, n_boot=50)
+    assert gate["good"]["arr"] == direct.arr and gate["good"]["arr_at_k"] == direct.arr_at_k
+    measured = {"adapter/good": {"metrics": {"recall@10": {"mean": 0.9}}}}
+    text = summarise_gate(gate, measured)
+    good = f"| good | {direct.arr['mean']:.3f} [{direct.arr['ci_low']:.3f}, "
+    assert good in text and "| 0.900 |" in text
+    assert "| bad |" in text and text.split("| bad |")[1].split("\n")[0].endswith("| n/a |")
+    assert "--corpus-size 2000" in text and "400 held-out pairs" in text
+    small = pool_estimates(adapters, world["new"][:10], world["old"][:10], corpus_size=2000)
+    assert summarise_gate(small, measured).startswith("drift gate: not estimated (needs more")
 
 
 def test_leave_one_out_knn_matches_brute_force(world):
