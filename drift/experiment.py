@@ -32,6 +32,7 @@ from drift.gate import pool_estimates
 from drift.index import IndexCache, IndexSpec, exact_search
 from drift.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.pairs import (
+    HELD_OUT_QUERIES,
     PairVectors,
     check_pair_role_name,
     held_out_queries,
@@ -189,7 +190,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             val_fraction=float(adapter_cfg["val_fraction"]),
             seed=derive_seed(seed, "pairs"),
             excluded=excluded if from_corpus else None,
-            items_name="corpus items" if from_corpus else "held-out queries",
+            items_name="corpus items" if from_corpus else HELD_OUT_QUERIES,
         )
 
         # Encodes only for query roles (the cache serves a symmetric model's corpus vectors).
@@ -352,7 +353,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "pairs": split.summary()
         | {
             "role": pair_role,
-            "source": "corpus" if from_corpus else "held-out queries",
+            "source": "corpus" if from_corpus else HELD_OUT_QUERIES,
             "n_pool": len(pair_pool),
         },
         "adapters": {name: a.describe() for name, a in adapters.items()},

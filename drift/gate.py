@@ -92,6 +92,54 @@ def leave_one_out_knn(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.nda
     return np.take_along_axis(ids, first_k, axis=1)
 
 
+def pool_depth(k: int, n: int, corpus_size: int | None) -> int:
+    """The depth in a pool of n held-out items that matches top-k in a corpus of `corpus_size`
+    (the module docstring); k itself without a corpus size."""
+    if corpus_size is None:
+        return k
+    if corpus_size < 1:
+        raise ConfigError(
+            f"corpus size (--corpus-size) must be a positive number of items, got {corpus_size}"
+        )
+    return min(k, max(1, round(k * n / corpus_size)))
+
+
+class HeldOutPool:
+    """Held-out pairs as a small retrieval corpus in which each item queries the others.
+
+    The new model's neighbours (the truth) and the status quo's answers are searched once per
+    depth, however many adapters are scored against them.
+    """
+
+    def __init__(
+        self,
+        x_new: np.ndarray,
+        x_old: np.ndarray,
+        *,
+        n_boot: int,
+        confidence: float,
+        seed: int,
+    ) -> None:
+        self.x_new, self.x_old = x_new, x_old
+        self.stats = {"n_boot": n_boot, "alpha": 1.0 - confidence, "seed": seed}
+        self._truths: dict[int, np.ndarray] = {}
+        self._status_quo: dict[int, dict[str, float | int]] = {}
+
+    def recall(self, queries: np.ndarray, depth: int) -> dict[str, float | int]:
+        """Recall@depth of old-space answers to `queries` against the new model's neighbours."""
+        if depth not in self._truths:
+            self._truths[depth] = leave_one_out_knn(self.x_new, self.x_new, depth)
+        found = leave_one_out_knn(self.x_old, queries, depth)
+        recall = knn_metrics(found, self._truths[depth], (depth,))[f"recall@{depth}"]
+        return summarize(recall, **self.stats)
+
+    def status_quo(self, depth: int) -> dict[str, float | int]:
+        """`recall` of each item's own old vector as the query: keeping the old model."""
+        if depth not in self._status_quo:
+            self._status_quo[depth] = self.recall(self.x_old, depth)
+        return self._status_quo[depth]
+
+
 def evaluate_gate(
     adapter: Adapter,
     x_new: np.ndarray,
@@ -123,34 +171,19 @@ def evaluate_gate(
             f"the gate needs more than k={k} held-out pairs (got {n}): each query's "
             f"truth is its {k} nearest other held-out items"
         )
-    if corpus_size is not None and corpus_size < 1:
-        raise ConfigError(
-            f"corpus size (--corpus-size) must be a positive number of items, got {corpus_size}"
-        )
-    pool_k = k if corpus_size is None else min(k, max(1, round(k * n / corpus_size)))
-
+    pool_k = pool_depth(k, n, corpus_size)
+    pool = HeldOutPool(x_new, x_old, n_boot=n_boot, confidence=confidence, seed=seed)
     mapped = adapter.transform(x_new)
-    stats = {"n_boot": n_boot, "alpha": 1.0 - confidence, "seed": seed}
-
-    truths: dict[int, np.ndarray] = {}  # the new model's neighbours in the pool, by depth
-
-    def pool_recall(queries: np.ndarray, depth: int) -> dict[str, float | int]:
-        """Recall@depth in the pool of old-space answers against the new model's neighbours."""
-        if depth not in truths:
-            truths[depth] = leave_one_out_knn(x_new, x_new, depth)
-        found = leave_one_out_knn(x_old, queries, depth)
-        return summarize(knn_metrics(found, truths[depth], (depth,))[f"recall@{depth}"], **stats)
-
-    arr = pool_recall(mapped, pool_k)
-    arr_at_k = arr if pool_k == k else pool_recall(mapped, k)
-    status_quo = pool_recall(x_old, pool_k)
+    arr = pool.recall(mapped, pool_k)
+    arr_at_k = arr if pool_k == k else pool.recall(mapped, k)
+    status_quo = pool.status_quo(pool_k)
     self_hit = None
     if old_corpus is not None:
         old_corpus = check_vectors(old_corpus, name="old corpus vectors", dim=adapter.d_out)
         searched = np.concatenate([old_corpus, x_old])
         _, ids = exact_search(searched, mapped, k, device="cpu")
         own_row = old_corpus.shape[0] + np.arange(n)
-        self_hit = summarize((ids == own_row[:, None]).any(axis=1).astype(np.float64), **stats)
+        self_hit = summarize((ids == own_row[:, None]).any(axis=1).astype(np.float64), **pool.stats)
 
     decided_by = arr["ci_low"] if rule == "ci_low" else arr["mean"]
     keep = decided_by >= threshold
@@ -192,31 +225,43 @@ def pool_estimates(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The gate's estimates for each fitted adapter on a run's held-out pairs, as result files
-    record them (scripts/gate_calibration.py sets them beside the ARR the run measured).
+    """The gate's estimates for each fitted adapter on a run's held-out pairs (the figures
+    `evaluate_gate` reports, the pool searched once for all adapters), as result files record
+    them (scripts/gate_calibration.py sets them beside the ARR the run measured).
     `{"skipped": reason}` when the pool is too small for depth k."""
-    if x_new.shape[0] <= k:
-        return {"skipped": f"needs more than k={k} held-out pairs, got {x_new.shape[0]}"}
+    n = x_new.shape[0]
+    if n <= k:
+        return {"skipped": f"needs more than k={k} held-out pairs, got {n}"}
+    pool_k = pool_depth(k, n, corpus_size)
+    pool = HeldOutPool(x_new, x_old, n_boot=n_boot, confidence=0.95, seed=seed)
     estimates = {}
     for name, adapter in adapters.items():
-        report = evaluate_gate(
-            adapter, x_new, x_old, corpus_size=corpus_size, k=k, n_boot=n_boot, seed=seed
-        )
+        mapped = adapter.transform(x_new)
+        arr = pool.recall(mapped, pool_k)
         estimates[name] = {
             "k": k,
-            "n_pool": report.n_pairs,
+            "n_pool": n,
             "corpus_size": corpus_size,
-            "pool_k": report.pool_k,
-            "arr": report.arr,  # at depth pool_k: drift gate --corpus-size
-            "arr_at_k": report.arr_at_k,  # at depth k: drift gate without it
-            "status_quo": report.status_quo,
+            "pool_k": pool_k,
+            "arr": arr,  # at depth pool_k: drift gate --corpus-size
+            "arr_at_k": arr if pool_k == k else pool.recall(mapped, k),  # drift gate without it
+            "status_quo": pool.status_quo(pool_k),
         }
     return estimates
 
 
-def summarise_gate(gate: Mapping[str, Any], knn_strategies: Mapping[str, Any]) -> str:
-    """A run's recorded gate estimates (`pool_estimates`) beside the ARR@k the run measured (the
-    kNN protocol's strategies block of its metrics), as `drift.run` prints them."""
+def measured_recall(record: Mapping[str, Any], strategy: str, k: int) -> float | None:
+    """A result record's kNN R@k of one strategy (ARR@k as the run measured it); None where the
+    run did not measure it."""
+    block = record["metrics"].get("protocols", {}).get("knn", {}).get("strategies", {})
+    metrics = (block.get(strategy) or {}).get("metrics") or {}
+    return (metrics.get(f"recall@{k}") or {}).get("mean")
+
+
+def summarise_gate(record: Mapping[str, Any]) -> str:
+    """A result record's gate estimates (`pool_estimates`) beside the ARR@k the run measured, as
+    `drift.run` prints them."""
+    gate = record["gate"]
     if "skipped" in gate:
         return f"drift gate: not estimated ({gate['skipped']})"
     lines = [
@@ -224,8 +269,7 @@ def summarise_gate(gate: Mapping[str, Any], knn_strategies: Mapping[str, Any]) -
         "|---|---:|---:|---:|",
     ]
     for name, est in gate.items():
-        metrics = (knn_strategies.get(f"adapter/{name}") or {}).get("metrics", {})
-        real = metrics.get(f"recall@{est['k']}", {}).get("mean")
+        real = measured_recall(record, f"adapter/{name}", est["k"])
         arr, at_k = est["arr"], est["arr_at_k"]
         lines.append(
             f"| {name} | {arr['mean']:.3f} [{arr['ci_low']:.3f}, {arr['ci_high']:.3f}] | "

@@ -25,6 +25,7 @@ from drift.data.types import RetrievalData
 from drift.errors import ConfigError
 
 PAIR_ROLES = ("document", "query", "query_log")
+HELD_OUT_QUERIES = "held-out queries"  # the query_log pool, as messages and result files name it
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def sample_pairs(
             f"pairs besides the {n_val} held out for validation"
             + (
                 "; hold out more queries with data_limits.max_queries"
-                if items_name == "held-out queries"
+                if items_name == HELD_OUT_QUERIES
                 else ""
             )
         )

@@ -45,10 +45,9 @@ def run(cfg: DictConfig) -> dict:
             f"{record['models']['new']['name']} ({protocol} protocol)\n"
         )
         print(format_table(record["metrics"], protocol))
-    knn = record["metrics"].get("protocols", {}).get("knn")
-    if record.get("gate") and knn:
+    if record.get("gate") and "knn" in record["metrics"].get("protocols", {}):
         print("\n## drift gate: estimated from the held-out pairs vs measured\n")
-        print(summarise_gate(record["gate"], knn["strategies"]))
+        print(summarise_gate(record))
     if "stream" in record:
         print(f"\n## Query stream ({record['stream']['popularity']})\n")
         print(summarise_stream(record["stream"]))

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from make_figures import label_of, ordered
-from plot_strategy_bars import load_runs, setting_values, shared_settings, varying_settings
+from make_figures import ordered
+from plot_strategy_bars import load_runs, merged_rows, setting_values, varying_settings
 from scipy import stats
 
 PAIRED_BY = ["dataset", "pair", "seed"]
@@ -97,6 +97,7 @@ def paired_table(
             file=sys.stderr,
         )
     values = frame[~repeated].set_index(keys)["value"].sort_index()
+    measured = set(values.index.droplevel(PAIRED_BY))  # (protocol, metric, strategy, design)
     rows = []
     for (protocol, metric, strategy, variant), own in values.groupby(level=[0, 1, 2, 3]):
         base = base_of.get(variant)
@@ -110,7 +111,7 @@ def paired_table(
             "baseline": base,
         }
         key = (protocol, metric, strategy, base)
-        if base is not None and base != variant and key in values.index.droplevel(PAIRED_BY):
+        if base is not None and base != variant and key in measured:
             theirs = values.loc[key]
             diff = (own.droplevel([0, 1, 2, 3]) - theirs).dropna()
             n = len(diff)
@@ -127,8 +128,8 @@ def paired_table(
 
 
 def markdown(table: pd.DataFrame, baseline: dict[str, str], within: Sequence[str]) -> str:
-    """Per protocol and metric, one row per strategy and design; designs with the same cells
-    for a strategy (e.g. a setting only another adapter reads) share a row."""
+    """Per protocol and metric, one row per strategy and design (plot_strategy_bars.merged_rows:
+    designs with the same cells share a row)."""
     held = f", same {', '.join(within)}" if within else ""
     lines = [
         f"Paired differences against {', '.join(f'{k}={v}' for k, v in baseline.items())}"
@@ -145,12 +146,9 @@ def markdown(table: pd.DataFrame, baseline: dict[str, str], within: Sequence[str
             "|---|---:|---:|---:|",
         ]
         for strategy in ordered(part["strategy"].unique()):
-            same_cells: dict[tuple[str, ...], list[str]] = {}  # cells -> the designs with them
-            for row in part[part["strategy"] == strategy].itertuples():
-                same_cells.setdefault(cells_of(row), []).append(row.design)
-            for cells, designs in same_cells.items():
-                label = label_of(strategy) + shared_settings(designs)
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            mine = part[part["strategy"] == strategy]
+            rows = [(row.design, cells_of(row)) for row in mine.itertuples()]
+            lines += merged_rows(strategy, rows)
     return "\n".join(lines) + "\n"
 
 

@@ -14,8 +14,9 @@ every adapter of every run found, and writes:
   ARR, the pool size, the corpus size and the pool depth;
 - summary.json: per estimator, mean and median error, mean absolute error, Spearman correlation
   with the measurement, how often the measurement falls in the estimate's CI, the error by pool
-  depth and by pair role, and per threshold how often the gate's decision (rule ci_low) agrees
-  with the decision the measured ARR would give;
+  depth, pool size (k n / N below or above 1/2), model pair and pair role, and per threshold
+  how often the gate's decision (rule ci_low) agrees with the decision the measured ARR would
+  give;
 - calibration.png / .pdf: each estimator against the measurement, the diagonal marked.
 Result files written before runs recorded the gate get its estimates recomputed from the adapters
 and held-out pairs the run saved (`artifacts`, in the cache, not committed): adapters whose
@@ -41,7 +42,7 @@ from scipy import stats
 
 from drift.adapters.base import load_adapter
 from drift.errors import DataError
-from drift.gate import load_pairs, pool_estimates
+from drift.gate import load_pairs, measured_recall, pool_estimates
 from drift.results import read_results
 
 K = 10
@@ -61,18 +62,12 @@ def locate(recorded: str, adapters_dir: Path | None) -> Path:
     return adapters_dir / path.parent.name / path.name
 
 
-def measured_recall(record: dict[str, Any], strategy: str) -> float | None:
-    block = record["metrics"]["protocols"].get("knn", {}).get("strategies", {})
-    metrics = (block.get(strategy) or {}).get("metrics") or {}
-    return (metrics.get(f"recall@{K}") or {}).get("mean")
-
-
 def rows_of(
     record: dict[str, Any], adapters_dir: Path | None, n_boot: int, skipped: Counter[str]
 ) -> Iterator[dict[str, Any]]:
     """One row per adapter of one run: the gate's estimates beside the measured ARR. Adapters
     that cannot be checked are counted in `skipped`, by reason."""
-    status_quo = measured_recall(record, "status_quo")
+    status_quo = measured_recall(record, "status_quo", K)
     if status_quo is None:
         skipped["run without a kNN status quo"] += 1
         return
@@ -81,7 +76,7 @@ def rows_of(
         skipped[f"run whose pool is too small: {gate['skipped']}"] += 1
         return
     for name, estimate in gate.items():
-        measured = measured_recall(record, f"adapter/{name}")
+        measured = measured_recall(record, f"adapter/{name}", K)
         if measured is None:
             skipped["adapter without a kNN measurement"] += 1
             continue
@@ -169,17 +164,33 @@ def accuracy(table: pd.DataFrame, name: str) -> dict[str, Any]:
             table["measured"].between(table[f"{name}_ci_low"], table[f"{name}_ci_high"]).mean()
         ),
         "by_pool_depth": mean_error_by(table, name, "pool_k"),
+        "by_pool_size": mean_error_by(table, name, pool_size_groups(table)),
+        "by_model_pair": mean_error_by(table, name, "pair"),
         "by_pair_role": mean_error_by(table, name, "pair_role"),
         "decisions_ci_low_rule": decisions,
     }
 
 
-def mean_error_by(table: pd.DataFrame, name: str, column: str) -> dict[str, dict[str, Any]]:
-    """Mean error of one estimator within each value of `column` (e.g. pool depth)."""
+def mean_error_by(
+    table: pd.DataFrame, name: str, groups: str | pd.Series
+) -> dict[str, dict[str, Any]]:
+    """Mean and mean absolute error of one estimator within each group (a column name, or a
+    series of group labels)."""
+    error = table[name] - table["measured"]
     return {
-        str(value): {"n": len(part), "bias_mean": float((part[name] - part["measured"]).mean())}
-        for value, part in table.groupby(column)
+        str(value): {
+            "n": len(part),
+            "bias_mean": float(part.mean()),
+            "abs_error_mean": float(part.abs().mean()),
+        }
+        for value, part in error.groupby(table[groups] if isinstance(groups, str) else groups)
     }
+
+
+def pool_size_groups(table: pd.DataFrame) -> pd.Series:
+    """Whether a pool holds enough pairs for depth k n / N (at least N / (2k): the gate's note)."""
+    enough = K * table["n_pool"] / table["n_corpus"] >= 0.5
+    return enough.map({True: "k n / N >= 1/2", False: "k n / N < 1/2"})
 
 
 def summary_of(table: pd.DataFrame) -> dict[str, Any]:

@@ -148,14 +148,15 @@ def table(frame: pd.DataFrame, note: str) -> str:
             "|---|---:|---:|---:|---:|",
         ]
         for name in ordered(points["strategy"].unique()):
-            same_cells: dict[tuple[str, ...], list[str]] = {}  # cells -> the variants with them
-            for variant in dict.fromkeys(points["variant"]):
-                mine = points[(points["strategy"] == name) & (points["variant"] == variant)]
-                if not mine.empty:
-                    same_cells.setdefault(tuple(cells_of(mine)), []).append(variant)
-            for cells, variants in same_cells.items():
-                label = label_of(name) + shared_settings(variants)
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            mine = points[points["strategy"] == name]
+            lines += merged_rows(
+                name,
+                [
+                    (variant, cells_of(mine[mine["variant"] == variant]))
+                    for variant in dict.fromkeys(points["variant"])
+                    if (mine["variant"] == variant).any()
+                ],
+            )
         lines.append("")
     lines.append(
         "Mean over seeds [95% t-interval over seeds]; the last column is the 95% bootstrap CI "
@@ -163,6 +164,18 @@ def table(frame: pd.DataFrame, note: str) -> str:
         "scripts/plot_strategy_bars.py from the result files."
     )
     return "\n".join(lines) + "\n"
+
+
+def merged_rows(strategy: str, cells_by_design: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """One strategy's Markdown table rows, one per design; designs whose cells are identical
+    (e.g. a setting only another adapter reads) share a row, labelled by what they share."""
+    same_cells: dict[tuple[str, ...], list[str]] = {}  # cells -> the designs with them
+    for design, cells in cells_by_design:
+        same_cells.setdefault(tuple(cells), []).append(design)
+    return [
+        f"| {label_of(strategy)}{shared_settings(designs)} | " + " | ".join(cells) + " |"
+        for cells, designs in same_cells.items()
+    ]
 
 
 def shared_settings(variants: list[str]) -> str:

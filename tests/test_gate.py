@@ -117,13 +117,15 @@ def test_pool_estimates_and_their_summary_beside_the_measured_arr(world):
     direct = evaluate_gate(world["good"], world["new"], world["old"], corpus_size=2000, n_boot=50)
     assert gate["good"]["arr"] == direct.arr and gate["good"]["arr_at_k"] == direct.arr_at_k
     measured = {"adapter/good": {"metrics": {"recall@10": {"mean": 0.9}}}}
-    text = summarise_gate(gate, measured)
+    metrics = {"protocols": {"knn": {"strategies": measured}}}
+    text = summarise_gate({"gate": gate, "metrics": metrics})
     good = f"| good | {direct.arr['mean']:.3f} [{direct.arr['ci_low']:.3f}, "
     assert good in text and "| 0.900 |" in text
     assert "| bad |" in text and text.split("| bad |")[1].split("\n")[0].endswith("| n/a |")
     assert "--corpus-size 2000" in text and "400 held-out pairs" in text
     small = pool_estimates(adapters, world["new"][:10], world["old"][:10], corpus_size=2000)
-    assert summarise_gate(small, measured).startswith("drift gate: not estimated (needs more")
+    too_small = summarise_gate({"gate": small, "metrics": metrics})
+    assert too_small.startswith("drift gate: not estimated (needs more")
 
 
 def test_leave_one_out_knn_matches_brute_force(world):
