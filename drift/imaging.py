@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drift.errors import ImageReadError
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
+
+# Threads that decode and transform one batch of images: PIL and torchvision release the GIL, so
+# on a GPU machine the encoder is no longer bound by one core's decoding (results/gpu_check/).
+MAX_LOAD_THREADS = 8
 
 # Every image loader composites transparency onto white before the model's own transform, so
 # cut-out images (e.g. PNG stamps) look the same to every image encoder.
@@ -29,3 +38,27 @@ def load_image(path: str | Path) -> Image.Image:
             return img.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"cannot read image {str(path)!r}: {err}") from err
+
+
+def load_threads() -> int:
+    """Threads per batch: MAX_LOAD_THREADS, at most one per core (1: decode in this thread)."""
+    return max(1, min(MAX_LOAD_THREADS, os.cpu_count() or 1))
+
+
+@cache
+def _load_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, "load_image")
+
+
+def load_batch(
+    paths: Sequence[str | Path], transform: Callable[[Image.Image], Any]
+) -> torch.Tensor:
+    """`transform(load_image(path))` of every path, decoded in parallel, stacked in order."""
+    import torch
+
+    def load(path: str | Path) -> Any:
+        return transform(load_image(path))
+
+    threads = load_threads()
+    tensors = map(load, paths) if threads == 1 else _load_pool(threads).map(load, paths)
+    return torch.stack(list(tensors))

@@ -21,7 +21,7 @@ from drift.encoders.common import (
 )
 from drift.encoders.resolver import require_format, resolve_model
 from drift.errors import ModelUnavailableError
-from drift.imaging import IMAGE_LOADING, load_image
+from drift.imaging import IMAGE_LOADING, load_batch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,7 +114,7 @@ class EfficientNetLiteEncoder:
     def _encode_batch(self, paths: list[str]) -> np.ndarray:
         import torch
 
-        x = torch.stack([self._transform(load_image(p)) for p in paths])
+        x = load_batch(paths, self._transform)
         x = x.to(self._device.device, torch.float16 if self._device.fp16 else torch.float32)
         with torch.inference_mode():
             features = self._model.extract_features(x).mean(dim=(2, 3))

@@ -26,7 +26,7 @@ from drift.encoders.common import (
 )
 from drift.encoders.resolver import is_offline
 from drift.errors import ConfigError, ModelUnavailableError
-from drift.imaging import IMAGE_LOADING, load_image
+from drift.imaging import IMAGE_LOADING, load_batch
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class OpenClipEncoder:
     def _encode_images(self, paths: list[str]) -> np.ndarray:
         import torch
 
-        x = torch.stack([self._preprocess(load_image(p)) for p in paths])
+        x = load_batch(paths, self._preprocess)
         x = x.to(self._device.device, torch.float16 if self._device.fp16 else torch.float32)
         with torch.inference_mode():
             return self._model.encode_image(x).float().cpu().numpy()

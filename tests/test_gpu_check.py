@@ -1,0 +1,91 @@
+"""scripts/gpu_check.py (GPU paths against CPU paths) and scripts/compare_runs.py (one config on
+two machines). The CUDA half of gpu_check runs only where torch sees a GPU (marker gpu)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drift.errors import ConfigError
+from drift.provenance import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import compare_runs  # noqa: E402
+import gpu_check  # noqa: E402
+
+E2E = REPO_ROOT / "results" / "gpu_check" / "e2e"
+
+
+def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_agreement_is_perfect_for_identical_vectors_and_drops_with_noise() -> None:
+    x = unit_rows(200, 32, 0)
+    same = gpu_check.agreement(x, x.copy())
+    assert same["cosine_min"] == pytest.approx(1.0, abs=1e-6) and same["top10_overlap"] == 1.0
+    noisy = gpu_check.agreement(x, x + 0.3 * unit_rows(200, 32, 1))
+    assert noisy["cosine_min"] < 0.99 and noisy["top10_overlap"] < 1.0
+    with pytest.raises(ConfigError, match="cannot be compared"):
+        gpu_check.agreement(x, x[:10])
+
+
+def test_top_k_is_exact_inner_product_order() -> None:
+    corpus = np.eye(5, dtype=np.float32)
+    query = np.array([[0.1, 0.9, 0.0, 0.5, 0.0]], dtype=np.float32)
+    assert gpu_check.top_k(corpus, query, k=3).tolist() == [[1, 3, 0]]
+    assert gpu_check.overlap(np.array([[1, 2, 3]]), np.array([[3, 4, 1]])) == pytest.approx(2 / 3)
+
+
+def test_unknown_encoder_config_is_named() -> None:
+    with pytest.raises(ConfigError, match="unknown encoder config 'nope'.*minilm_l6"):
+        gpu_check.load_encoder_spec("nope")
+
+
+def test_cpu_dry_run_writes_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    report = gpu_check.main(
+        ["--devices", "cpu", "--encoders", "--skip", "faiss", "--out", str(out)]
+    )
+    assert json.loads(out.read_text())["residual_mlp"] == report["residual_mlp"]
+    mlp = report["residual_mlp"]
+    assert mlp["synthetic"] and 0.0 < mlp["cpu"]["recall@10"] <= 1.0 and "cpu_vs_cuda" not in mlp
+
+
+@pytest.mark.gpu
+def test_cuda_paths_match_cpu(tmp_path: Path) -> None:
+    report = gpu_check.main(
+        ["--encoders", "minilm_l6", "--n-items", "64", "--out", str(tmp_path / "check.json")]
+    )
+    assert report["encoders"]["minilm_l6"]["cpu_vs_cuda"]["cosine_min"] > 0.999
+    assert report["residual_mlp"]["cpu_vs_cuda"]["top10_overlap"] > 0.95
+
+
+def test_compare_runs_reports_the_committed_cpu_and_gpu_runs(tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    files = [str(E2E / "cpu.json"), str(E2E / "h200.json")]
+    assert compare_runs.main([*files, "--labels", "cpu", "gpu", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "NVIDIA H200" in report and "fp16" in report and "### qrels: recall@10" in report
+    records = [compare_runs.load(E2E / name) for name in ("cpu.json", "h200.json")]
+    _, worst = compare_runs.compare(records, ["cpu", "gpu"], "recall@10")
+    assert worst < 0.01  # fp16 encodes change single neighbours, not the answer
+
+
+def test_compare_runs_refuses_runs_of_different_configs(tmp_path: Path, capsys) -> None:
+    record = compare_runs.load(E2E / "cpu.json")
+    other = copy.deepcopy(record)
+    other["config"]["seed"] = 1
+    other["config"]["paths"]["results_dir"] = "/elsewhere"  # where files go: not a difference
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, rec in zip(paths, [record, other], strict=True):
+        path.write_text(json.dumps(rec))
+    assert compare_runs.main([str(p) for p in paths]) == 2
+    assert "differ in: seed" in capsys.readouterr().err
+    assert compare_runs.config_differences(record["config"], other["config"]) == ["seed"]
