@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 from drift.drift_measures import drift_measures
 from drift.encoders import Encoder, shared_encoder
+from drift.encoders.resolver import is_offline
 from drift.errors import ConfigError, DataError, VectorError
 from drift.evaluate import evaluate
 from drift.gate import pool_estimates
@@ -46,12 +46,6 @@ from drift.timeline import TimelineData, run_timeline
 from drift.timing import Timings
 
 log = logging.getLogger(__name__)
-
-
-def resolve_offline(flag: bool | None) -> bool:
-    if flag is not None:
-        return bool(flag)
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def encoder_summary(encoder: Encoder) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     seed_everything(seed)
     timings = Timings()
     paths = {k: Path(v) for k, v in cfg["paths"].items()}
-    offline = resolve_offline(cfg["offline"])
+    offline = is_offline(cfg["offline"])
     caught: list[str] = []
 
     with warnings.catch_warnings(record=True) as warned:

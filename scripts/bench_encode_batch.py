@@ -35,7 +35,7 @@ from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.encoders import shared_encoder
 from drift.encoders.common import resolve_torch_device
-from drift.experiment import resolve_offline
+from drift.encoders.resolver import is_offline
 from drift.latency import machine
 from drift.provenance import provenance
 from drift.results import write_json_atomic
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/bench/encode_batch.json")
     args = parser.parse_args()
@@ -121,11 +122,11 @@ def main() -> None:
     cfg, docs = default_corpus_sample(args.docs, args.seed)
     device = resolve_torch_device(args.device).device
     models = []
-    for side in SIDES:
+    for side in args.sides:
         encoder = shared_encoder(
             cfg[side],
             device=device,
-            offline=resolve_offline(cfg["offline"]),
+            offline=is_offline(cfg["offline"]),
             model_cache_dir=cfg["paths"]["model_cache_dir"],
         )
         encoder.encode(docs[: min(8, len(docs))], role="document")  # warm-up
