@@ -15,6 +15,8 @@ and a CSV of the plotted points (mean, s.d. and count over seeds):
     mlp_width        mlp_width                            ARR vs residual MLP hidden width
     mlp_loss         mlp_loss                             ARR of the MLP trained on cosine vs MSE
     ann_sensitivity  ann_sensitivity                      R@10 vs HNSW efSearch and latency, Flat
+    corpus_size      corpus_size                          ARR vs corpus size N at a fixed Np
+    corpus_size_real corpus_size_real                     the same, real models, offline corpus
 
 A figure whose runs are absent is skipped with a message naming the command that makes them.
 Runs are found by their experiment (the first tag an experiment file sets). When an experiment has
@@ -431,6 +433,15 @@ def fig_ann_sensitivity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataF
     return finish(fig, axes, title, describe(rows, note)), table
 
 
+def fig_corpus_size(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+    return sweep_figure(
+        rows,
+        note,
+        axes_x=[Axis("n_corpus", "corpus size N (items, log scale)", log=10)],
+        title="ARR vs. corpus size at a fixed number of pairs (Np)",
+    )
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     experiments: tuple[str, ...]
@@ -447,6 +458,8 @@ FIGURES = {
     "mlp_width": FigureSpec(("mlp_width",), fig_mlp_width),
     "mlp_loss": FigureSpec(("mlp_loss",), fig_mlp_loss),
     "ann_sensitivity": FigureSpec(("ann_sensitivity",), fig_ann_sensitivity),
+    "corpus_size": FigureSpec(("corpus_size",), fig_corpus_size, ("dataset", "pair", "level")),
+    "corpus_size_real": FigureSpec(("corpus_size_real",), fig_corpus_size),
 }
 
 
