@@ -23,11 +23,11 @@ import numpy as np
 import yaml
 
 import drift.imaging
+from drift.data.images import image_files
 from drift.encoders import build_encoder
 from drift.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
-SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def encode_images_per_s(encoder, paths: list[str], threads: int) -> tuple[float, np.ndarray]:
@@ -47,8 +47,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/bench/image_load.json")
     args = parser.parse_args()
-    paths = sorted(str(p) for p in args.images.rglob("*") if p.suffix.lower() in SUFFIXES)
-    paths = paths[: args.n]
+    paths = [str(p) for p in sorted(image_files(args.images, svg=False))[: args.n]]
     if not paths:
         raise SystemExit(f"no images under {args.images}")
     default = drift.imaging.MAX_LOAD_THREADS

@@ -14,9 +14,9 @@ every adapter of every run found, and writes:
   ARR, the pool size, the corpus size and the pool depth;
 - summary.json: per estimator, mean and median error, mean absolute error, Spearman correlation
   with the measurement, how often the measurement falls in the estimate's CI, the error by pool
-  depth, pool size (k n / N below or above 1/2), model pair and pair role, and per threshold
-  how often the gate's decision (rule ci_low) agrees with the decision the measured ARR would
-  give;
+  depth, pool size (k n / N below or above 1/2), corpus size, model pair and pair role, and per
+  threshold how often the gate's decision (rule ci_low) agrees with the decision the measured
+  ARR would give;
 - calibration.png / .pdf: each estimator against the measurement, the diagonal marked.
 Result files written before runs recorded the gate get its estimates recomputed from the adapters
 and held-out pairs the run saved (`artifacts`, in the cache, not committed): adapters whose
@@ -165,6 +165,7 @@ def accuracy(table: pd.DataFrame, name: str) -> dict[str, Any]:
         ),
         "by_pool_depth": mean_error_by(table, name, "pool_k"),
         "by_pool_size": mean_error_by(table, name, pool_size_groups(table)),
+        "by_corpus_size": mean_error_by(table, name, "n_corpus"),
         "by_model_pair": mean_error_by(table, name, "pair"),
         "by_pair_role": mean_error_by(table, name, "pair_role"),
         "decisions_ci_low_rule": decisions,

@@ -35,13 +35,13 @@ import numpy as np
 import yaml
 
 from drift.data.beir import read_beir
+from drift.data.images import image_files
 from drift.encoders import build_encoder
 from drift.errors import ConfigError
 from drift.provenance import provenance
 
 log = logging.getLogger("gpu_check")
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 K = 10
 
 
@@ -64,12 +64,12 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def encoder_items(spec: dict[str, Any], n: int, text_dir: Path, image_dir: Path | None) -> list:
     """Real items of the encoder's modality: offline FAQ questions and answers, or image files."""
-    if spec["type"] in ("efficientnet_lite",) or spec.get("tower") == "image":
+    if spec["type"] == "efficientnet_lite" or spec.get("tower") == "image":
         if image_dir is None:
             raise ConfigError(f"encoder type {spec['type']} needs --images DIR")
-        files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(image_files(image_dir, svg=False))
         if not files:
-            raise ConfigError(f"no {'/'.join(IMAGE_SUFFIXES)} images under {image_dir}")
+            raise ConfigError(f"no raster images under {image_dir}")
         return [str(p) for p in files[:n]]
     data = read_beir(text_dir)
     return (list(data.queries) + list(data.corpus))[:n]

@@ -147,7 +147,7 @@ def load_image_folder(
     if not root.is_dir():
         hint = f"; {missing_hint}" if missing_hint else ""
         raise DataError(f"image folder {root} does not exist{hint}")
-    samples = [_folder_sample(root, file) for file in _image_files(root)]
+    samples = [_folder_sample(root, file) for file in image_files(root)]
     check_images(samples)
     meta = {"layout": "folder", "root": str(root), "labels": labels}
     source = root / "SOURCE.json"
@@ -208,14 +208,15 @@ def load_webdataset(
 
 
 # -- image folders -----------------------------------------------------------------------------
-def _image_files(root: Path) -> list[Path]:
-    """Image and SVG files under `root`, sorted, hidden files and folders left out."""
+def image_files(root: Path, *, svg: bool = True) -> list[Path]:
+    """Image files under `root` (SVGs too unless `svg` is False), in walk order (folders and
+    files sorted), hidden files and folders left out."""
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for file in sorted(files):
             ext = file.rpartition(".")[2].lower()
-            if not file.startswith(".") and (ext in IMAGE_EXTENSIONS or ext == "svg"):
+            if not file.startswith(".") and (ext in IMAGE_EXTENSIONS or (svg and ext == "svg")):
                 found.append(Path(folder) / file)
     return found
 
