@@ -253,6 +253,8 @@ def log_ticks_at(ax: plt.Axes, values: pd.Series, base: int = 10) -> None:
 
 
 def tick_label(value: float) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.3g}M"
     if value >= 1000:
         return f"{value / 1000:.3g}k"
     return f"{value:.0f}" if value >= 10 else f"{value:.2g}"

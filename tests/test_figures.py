@@ -110,6 +110,11 @@ def test_latex_escaping() -> None:
     assert make_figures.tex_cell("n/a") == "n/a"
 
 
+def test_log_axis_ticks_name_the_swept_values() -> None:
+    labels = [make_figures.tick_label(v) for v in (0.5, 64, 2500, 25_000, 1_000_000, 2_500_000)]
+    assert labels == ["0.5", "64", "2.5k", "25k", "1M", "2.5M"]
+
+
 def test_notebook_executes_on_collected_results(
     results_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
