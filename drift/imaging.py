@@ -41,8 +41,10 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def load_threads() -> int:
-    """Threads per batch: MAX_LOAD_THREADS, at most one per core (1: decode in this thread)."""
-    return max(1, min(MAX_LOAD_THREADS, os.cpu_count() or 1))
+    """Threads that decode images: MAX_LOAD_THREADS, at most one per core this process may use
+    (1: decode in the calling thread)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_LOAD_THREADS, cores or 1))
 
 
 @cache

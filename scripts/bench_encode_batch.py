@@ -2,17 +2,20 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_batch.py            # ~25 min, 2 cores
     .venv/bin/python scripts/bench_encode_batch.py --docs 16 --out /tmp/e.json  # quick look
+    python scripts/bench_encode_batch.py --device cuda --sides old_encoder \
+        --batch-sizes 8 16 32 64 128 256 --repeats 5 --out results/bench/encode_batch_gpu.json
 
 The documents are a seeded sample of the offline default's corpus (`make run`'s data: real
 man pages, FAQ answers and pydoc entries, lengths from a few tokens to far past each model's
-window), encoded by the default pair (all-MiniLM-L6-v2, all-mpnet-base-v2: real weights) on
-`--device` at each batch size, after one warm-up call: `--repeats` rounds, each timing every
-size once in a seeded random order (median docs/s reported, with the range).
+window), encoded by the default pair (all-MiniLM-L6-v2, all-mpnet-base-v2: real weights; or the
+`--sides` named) on `--device` at each batch size, after one warm-up call: `--repeats` rounds,
+each timing every size once in a seeded random order (median docs/s reported, with the range;
+on a GPU each size's first round also pays for kernel selection, which the median leaves out).
 The encoders sort each call's texts by length before batching (sentence-transformers does), so
 what the batch size changes is mostly padding and how much activation memory a forward pass
 touches. 256 documents per call by default: what one cache chunk hands the encoder in a run
-(encode.chunk_size), so the length sorting works on as many texts as it does there. The CPU
-batch sizes in conf/encoder/*.yaml are chosen from this file.
+(encode.chunk_size), so the length sorting works on as many texts as it does there. The batch
+sizes in conf/encoder/*.yaml are chosen from this file (CPU) and encode_batch_h200_minilm.json.
 
 Writes results/bench/encode_batch.json: docs/s per model and batch size, token-length stats,
 the machine, load average before and after, and provenance.

@@ -53,7 +53,12 @@ def main() -> None:
     default = drift.imaging.MAX_LOAD_THREADS
     settings = {"threads=1": 1, f"threads<={default}": default}
     order_rng = random.Random(args.seed)
-    report: dict = {"n_images": len(paths), "device": args.device, "encoders": {}}
+    report: dict = {
+        "args": {key: str(value) for key, value in vars(args).items()},
+        "n_images": len(paths),
+        "device": args.device,
+        "encoders": {},
+    }
     for name in args.encoders:
         spec = yaml.safe_load((ROOT / "conf/encoder" / f"{name}.yaml").read_text())
         encoder = build_encoder(spec, device=args.device)

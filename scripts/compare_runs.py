@@ -7,13 +7,15 @@ The same config on two machines (CPU and GPU, two package versions) should give 
 numbers up to floating point: fp16 encodes on CUDA, another BLAS. The table gives each strategy's
 mean under each file and the difference; the header says what differed between the runs
 (hardware, package versions, the encoders' preprocessing) and refuses files whose resolved
-configs differ in anything but `paths`.
+configs differ in anything but `paths` and `hydra` (where files went). Strategies that only one
+file holds are listed under the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +57,7 @@ def context(record: dict[str, Any]) -> dict[str, str]:
         "device": ", ".join(hardware.get("gpu", [])) or f"CPU ({hardware.get('cpu', '?')})",
         "python": str(hardware.get("python")),
         "torch / faiss / numpy": " / ".join(
-            str(packages.get(p)) for p in ("torch", "faiss-cpu", "numpy")
+            str(packages.get(p)) for p in ("torch", faiss_package(packages), "numpy")
         ),
         "encode dtype": ", ".join(
             f"{role}: {m.get('preprocessing', '').rsplit('dtype=', 1)[-1]}"
@@ -63,6 +65,11 @@ def context(record: dict[str, Any]) -> dict[str, str]:
         ),
         "commit": str(prov.get("git", {}).get("commit", "?"))[:10],
     }
+
+
+def faiss_package(packages: dict[str, str]) -> str:
+    """The faiss build a run recorded (CPU or GPU wheel)."""
+    return next((p for p in ("faiss-gpu-cu12", "faiss-gpu") if p in packages), "faiss-cpu")
 
 
 def means(record: dict[str, Any], protocol: str, metric: str) -> dict[str, float]:
@@ -94,8 +101,11 @@ def compare(
         ]
         for strategy in [s for s in ma if s in mb]:
             diff = mb[strategy] - ma[strategy]
-            worst = max(worst, abs(diff))
+            worst = math.nan if math.isnan(diff) or math.isnan(worst) else max(worst, abs(diff))
             lines.append(f"| {strategy} | {ma[strategy]:.3f} | {mb[strategy]:.3f} | {diff:+.3f} |")
+        only = sorted(set(ma) ^ set(mb))
+        if only:
+            lines += ["", f"In one file only: {', '.join(only)}"]
     lines += ["", f"Largest |difference| over strategies and protocols: {worst:.3f}"]
     return "\n".join(lines) + "\n", worst
 

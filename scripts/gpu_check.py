@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ import yaml
 
 from drift.data.beir import read_beir
 from drift.data.images import image_files
+from drift.drift_measures import knn_overlap
 from drift.encoders import build_encoder
 from drift.errors import ConfigError
 from drift.provenance import provenance
@@ -63,7 +65,8 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def encoder_items(spec: dict[str, Any], n: int, text_dir: Path, image_dir: Path | None) -> list:
-    """Real items of the encoder's modality: offline FAQ questions and answers, or image files."""
+    """Real items of the encoder's modality: offline FAQ questions and answers alternating (short
+    and long texts, as a corpus and its queries mix them), or image files in path order."""
     if spec["type"] == "efficientnet_lite" or spec.get("tower") == "image":
         if image_dir is None:
             raise ConfigError(f"encoder type {spec['type']} needs --images DIR")
@@ -72,7 +75,8 @@ def encoder_items(spec: dict[str, Any], n: int, text_dir: Path, image_dir: Path 
             raise ConfigError(f"no raster images under {image_dir}")
         return [str(p) for p in files[:n]]
     data = read_beir(text_dir)
-    return (list(data.queries) + list(data.corpus))[:n]
+    alternating = [text for pair in zip(data.queries, data.corpus, strict=False) for text in pair]
+    return alternating[:n]
 
 
 def load_encoder_spec(name: str) -> dict[str, Any]:
@@ -89,6 +93,7 @@ def check_encoder(
     devices: Sequence[str],
     reference: dict[str, np.ndarray],
     vectors_out: dict[str, np.ndarray],
+    repeats: int = 3,
 ) -> dict[str, Any]:
     spec = load_encoder_spec(name)
     out: dict[str, Any] = {"config": name, "n_items": len(items)}
@@ -96,13 +101,19 @@ def check_encoder(
     for device in devices:
         encoder, load_s = timed(lambda d=device: build_encoder(spec, device=d))
         encoder.encode(items)  # warm-up on the same shapes: kernel choice, allocator, caches
-        vectors[device], encode_s = timed(lambda e=encoder: e.encode(items))
+        passes = [timed(lambda e=encoder: e.encode(items)) for _ in range(repeats)]
+        vectors[device] = passes[0][0]
+        encode_s = statistics.median(seconds for _, seconds in passes)
         out[device] = {
             "preprocessing": encoder.preprocessing,
             "revision": encoder.revision,
-            "real_weights": getattr(encoder, "real_weights", True),
+            "real_weights": getattr(encoder, "real_weights", None),
             "load_s": round(load_s, 3),
-            "encode_s": round(encode_s, 3),
+            "encode_s": round(encode_s, 3),  # median of `repeats` passes after the warm-up
+            "encode_s_range": [
+                round(min(t for _, t in passes), 3),
+                round(max(t for _, t in passes), 3),
+            ],
             "items_per_s": round(len(items) / encode_s, 1),
             "dtype": str(vectors[device].dtype),
             "norm_range": [float(f(np.linalg.norm(vectors[device], axis=1))) for f in (min, max)],
@@ -118,27 +129,26 @@ def check_encoder(
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Per-item cosine of two encodings of the same items, and their 10-NN agreement."""
+    """Per-item cosine of two encodings of the same items, and the overlap of each item's 10
+    nearest other items under the two (drift.drift_measures.knn_overlap)."""
     if a.shape != b.shape:
         raise ConfigError(f"vectors of shape {a.shape} and {b.shape} cannot be compared")
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return {
         "cosine_min": float(cos.min()),
         "cosine_mean": float(cos.mean()),
-        f"top{K}_overlap": overlap(top_k(a, a), top_k(b, b)),
+        f"knn_overlap@{K}": knn_overlap(a, b, K),
     }
 
 
-def synthetic_vectors(n: int, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(old, new) vectors of n synthetic items (drift.encoders.synthetic; not a real model)."""
+def synthetic_vectors(n: int, seed: int, *, level: float | None = None) -> list[np.ndarray]:
+    """Vectors of n synthetic items (drift.encoders.synthetic; not a real model): [old], or
+    [old, new] with the new model drifted by `level`."""
     ids = [f"s{seed}/item{i}" for i in range(n)]
-    pair = []
-    for conf in ("synthetic_old", "synthetic_new"):
-        spec = load_encoder_spec(conf)
-        if spec["role"] == "new":
-            spec["level"] = level
-        pair.append(build_encoder(spec, device="cpu").encode(ids))
-    return pair[0], pair[1]
+    specs = [load_encoder_spec("synthetic_old")]
+    if level is not None:
+        specs.append({**load_encoder_spec("synthetic_new"), "level": level})
+    return [build_encoder(spec, device="cpu").encode(ids) for spec in specs]
 
 
 def check_residual_mlp(
@@ -147,21 +157,26 @@ def check_residual_mlp(
     from drift.adapters import build_adapter
     from drift.metrics import knn_metrics
 
-    old, new = synthetic_vectors(n_pairs + n_corpus + n_queries, level=0.5, seed=seed)
+    old, new = synthetic_vectors(n_pairs + n_corpus + n_queries, seed, level=0.5)
     pairs = slice(0, n_pairs)
     corpus = slice(n_pairs, n_pairs + n_corpus)
     queries = slice(n_pairs + n_corpus, None)
     truth = top_k(new[corpus], new[queries])
     out: dict[str, Any] = {"synthetic": True, "n_pairs": n_pairs, "n_corpus": n_corpus}
     mapped: dict[str, np.ndarray] = {}
+    found: dict[str, np.ndarray] = {}
     for device in devices:
         adapter = build_adapter("residual_mlp", device=device)
         _, fit_s = timed(lambda a=adapter: a.fit(new[pairs], old[pairs], seed=seed))
         mapped[device] = adapter.transform(new[queries])
-        recall = knn_metrics(top_k(old[corpus], mapped[device]), truth, ks=[K])[f"recall@{K}"]
+        found[device] = top_k(old[corpus], mapped[device])
+        recall = knn_metrics(found[device], truth, ks=[K])[f"recall@{K}"]
         out[device] = {"fit_s": round(fit_s, 3), f"recall@{K}": float(recall.mean())}
     if len(devices) == 2:
-        out["cpu_vs_cuda"] = agreement(mapped["cpu"], mapped["cuda"])
+        out["cpu_vs_cuda"] = {
+            **agreement(mapped["cpu"], mapped["cuda"]),
+            f"retrieved_top{K}_overlap": overlap(found["cpu"], found["cuda"]),
+        }
     return out
 
 
@@ -172,7 +187,7 @@ def check_faiss(devices: Sequence[str], n_corpus: int, n_queries: int, seed: int
         return {"skipped": f"faiss is not installed ({error})"}
     if "cuda" in devices and not gpu_available():
         return {"skipped": "this faiss build has no GPU support or sees no GPU"}
-    vectors = synthetic_vectors(n_corpus + n_queries, level=0.0, seed=seed)[0]
+    (vectors,) = synthetic_vectors(n_corpus + n_queries, seed)
     corpus, queries = vectors[:n_corpus], vectors[n_corpus:]
     truth = top_k(corpus, queries)
     out: dict[str, Any] = {"synthetic": True, "n_corpus": n_corpus, "n_queries": n_queries}
@@ -202,6 +217,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="conf/encoder names to check (none: skip the encoders)",
     )
     parser.add_argument("--n-items", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="timed encode passes (median)")
     parser.add_argument("--texts", type=Path, default=REPO / "data/offline_text/faq")
     parser.add_argument("--images", type=Path, default=None)
     parser.add_argument("--reference", type=Path, default=None, help="CPU vectors (.npz) to match")
@@ -238,12 +254,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in args.encoders:
         items = encoder_items(load_encoder_spec(name), args.n_items, args.texts, args.images)
         log.info("encoder %s: %d items on %s", name, len(items), " and ".join(devices))
-        report["encoders"][name] = check_encoder(name, items, devices, reference, vectors)
+        report["encoders"][name] = check_encoder(
+            name, items, devices, reference, vectors, args.repeats
+        )
     if "residual_mlp" not in args.skip:
-        log.info("residual_mlp on cpu and cuda")
+        log.info("residual_mlp on %s", " and ".join(devices))
         report["residual_mlp"] = check_residual_mlp(devices, 4000, 5000, 500, args.seed)
     if "faiss" not in args.skip:
-        log.info("faiss indexes on cpu and gpu")
+        log.info("faiss indexes on %s", " and ".join(devices))
         report["faiss"] = check_faiss(devices, 20000, 1000, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

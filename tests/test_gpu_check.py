@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drift.data.beir import read_beir
 from drift.errors import ConfigError
 from drift.provenance import REPO_ROOT
 
@@ -29,9 +30,9 @@ def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
 def test_agreement_is_perfect_for_identical_vectors_and_drops_with_noise() -> None:
     x = unit_rows(200, 32, 0)
     same = gpu_check.agreement(x, x.copy())
-    assert same["cosine_min"] == pytest.approx(1.0, abs=1e-6) and same["top10_overlap"] == 1.0
+    assert same["cosine_min"] == pytest.approx(1.0, abs=1e-6) and same["knn_overlap@10"] == 1.0
     noisy = gpu_check.agreement(x, x + 0.3 * unit_rows(200, 32, 1))
-    assert noisy["cosine_min"] < 0.99 and noisy["top10_overlap"] < 1.0
+    assert noisy["cosine_min"] < 0.99 and noisy["knn_overlap@10"] < 1.0
     with pytest.raises(ConfigError, match="cannot be compared"):
         gpu_check.agreement(x, x[:10])
 
@@ -41,6 +42,15 @@ def test_top_k_is_exact_inner_product_order() -> None:
     query = np.array([[0.1, 0.9, 0.0, 0.5, 0.0]], dtype=np.float32)
     assert gpu_check.top_k(corpus, query, k=3).tolist() == [[1, 3, 0]]
     assert gpu_check.overlap(np.array([[1, 2, 3]]), np.array([[3, 4, 1]])) == pytest.approx(2 / 3)
+
+
+def test_text_items_alternate_questions_and_answers() -> None:
+    faq = REPO_ROOT / "data" / "offline_text" / "faq"
+    data = read_beir(faq)
+    items = gpu_check.encoder_items({"type": "sentence_transformers"}, 4, faq, None)
+    assert items == [data.queries[0], data.corpus[0], data.queries[1], data.corpus[1]]
+    with pytest.raises(ConfigError, match="needs --images"):
+        gpu_check.encoder_items({"type": "efficientnet_lite"}, 4, faq, None)
 
 
 def test_unknown_encoder_config_is_named() -> None:
@@ -64,7 +74,7 @@ def test_cuda_paths_match_cpu(tmp_path: Path) -> None:
         ["--encoders", "minilm_l6", "--n-items", "64", "--out", str(tmp_path / "check.json")]
     )
     assert report["encoders"]["minilm_l6"]["cpu_vs_cuda"]["cosine_min"] > 0.999
-    assert report["residual_mlp"]["cpu_vs_cuda"]["top10_overlap"] > 0.95
+    assert report["residual_mlp"]["cpu_vs_cuda"]["retrieved_top10_overlap"] > 0.95
 
 
 def test_compare_runs_reports_the_committed_cpu_and_gpu_runs(tmp_path: Path) -> None:

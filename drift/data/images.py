@@ -55,7 +55,7 @@ import numpy as np
 
 from drift.data.types import RetrievalData
 from drift.errors import ConfigError, DataError, ImageReadError
-from drift.imaging import load_image
+from drift.imaging import load_image, load_threads
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +334,7 @@ def check_images(samples: list[Sample]) -> None:
     """Hash and fully decode every sample's image (threads: decoding releases the GIL); mark
     the failures `unreadable` in place."""
     todo = [s for s in samples if s.problem is None]
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=load_threads()) as pool:
         for sample, (digest, error) in zip(todo, pool.map(_check, todo), strict=True):
             sample.sha256 = digest
             if error is not None:
