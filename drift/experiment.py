@@ -117,6 +117,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 max_corpus=limits["max_corpus"],
                 max_queries=limits["max_queries"],
                 seed=derive_seed(seed, "subsample"),
+                corpus_subset=limits["corpus_subset"],
             ).validate()
 
         cache = EmbeddingCache(paths["embedding_cache_dir"])

@@ -112,7 +112,10 @@ def read_results(roots: str | Path | Iterable[str | Path]) -> list[tuple[Path, d
 EXECUTION_ONLY = ("batch_size",)
 ENCODER_SLOTS = ("old_encoder", "new_encoder", "old_query_encoder", "new_query_encoder")
 # Settings added after runs were committed, with the value those runs had in effect.
-ADDED_SETTINGS = {"adapter": {"pair_role": "document"}}
+ADDED_SETTINGS = {
+    "adapter": {"pair_role": "document"},
+    "data_limits": {"corpus_subset": "judged_first"},
+}
 
 
 def design_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ DESIGN = [
     "np_requested",
     "np",
     "np_fraction",
+    "corpus_subset",
     "pair_role",
     "index_kind",
     "ef_search",
@@ -117,6 +118,8 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
         "np_requested": record["pairs"]["n_requested"],
         "np": n_pairs,
         "np_fraction": n_pairs / n_corpus if n_corpus and from_corpus else None,
+        # older files: the only subset rule then
+        "corpus_subset": config.get("data_limits", {}).get("corpus_subset", "judged_first"),
         "pair_role": record["pairs"].get("role", "document"),  # older files: the only role then
         "index_kind": index["kind"],
         "ef_search": index["ef_search"] if index["kind"] == "hnsw" else None,

@@ -461,7 +461,9 @@ FIGURES = {
     "mlp_loss": FigureSpec(("mlp_loss",), fig_mlp_loss),
     "ann_sensitivity": FigureSpec(("ann_sensitivity",), fig_ann_sensitivity),
     "corpus_size": FigureSpec(("corpus_size",), fig_corpus_size, ("dataset", "pair", "level")),
-    "corpus_size_real": FigureSpec(("corpus_size_real",), fig_corpus_size),
+    "corpus_size_real": FigureSpec(
+        ("corpus_size_real",), fig_corpus_size, ("dataset", "pair", "corpus_subset")
+    ),
 }
 
 

@@ -108,6 +108,21 @@ def test_subsample_keeps_judged_docs_and_is_seeded() -> None:
         subsample(data, max_queries=0)
 
 
+def test_random_corpus_subset_keeps_only_the_labels_of_kept_documents() -> None:
+    data = toy(n_docs=40, n_queries=30)
+    small = subsample(data, max_corpus=12, max_queries=20, seed=3, corpus_subset="random")
+    small.validate()
+    assert len(small.corpus) == 12 and len(small.queries) == 20
+    assert small.meta["subsample"]["corpus_subset"] == "random"
+    judged_first = subsample(data, max_corpus=12, max_queries=20, seed=3)
+    assert small.corpus_ids != judged_first.corpus_ids  # not the queries' own documents first
+    labelled = {d for rel in small.qrels.values() for d in rel}
+    assert labelled <= set(small.corpus_ids) and all(small.qrels.values())
+    assert set(small.qrels) < set(small.query_ids)  # some queries lost every relevant document
+    with pytest.raises(ConfigError, match="corpus_subset must be one of judged_first, random"):
+        subsample(data, max_corpus=12, corpus_subset="shuffled")
+
+
 def test_load_beir_with_limits_through_the_registry(tmp_path: Path) -> None:
     write_beir(toy(n_docs=40, n_queries=30), tmp_path / "toy")
     spec = {"type": "beir", "path": "toy", "max_corpus": 15, "max_queries": 4}

@@ -1,7 +1,11 @@
 """Seeded subsets of a `RetrievalData` that keep its relevance labels consistent.
 
-A query subset keeps every judged document of the kept queries in the corpus subset, so a
-subset never asks for a document it dropped. Kept items stay in their original order, and the
+By default (`corpus_subset="judged_first"`) a query subset keeps every judged document of the
+kept queries in the corpus subset, so a subset never asks for a document it dropped; the price is
+a corpus whose make-up changes with its size (a small one is mostly the queries' own documents).
+`corpus_subset="random"` draws the corpus subset at random instead and keeps only the labels of
+kept documents: queries that lose all of theirs leave the qrels protocol, and the kNN protocol
+sees a corpus like the full one, only smaller. Kept items stay in their original order, and the
 result's `meta["subsample"]` records the original and effective sizes: numbers measured on a
 subset are not numbers on the full set.
 """
@@ -18,6 +22,8 @@ from drift.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+CORPUS_SUBSETS = ("judged_first", "random")
+
 
 def subsample(
     data: RetrievalData,
@@ -25,17 +31,25 @@ def subsample(
     max_corpus: int | None = None,
     max_queries: int | None = None,
     seed: int = 0,
+    corpus_subset: str = "judged_first",
 ) -> RetrievalData:
     """Return `data` cut to at most `max_queries` queries and about `max_corpus` documents.
 
     Queries are drawn first (only queries with labels, when the dataset has labels). The corpus
-    subset is every document the kept queries' qrels name, filled up to `max_corpus` with other
-    documents drawn at random; when the judged documents alone exceed `max_corpus`, all of them
-    are kept (and a warning says so). None means no limit. The same seed gives the same subset.
+    subset ("judged_first") is every document the kept queries' qrels name, filled up to
+    `max_corpus` with other documents drawn at random; when the judged documents alone exceed
+    `max_corpus`, all of them are kept (and a warning says so). "random": `max_corpus` documents
+    drawn at random, labels cut to them (module docstring). None means no limit. The same seed
+    gives the same subset.
     """
     for key, value in (("max_corpus", max_corpus), ("max_queries", max_queries)):
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be a positive integer or null, got {value}")
+    if corpus_subset not in CORPUS_SUBSETS:
+        raise ConfigError(
+            f"data_limits.corpus_subset must be one of {', '.join(CORPUS_SUBSETS)}, "
+            f"got {corpus_subset!r}"
+        )
     n_corpus, n_queries = len(data.corpus), len(data.queries)
     if (max_corpus is None or max_corpus >= n_corpus) and (
         max_queries is None or max_queries >= n_queries
@@ -47,14 +61,20 @@ def subsample(
     kept_qids = {data.query_ids[i] for i in q_keep}
     if qrels is not None:
         qrels = {q: dict(rel) for q, rel in qrels.items() if q in kept_qids}
-    judged = {d for rel in (qrels or {}).values() for d in rel}
+    judged = (
+        {d for rel in (qrels or {}).values() for d in rel} if corpus_subset != "random" else set()
+    )
     c_keep = _corpus_subset(data.corpus_ids, judged, max_corpus, np.random.default_rng([seed, 1]))
+    if qrels is not None and corpus_subset == "random":
+        kept_docs = {data.corpus_ids[i] for i in c_keep}
+        qrels = {q: kept for q, rel in qrels.items() if (kept := _within(rel, kept_docs))}
 
     meta = dict(data.meta)
     meta["subsample"] = {
         "seed": seed,
         "max_corpus": max_corpus,
         "max_queries": max_queries,
+        "corpus_subset": corpus_subset,
         "n_corpus_full": n_corpus,
         "n_queries_full": n_queries,
     }
@@ -67,6 +87,10 @@ def subsample(
         qrels=qrels,
         meta=meta,
     )
+
+
+def _within(relevance: dict[str, float], documents: set[str]) -> dict[str, float]:
+    return {d: r for d, r in relevance.items() if d in documents}
 
 
 def _query_subset(
