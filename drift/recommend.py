@@ -254,7 +254,7 @@ ASSUMPTIONS = [
     "one. For strategies that search the old index (status quo, adapters, fusion, backfill's old "
     "share) that is optimistic when the asked corpus is larger: at a fixed number of pairs their "
     "ARR fell as the corpus grew (results/corpus_size/: about 0.10 per tenfold corpus on "
-    "synthetic items; OP 0.63 -> 0.49 from 1,000 to 5,818 real documents).",
+    "synthetic items; OP 0.61 -> 0.49 from 1,000 to 5,818 real documents).",
     "Upfront strategies (full re-index, dual index, adapters, fusion, backfill): encodes = the "
     "measured share of the corpus encoded by the new model x the asked corpus size, all spent "
     "before the target is reached, at the encode rate; only encoding is timed (index builds and "
