@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from drift.errors import ConfigError
 from drift.provenance import REPO_ROOT
 
 CONFIG_DIR = REPO_ROOT / "conf"
@@ -32,3 +34,13 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(container, dict)
     container.pop("hydra", None)
     return container
+
+
+def encoder_config(name: str) -> dict[str, Any]:
+    """One conf/encoder/<name>.yaml as a plain mapping (what `build_encoder` takes), for scripts
+    that build an encoder outside a composed run."""
+    path = CONFIG_DIR / "encoder" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"unknown encoder config {name!r}; known: {', '.join(known)}")
+    return yaml.safe_load(path.read_text())

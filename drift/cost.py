@@ -532,17 +532,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def measure_model(name: str, args: argparse.Namespace) -> float:
-    from drift.config import CONFIG_DIR
+    from drift.config import encoder_config
     from drift.encoders import build_encoder
 
-    path = CONFIG_DIR / "encoder" / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(
-            f"no encoder config {path}; names: {sorted(p.stem for p in path.parent.glob('*.yaml'))}"
-        )
-    import yaml
-
-    encoder = build_encoder(yaml.safe_load(path.read_text()), device="cpu")
+    encoder = build_encoder(encoder_config(name), device="cpu")
     return measure_encode_rate(encoder, read_items(args.items, args.n_items))
 
 

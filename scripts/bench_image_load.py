@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 import drift.imaging
+from drift.config import encoder_config
 from drift.data.images import image_files
 from drift.encoders import build_encoder
 from drift.provenance import provenance
@@ -60,8 +60,7 @@ def main() -> None:
         "encoders": {},
     }
     for name in args.encoders:
-        spec = yaml.safe_load((ROOT / "conf/encoder" / f"{name}.yaml").read_text())
-        encoder = build_encoder(spec, device=args.device)
+        encoder = build_encoder(encoder_config(name), device=args.device)
         rates: dict[str, list[float]] = {key: [] for key in settings}
         vectors = {key: encode_images_per_s(encoder, paths, t)[1] for key, t in settings.items()}
         for _ in range(args.repeats):

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from drift.errors import DriftError
-from drift.results import design_key, read_results
+from drift.results import design_config, design_key, read_results
 
 # What a row is about; constant within a group of seeds (see `design_key`).
 DESIGN = [
@@ -118,8 +118,7 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
         "np_requested": record["pairs"]["n_requested"],
         "np": n_pairs,
         "np_fraction": n_pairs / n_corpus if n_corpus and from_corpus else None,
-        # older files: the only subset rule then
-        "corpus_subset": config.get("data_limits", {}).get("corpus_subset", "judged_first"),
+        "corpus_subset": design_config(config).get("data_limits", {}).get("corpus_subset"),
         "pair_role": record["pairs"].get("role", "document"),  # older files: the only role then
         "index_kind": index["kind"],
         "ef_search": index["ef_search"] if index["kind"] == "hnsw" else None,

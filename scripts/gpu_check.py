@@ -33,17 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from drift.config import encoder_config as load_encoder_spec
 from drift.data.beir import read_beir
 from drift.data.images import image_files
 from drift.drift_measures import knn_overlap
 from drift.encoders import build_encoder
 from drift.errors import ConfigError
-from drift.provenance import provenance
+from drift.provenance import REPO_ROOT, provenance
 
 log = logging.getLogger("gpu_check")
-REPO = Path(__file__).resolve().parents[1]
 K = 10
 
 
@@ -77,14 +76,6 @@ def encoder_items(spec: dict[str, Any], n: int, text_dir: Path, image_dir: Path 
     data = read_beir(text_dir)
     alternating = [text for pair in zip(data.queries, data.corpus, strict=False) for text in pair]
     return alternating[:n]
-
-
-def load_encoder_spec(name: str) -> dict[str, Any]:
-    path = REPO / "conf" / "encoder" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"unknown encoder config {name!r}; known: {', '.join(known)}")
-    return yaml.safe_load(path.read_text())
 
 
 def check_encoder(
@@ -218,7 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--n-items", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="timed encode passes (median)")
-    parser.add_argument("--texts", type=Path, default=REPO / "data/offline_text/faq")
+    parser.add_argument("--texts", type=Path, default=REPO_ROOT / "data/offline_text/faq")
     parser.add_argument("--images", type=Path, default=None)
     parser.add_argument("--reference", type=Path, default=None, help="CPU vectors (.npz) to match")
     parser.add_argument("--save-vectors", type=Path, default=None, help="write vectors (.npz)")
@@ -231,7 +222,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["residual_mlp", "faiss"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "results/gpu_check/check.json")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "results/gpu_check/check.json")
     return parser.parse_args(argv)
 
 
