@@ -11,7 +11,10 @@ Strategies (N corpus items, Np adapter pairs, f backfill fraction):
 - dual_index:       the same re-embedding, but a second (new-model) index is built beside the old
                     one and both are served during the migration window: no downtime, the new
                     index's memory for the whole window, and every item written during the window
-                    encoded by both models.
+                    encoded by both models. The new index can only take over once it also holds
+                    those writes, so the window is the fixed point T = (N + r T) h (r writes per
+                    hour, h hours to encode and insert one item): T = N h / (1 - r h). When
+                    r h >= 1 the writes outpace the migration and it never completes.
 - adapter:          encode Np items with the new model (and the old one, unless their old vectors
                     are read back from storage), fit the adapter; the old index stays as it is.
 - partial_backfill: re-embed a fraction f of the corpus into a (partial) new-model index and
@@ -137,6 +140,7 @@ class StrategyCost:
     memory_hours: float
     usd: float
     notes: str
+    feasible: bool = True
 
 
 def hnsw_bytes_per_vector(d: int, m: int) -> float:
@@ -166,16 +170,44 @@ def full_reembed(w: Workload, hw: Hardware) -> StrategyCost:
         extra_memory_gb=0.0,
         memory_hours=0.0,
         usd=encode_h * hw.usd_per_hour + build_h * w.cpu_usd_per_hour,
-        notes="in place: no consistent index until encoding and rebuild finish",
+        notes="in place: no consistent index until encoding and rebuild finish; writes "
+        "arriving meanwhile wait in a queue (not priced)",
     )
 
 
 def dual_index(w: Workload, hw: Hardware) -> StrategyCost:
-    backfill = full_reembed(w, hw)
-    window = backfill.wall_hours if w.migration_hours is None else w.migration_hours
-    writes = w.daily_write_fraction * w.n_items * window / 24.0
+    hours_per_item = 1.0 / (hw.new_items_per_s * w.n_encoders) + 1.0 / w.index_build_items_per_s
+    hours_per_item /= HOUR
+    writes_per_hour = w.daily_write_fraction * w.n_items / 24.0
+    load = writes_per_hour * hours_per_item  # share of the migration's capacity the writes take
+    if load >= 1.0:
+        inf = float("inf")
+        return StrategyCost(
+            "dual_index",
+            w.n_items,
+            hw.name,
+            new_encodes=inf,
+            old_encodes=0,
+            encode_device_hours=inf,
+            cpu_hours=inf,
+            wall_hours=inf,
+            downtime_hours=0.0,
+            extra_memory_gb=index_gb(w.n_items, w.d_new, w.hnsw_m),
+            memory_hours=inf,
+            usd=inf,
+            notes=f"never completes: {writes_per_hour / HOUR:.3g} writes/s arrive faster than "
+            f"the new index takes items in ({1.0 / (hours_per_item * HOUR):.3g}/s); add encoders",
+            feasible=False,
+        )
+    shortest = w.n_items * hours_per_item / (1.0 - load)
+    window = max(shortest, w.migration_hours or 0.0)
+    writes = writes_per_hour * window
     encode_h = (w.n_items + writes) / hw.new_items_per_s / HOUR
+    build_h = (w.n_items + writes) / w.index_build_items_per_s / HOUR
     memory_gb = index_gb(w.n_items, w.d_new, w.hnsw_m)
+    asked = w.migration_hours
+    too_short = asked is not None and asked < shortest
+    stretched = f"; the {asked:.3g} h asked for is too short" if too_short else ""
     return StrategyCost(
         "dual_index",
         w.n_items,
@@ -183,18 +215,19 @@ def dual_index(w: Workload, hw: Hardware) -> StrategyCost:
         new_encodes=w.n_items + writes,
         old_encodes=0,
         encode_device_hours=encode_h,
-        cpu_hours=backfill.cpu_hours,
-        wall_hours=max(window, backfill.wall_hours),
+        cpu_hours=build_h,
+        wall_hours=window,
         downtime_hours=0.0,
         extra_memory_gb=memory_gb,
         memory_hours=window,
         usd=(
             encode_h * hw.usd_per_hour
-            + backfill.cpu_hours * w.cpu_usd_per_hour
+            + build_h * w.cpu_usd_per_hour
             + memory_gb * window * w.memory_usd_per_gb_hour
         ),
-        notes=f"{writes:.3g} writes encoded twice over a {window:.3g} h window; queries are "
-        "encoded and searched twice too (not priced)",
+        notes=f"{writes:.3g} writes encoded by both models over a {window:.3g} h window "
+        f"(writes take {load:.0%} of the migration's capacity{stretched}); queries are encoded "
+        "and searched twice too (not priced)",
     )
 
 
@@ -375,11 +408,20 @@ def markdown(rows: list[dict], inputs: dict[str, Any]) -> str:
     for row in rows:
         for name in STRATEGIES:
             c = row["costs"][name]
+            figures = [
+                _figure(c[key])
+                for key in ("encode_device_hours", "cpu_hours", "wall_hours", "downtime_hours")
+            ]
             lines.append(
-                f"| {row['n_items']:.0e} | {row['hardware']} | {name} | "
-                f"{c['encode_device_hours']:.3g} | {c['cpu_hours']:.3g} | {c['wall_hours']:.3g} | "
-                f"{c['downtime_hours']:.3g} | {c['extra_memory_gb']:.3g} | {c['usd']:.3g} |"
+                f"| {row['n_items']:.0e} | {row['hardware']} | {name} | {' | '.join(figures)} | "
+                f"{c['extra_memory_gb']:.3g} | {_figure(c['usd'])} |"
             )
+    lines += [
+        f"\n{row['n_items']:.0e}, {row['hardware']}, {name}: {c['notes']}"
+        for row in rows
+        for name, c in row["costs"].items()
+        if not c["feasible"]
+    ]
     lines += [
         "",
         "| N | hardware | full re-embed / adapter (USD) | (encode device-h) | N/Np | "
@@ -396,6 +438,11 @@ def markdown(rows: list[dict], inputs: dict[str, Any]) -> str:
     lines += ["", "Inputs and their sources:", ""]
     lines += [f"- {k}: {json.dumps(v)}" for k, v in inputs.items()]
     return "\n".join(lines) + "\n"
+
+
+def _figure(value: float) -> str:
+    """A cost for the table; infinite where the strategy never completes."""
+    return f"{value:.3g}" if np.isfinite(value) else "never"
 
 
 def parse_n(text: str) -> list[int]:

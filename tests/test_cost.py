@@ -67,21 +67,45 @@ def test_parallel_encoders_divide_encoding_wall_time_only():
     assert c.usd == pytest.approx(21.0)
 
 
-def test_dual_index():
+def test_dual_index_window_takes_in_the_writes_it_waits_for():
     c = dual_index(W, HW)
-    writes = 0.24 * 3_600_000 * 11.0 / 24.0  # window = the re-embedding's 11 h
+    # 1 item costs 1/100 s encoding + 1/1000 s inserting: 1.1/360,000 h; 11 h for the corpus.
+    # 0.24 N a day = 36,000 writes an hour take 11% of that capacity: T = 11 h / 0.89.
+    window = 11.0 / 0.89
+    writes = 36_000 * window
+    assert c.wall_hours == pytest.approx(window)
     assert c.new_encodes == pytest.approx(3_600_000 + writes)
-    assert c.encode_device_hours == pytest.approx((3_600_000 + writes) / 100 / 3600)  # 11.1 h
+    assert c.encode_device_hours == pytest.approx((3_600_000 + writes) / 100 / 3600)
+    assert c.cpu_hours == pytest.approx((3_600_000 + writes) / 1000 / 3600)
+    assert c.encode_device_hours / 1 + c.cpu_hours == pytest.approx(window)  # one encoder
     memory_gb = 3_600_000 * (4 * 768 + 256 + 128 / 31 + 16) / 1e9
     assert c.extra_memory_gb == pytest.approx(memory_gb)
-    assert c.usd == pytest.approx(11.1 * 2.0 + 1.0 * 1.0 + memory_gb * 11.0 * 0.01)
-    assert c.downtime_hours == 0.0
+    assert c.usd == pytest.approx(
+        c.encode_device_hours * 2.0 + c.cpu_hours * 1.0 + memory_gb * window * 0.01
+    )
+    assert c.downtime_hours == 0.0 and c.feasible
 
 
 def test_dual_index_with_a_longer_window():
     c = dual_index(replace(W, migration_hours=48.0), HW)
     assert c.wall_hours == pytest.approx(48.0)
     assert c.memory_hours == pytest.approx(48.0)
+    assert c.new_encodes == pytest.approx(3_600_000 + 36_000 * 48.0)
+
+
+def test_dual_index_window_cannot_be_shorter_than_the_migration():
+    c = dual_index(replace(W, migration_hours=1.0), HW)
+    assert c.wall_hours == pytest.approx(11.0 / 0.89)
+    assert "too short" in c.notes
+
+
+def test_dual_index_never_completes_when_writes_outpace_it():
+    # 9.1 N a day = 1.365M writes an hour, more than the 327k items an hour it can take in
+    c = dual_index(replace(W, daily_write_fraction=9.1), HW)
+    assert not c.feasible
+    assert c.wall_hours == float("inf") and c.usd == float("inf")
+    assert "never completes" in c.notes
+    assert compare(replace(W, daily_write_fraction=9.1), HW)["ratio"]["usd"] == pytest.approx(52.5)
 
 
 def test_adapter_path():
@@ -182,3 +206,7 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
     assert "assumed" in record["inputs"]["hardware"][0]["source"]
     table = (tmp_path / "cost.md").read_text()
     assert "| full_reembed |" in table and "full re-embed / adapter" in capsys.readouterr().out
+    # 1% of 1e9 written a day is 116 items/s, more than the assumed CPU's 80/s for the new model
+    cpu_1e9 = record["rows"][1]["costs"]["dual_index"]
+    assert not cpu_1e9["feasible"] and cpu_1e9["wall_hours"] is None
+    assert "| 1e+09 | CPU, 2 cores | dual_index | never |" in table
