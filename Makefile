@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PIP_NET := --retries 10 --timeout 60
 RETRY := scripts/retry.sh 3
 
-.PHONY: install run test test-all lint figures
+.PHONY: install run test test-all lint figures image-efficientnet
 
 $(STAMP): pyproject.toml requirements/offline-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,15 @@ TABLES ?= $(FIGURES)
 figures: $(STAMP)
 	$(PY) scripts/collect_results.py $(RESULTS) --out $(TABLES)
 	$(PY) scripts/make_figures.py $(RESULTS) --out $(FIGURES)
+
+# The offline real-weights image upgrade in one command: EfficientNet-Lite0 -> Lite2 on the Tux
+# Paint stamps, 5 seeds (builds the stamps first if data/offline_images/tuxpaint is missing), then
+# the strategy table and figure. Results under IMAGE_RESULTS (the committed run: results/image_efficientnet).
+IMAGE_RESULTS ?= results/image_efficientnet
+
+image-efficientnet: $(STAMP)
+	test -f data/offline_images/tuxpaint/SOURCE.json || \
+		$(PY) scripts/build_offline_images.py --sets tuxpaint
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m drift.run -m experiment=image_efficientnet \
+		paths.results_dir=$(IMAGE_RESULTS) $(ARGS)
+	$(PY) scripts/plot_strategy_bars.py $(IMAGE_RESULTS)
