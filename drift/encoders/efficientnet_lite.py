@@ -94,6 +94,7 @@ class EfficientNetLiteEncoder:
         self.name = model_id
         self.revision = resolved.revision
         self.source = resolved.source
+        self.weights = resolved.weights()
         self.dim = int(model._conv_head.out_channels)
         self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)

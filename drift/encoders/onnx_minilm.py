@@ -17,7 +17,7 @@ from drift.encoders.common import (
     batch_size_on,
     encode_items,
 )
-from drift.encoders.resolver import require_format, resolve_model
+from drift.encoders.resolver import hub_errors, require_format, resolve_model
 from drift.errors import ConfigError, ModelUnavailableError
 
 
@@ -61,8 +61,11 @@ class OnnxMiniLMEncoder:
         if resolved.source == "hub":
             from huggingface_hub import hf_hub_download
 
-            onnx_path = hf_hub_download(model_id, "onnx/model.onnx", revision=resolved.revision)
-            tokenizer_path = hf_hub_download(model_id, "tokenizer.json", revision=resolved.revision)
+            with hub_errors(model_id, resolved.revision):
+                onnx_path = hf_hub_download(model_id, "onnx/model.onnx", revision=resolved.revision)
+                tokenizer_path = hf_hub_download(
+                    model_id, "tokenizer.json", revision=resolved.revision
+                )
         else:
             onnx_path, tokenizer_path = resolved.location, resolved.tokenizer
 
@@ -76,6 +79,7 @@ class OnnxMiniLMEncoder:
         self.name = model_id
         self.revision = resolved.revision
         self.source = resolved.source
+        self.weights = resolved.weights()
         self.dim = int(self._hidden.shape[-1])
         self.batch_size = batch_size_on(batch_size, CPU)  # onnxruntime runs on CPU here
         self.normalize = bool(normalize)

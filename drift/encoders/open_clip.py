@@ -24,7 +24,7 @@ from drift.encoders.common import (
     encode_items,
     resolve_torch_device,
 )
-from drift.encoders.resolver import is_offline
+from drift.encoders.resolver import hub_errors, is_offline, weights_record
 from drift.errors import ConfigError, ModelUnavailableError
 from drift.imaging import IMAGE_LOADING, load_batch
 
@@ -80,6 +80,7 @@ class OpenClipEncoder:
                 raise ConfigError("checkpoint_path needs `pretrained` set to the checkpoint's tag")
             self.revision = f"open_clip=={version}:random-seed{seed}"
             self.source = "random"
+            self.weights = weights_record("random", note=f"random weights, seed {seed}")
             self.real_weights = False
             message = (
                 f"{architecture} has RANDOM weights (pretrained: null, seed {seed}): fine for "
@@ -108,6 +109,7 @@ class OpenClipEncoder:
                     )
                 self.revision = f"open_clip=={version}:{pretrained}:sha256={_sha256(checkpoint)}"
                 self.source = "checkpoint"
+                self.weights = weights_record("checkpoint", note=f"checkpoint_path {checkpoint}")
                 # A file path carries no tag, so pass on what the tag implies for the model.
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     architecture,
@@ -129,6 +131,15 @@ class OpenClipEncoder:
             else:
                 self.revision = f"open_clip=={version}:{pretrained}"
                 self.source = "hub"
+                self.weights = weights_record("hub")
+                offline_fix = (
+                    "To run without the hub, set checkpoint_path to this tag's weights file "
+                    "(no PyPI package ships CLIP weights)."
+                )
+                # Downloaded first: create_model_and_transforms reports a failed download as a
+                # bare RuntimeError; it then finds the file in the cache.
+                with hub_errors(f"{architecture}/{pretrained}", None, offline_fix=offline_fix):
+                    open_clip.download_pretrained(tag_cfg)
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     architecture, pretrained=pretrained, **kwargs
                 )

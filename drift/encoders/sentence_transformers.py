@@ -16,7 +16,7 @@ from drift.encoders.common import (
     finish,
     resolve_torch_device,
 )
-from drift.encoders.resolver import require_format, resolve_model
+from drift.encoders.resolver import hub_errors, require_format, resolve_model
 
 
 class SentenceTransformerEncoder:
@@ -59,13 +59,15 @@ class SentenceTransformerEncoder:
         )
         require_format(resolved, "sentence_transformers", "sentence_transformers")
         self._device = resolve_torch_device(device)
-        hub_kwargs = {"revision": resolved.revision} if resolved.source == "hub" else {}
-        self._model = SentenceTransformer(
-            resolved.location,
-            device=self._device.device,
-            local_files_only=resolved.source == "bundled",
-            **hub_kwargs,
-        )
+        if resolved.source == "hub":
+            with hub_errors(model_id, resolved.revision):
+                self._model = SentenceTransformer(
+                    model_id, device=self._device.device, revision=resolved.revision
+                )
+        else:
+            self._model = SentenceTransformer(
+                resolved.location, device=self._device.device, local_files_only=True
+            )
         if max_seq_length is not None:
             self._model.max_seq_length = int(max_seq_length)
         if self._device.fp16:
@@ -75,6 +77,7 @@ class SentenceTransformerEncoder:
         self.name = model_id
         self.revision = resolved.revision
         self.source = resolved.source
+        self.weights = resolved.weights()
         # sentence-transformers 6 renamed the method; older releases have only the old name.
         get_dim = getattr(self._model, "get_embedding_dimension", None)
         self.dim = int(get_dim() if get_dim else self._model.get_sentence_embedding_dimension())

@@ -45,6 +45,7 @@ from typing import Literal
 
 import numpy as np
 
+from drift.encoders.resolver import weights_record
 from drift.errors import ConfigError
 from drift.vectors import l2_normalize
 
@@ -350,6 +351,7 @@ class SyntheticEncoder:
         self.revision = f"{self.space.describe()},d={self.dim}"
         if role == "new":
             self.revision += f",{self.drift.describe()}"
+        self.weights = weights_record("synthetic", note="generated vectors, not a model")
 
     def encode(
         self,
