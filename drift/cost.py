@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -519,7 +520,15 @@ def run(args: argparse.Namespace) -> None:
     hardware = list(ASSUMED_HARDWARE)
     build_rate, build_src = ASSUMED_BUILD_RATE
     fit_s, fit_src = ASSUMED_FIT_SECONDS
+    measurement = None
     if args.measure:
+        # What the rates depend on beside the CPU: the texts, how many, and the machine's load.
+        measurement = {
+            "items": args.items,
+            "n_items": args.n_items,
+            "batch_size": "each encoder's configured default",
+            "load_average_before": os.getloadavg(),
+        }
         cpu = f"{cpu_model()}, this machine"
         old_rate = measure_model(args.old_encoder, args)
         new_rate = measure_model(args.new_encoder, args)
@@ -535,6 +544,7 @@ def run(args: argparse.Namespace) -> None:
         build_src = f"measured: HNSW M=32 efC=200, 20k synthetic vectors, d={args.d_old}, {cpu}"
         fit_s = measure_fit_seconds("residual_mlp", args.d_new, args.d_old, int(args.n_pairs * 0.8))
         fit_src = f"measured: residual_mlp on {int(args.n_pairs * 0.8)} synthetic pairs, {cpu}"
+        measurement["load_average_after"] = os.getloadavg()
     if args.build_rate:
         build_rate, build_src = args.build_rate, "given on the command line"
     if args.fit_seconds is not None:
@@ -557,6 +567,7 @@ def run(args: argparse.Namespace) -> None:
     rows = build_table(parse_n(args.n), hardware, base)
     inputs = {
         "workload": {k: v for k, v in asdict(base).items() if k != "n_items"},
+        "measurement": measurement,
         "index_build_rate_source": build_src,
         "fit_seconds_source": fit_src,
         "hardware": [asdict(h) for h in hardware],
