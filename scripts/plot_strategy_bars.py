@@ -86,27 +86,33 @@ def figure(frame: pd.DataFrame, note: str) -> plt.Figure:
     rows = frame[frame["metric"] == "recall@10"]
     variants = list(dict.fromkeys(rows["variant"]))
     width = 0.8 / len(variants)
+    n_strategies = rows["strategy"].nunique()
     with plt.rc_context(PAPER_STYLE):
+        # Horizontal bars: the strategy names are long and many.
         fig, axes = plt.subplots(
-            1, len(protocols), figsize=(4.6 * len(protocols) * (1 + 0.25 * (len(variants) - 1)),
-            3.6 + 0.3 * (len(variants) > 1) * len(variants)), squeeze=False, layout="constrained",
-        )  # fmt: skip
+            1,
+            len(protocols),
+            figsize=(4.8 * len(protocols), 1.4 + 0.24 * n_strategies * len(variants) ** 0.5),
+            squeeze=False,
+            layout="constrained",
+        )
+        first_names: list[str] = []  # the left panel's labels serve a right one with the same
         for ax, protocol in zip(axes[0], protocols, strict=True):
             part = rows[rows["protocol"] == protocol]
             points = summarize(part, by=["strategy", "variant"])
             names = ordered(points["strategy"].unique())
-            x = np.arange(len(names))
+            y = np.arange(len(names))
             for j, variant in enumerate(variants):
                 mine = points[points["variant"] == variant].set_index("strategy").reindex(names)
                 one_seed = mine["n_seeds"] <= 1
                 low = np.where(one_seed, mine["boot_ci_low"], mine["ci_low"])
                 high = np.where(one_seed, mine["boot_ci_high"], mine["ci_high"])
-                at = x - 0.4 + width * (j + 0.5)
-                ax.bar(
+                at = y - 0.4 + width * (j + 0.5)
+                ax.barh(
                     at,
                     mine["mean"],
                     width,
-                    yerr=np.vstack([mine["mean"] - low, high - mine["mean"]]),
+                    xerr=np.vstack([mine["mean"] - low, high - mine["mean"]]),
                     capsize=2,
                     color=[style(n)["color"] for n in names] if len(variants) == 1 else f"C{j}",
                     edgecolor="black",
@@ -117,12 +123,15 @@ def figure(frame: pd.DataFrame, note: str) -> plt.Figure:
                 for i, name in enumerate(names):
                     chosen = (part["strategy"] == name) & (part["variant"] == variant)
                     seeds = part[chosen]["value"].to_numpy()
-                    ax.plot(np.full(seeds.size, at[i]), seeds, ".", color="black", markersize=3)
-            ax.set_xticks(x, [label_of(n) for n in names], rotation=60, ha="right")
-            ax.set_ylim(0, 1.05)
-            ax.set_ylabel("R@10")
+                    ax.plot(seeds, np.full(seeds.size, at[i]), ".", color="black", markersize=3)
+            same_names = ax is not axes[0][0] and names == first_names
+            ax.set_yticks(y, [] if same_names else [label_of(n) for n in names])
+            first_names = first_names or names
+            ax.invert_yaxis()
+            ax.set_xlim(0, 1.05)
+            ax.set_xlabel("R@10")
             ax.set_title(TITLES[protocol])
-            ax.grid(axis="y", alpha=0.3, linewidth=0.5)
+            ax.grid(axis="x", alpha=0.3, linewidth=0.5)
         if len(variants) > 1:
             fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
         seeds = int(summarize(rows, by=["strategy", "variant"])["n_seeds"].max())
