@@ -11,7 +11,8 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 
 
 def encoder_summary(encoder: Encoder) -> dict[str, Any]:
+    """A model as its result file records it; `weights` says where its weights came from
+    (drift.encoders.resolver.weights_record; None for an encoder that does not say)."""
+    built = encoder.encoder if isinstance(encoder, CachedEncoder) else encoder
     return {
         "name": encoder.name,
         "revision": encoder.revision,
@@ -56,6 +60,7 @@ def encoder_summary(encoder: Encoder) -> dict[str, Any]:
         "modality": encoder.modality,
         "real_weights": encoder.real_weights,
         "preprocessing": encoder.preprocessing,
+        "weights": getattr(built, "weights", None),
     }
 
 
@@ -183,6 +188,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
             len(pair_pool),
             int(adapter_cfg["n_pairs"]),
             val_fraction=float(adapter_cfg["val_fraction"]),
+            gate_fraction=float(adapter_cfg["gate_fraction"]),
             seed=derive_seed(seed, "pairs"),
             excluded=excluded if from_corpus else None,
             items_name="corpus items" if from_corpus else HELD_OUT_QUERIES,
@@ -200,15 +206,18 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                 encode_old=functools.partial(encode, query_encoders["old"]),
             )
         adapters, unfit = fit_adapters(build_adapters(adapter_cfg), pairs, seed, timings)
-        artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, *pairs.val)
-        with timings("gate"):  # what `drift gate` would estimate from the held-out pairs
+        held_out = gate_pairs(pairs, adapters)
+        artifacts = save_artifacts(paths["artifacts_dir"] / config_hash(cfg), adapters, held_out)
+        with timings("gate"):  # what `drift gate` estimates from pairs the adapter has not seen
             gate = pool_estimates(
-                adapters,
-                *pairs.val,
+                {n: a for n, a in adapters.items() if n not in held_out.seen_by},
+                held_out.new,
+                held_out.old,
                 corpus_size=len(x_old),
                 n_boot=int(cfg["eval"]["n_boot"]),
                 seed=derive_seed(seed, "gate"),
             )
+            gate.update({name: {"skipped": held_out.why_not(name)} for name in held_out.seen_by})
 
         spec = IndexSpec.from_dict(cfg["index"])
         index_cache = IndexCache(paths["index_cache_dir"])
@@ -305,7 +314,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                         spec=spec,
                         index_cache=index_cache,
                         train_rows=split.train,
-                        val_rows=split.val,
+                        # Its own refits never feed the gate: the gate pairs validate them too,
+                        # and count among the documents both models encoded.
+                        val_rows=np.union1d(split.val, split.gate),
                         excluded=excluded,
                         k=k,
                         seed=derive_seed(seed, "timeline"),
@@ -474,14 +485,46 @@ def check_pair_role(
         )
 
 
+@dataclass(frozen=True)
+class GatePairs:
+    """The held-out pairs of the re-index gate, and which fitted adapters have seen them."""
+
+    new: np.ndarray
+    old: np.ndarray
+    source: str  # "gate": no adapter saw them; "validation": the early-stopping adapters did
+    seen_by: tuple[str, ...]
+
+    def why_not(self, name: str) -> str:
+        return (
+            f"{name} stopped early on the validation pairs the gate would use; set "
+            "adapter.gate_fraction > 0 to hold out pairs no adapter sees"
+        )
+
+
+def gate_pairs(pairs: PairVectors, adapters: Mapping[str, Adapter]) -> GatePairs:
+    """The gate's own split when the run holds one out (adapter.gate_fraction > 0); otherwise
+    (the paper's 80/20 split) the validation pairs, held out from every adapter that does not
+    stop early on them."""
+    if pairs.gate[0].shape[0]:
+        return GatePairs(*pairs.gate, source="gate", seen_by=())
+    seen = tuple(name for name, adapter in adapters.items() if adapter.uses_validation)
+    return GatePairs(*pairs.val, source="validation", seen_by=seen)
+
+
 def save_artifacts(
-    folder: Path, adapters: dict[str, Adapter], val_new: np.ndarray, val_old: np.ndarray
+    folder: Path, adapters: dict[str, Adapter], held_out: GatePairs
 ) -> dict[str, str]:
-    """Save each fitted adapter (for `drift export`) and the held-out pairs (for `drift gate`)."""
+    """Save each fitted adapter (for `drift export`) and the gate's held-out pairs with the names
+    of the adapters that have seen them (for `drift gate --pairs`, which refuses those)."""
     saved = {name: str(adapter.save(folder / name)) for name, adapter in adapters.items()}
-    if val_new.size:
-        np.savez(folder / "val_pairs.npz", new=val_new, old=val_old)  # `drift gate --pairs`
-        saved["val_pairs"] = str(folder / "val_pairs.npz")
+    if held_out.new.size:
+        np.savez(
+            folder / "gate_pairs.npz",
+            new=held_out.new,
+            old=held_out.old,
+            seen_by=np.array(held_out.seen_by, dtype=str),
+        )
+        saved["gate_pairs"] = str(folder / "gate_pairs.npz")
     return saved
 
 
@@ -496,6 +539,7 @@ def fit_adapters(
     An adapter the pairs cannot determine (a VectorError, e.g. low-rank affine with no more
     pairs than its rank) is reported as not applicable instead of stopping the run, so one
     point of a sweep does not end the sweep; a bad setting (ConfigError) still stops it.
+    The gate's pairs (`pairs.gate`) never reach an adapter.
     """
     val_new, val_old = pairs.val
     has_val = val_new.shape[0] > 0

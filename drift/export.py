@@ -314,12 +314,15 @@ def default_normalisation(adapter: Adapter) -> dict[str, str]:
 
 
 def verify_artifact(adapter: Adapter, out_dir: str | Path) -> dict[str, float]:
-    """Check an artifact folder against the adapter it came from (see `max_differences`)."""
+    """Check an artifact folder against the adapter it came from: its weights against their
+    recorded sha256 (as `drift_serving.load` does), then its outputs (`max_differences`)."""
     out_dir = Path(out_dir)
     onnx_path = out_dir / ONNX_FILE
-    return max_differences(
-        adapter, serving.load(out_dir), onnx_path if onnx_path.exists() else None
-    )
+    try:
+        served = serving.load(out_dir)
+    except serving.ServingError as err:
+        raise ExportError(f"artifact {out_dir} does not load: {err}") from err
+    return max_differences(adapter, served, onnx_path if onnx_path.exists() else None)
 
 
 def max_differences(
@@ -334,7 +337,10 @@ def max_differences(
         np.random.default_rng(seed).standard_normal((N_PROBES, adapter.d_in)).astype(np.float32)
     )
     expected = adapter.transform(probes)
-    outputs = {"numpy": served.apply(probes)}
+    try:
+        outputs = {"numpy": served.apply(probes)}
+    except serving.ServingError as err:
+        raise ExportError(f"the exported numpy computation fails on probe queries: {err}") from err
     if onnx_path is not None:
         outputs["onnx"] = run_onnx(onnx_path, probes)
     limit = TOLERANCE * max(1.0, float(np.abs(expected).max(initial=0.0)))

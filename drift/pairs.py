@@ -10,6 +10,10 @@
 - `query_log`: real queries of the dataset that the run does not evaluate (those its query limit
   held out: a stand-in for past traffic), encoded as queries by both models through the query
   encoders. No corpus item is encoded by the new model; Np short queries are, by both models.
+
+The Np pairs are split three ways: training, validation (`adapter.val_fraction`: early stopping
+and best-epoch restore, so the adapters have seen it) and the gate's held-out pairs
+(`adapter.gate_fraction`), which no adapter sees and which the run saves for `drift gate`.
 """
 
 from __future__ import annotations
@@ -30,24 +34,36 @@ HELD_OUT_QUERIES = "held-out queries"  # the query_log pool, as messages and res
 
 @dataclass(frozen=True)
 class PairSplit:
-    """Row indices into the pair pool (the corpus, or held-out queries): adapter training pairs
-    and validation pairs."""
+    """Row indices into the pair pool (the corpus, or held-out queries): adapter training pairs,
+    validation pairs (early stopping, best-epoch restore) and gate pairs.
+
+    The gate pairs are encoded by both models like the others, but no adapter sees them, in
+    training or in validation: they are the held-out pairs `drift gate` estimates ARR on.
+    """
 
     train: np.ndarray
     val: np.ndarray
+    gate: np.ndarray
     n_requested: int
 
     @property
     def rows(self) -> np.ndarray:
-        """Every pair row, training then validation (the items both models encoded)."""
-        return np.concatenate([self.train, self.val])
+        """Every pair row, training, validation then gate (the items both models encoded)."""
+        return np.concatenate([self.train, self.val, self.gate])
 
     def summary(self) -> dict[str, int]:
         return {
             "n_requested": self.n_requested,
             "n_train": int(self.train.size),
             "n_val": int(self.val.size),
+            "n_gate": int(self.gate.size),
         }
+
+
+def _share(n: int, fraction: float) -> int:
+    """round(n * fraction) rows, but at least one for a positive fraction."""
+    count = int(round(n * fraction))
+    return max(count, 1) if fraction > 0 else count
 
 
 def sample_pairs(
@@ -56,22 +72,34 @@ def sample_pairs(
     *,
     val_fraction: float,
     seed: int,
+    gate_fraction: float = 0.0,
     excluded: np.ndarray | None = None,
     items_name: str = "corpus items",
 ) -> PairSplit:
-    """Sample `n_pairs` rows of the pair pool (seeded) and split them into train/validation.
+    """Sample `n_pairs` rows of the pair pool (seeded) and split them into train/validation/gate.
+
+    Validation takes the first rows of the seeded permutation, the gate the next ones, training
+    the rest: the validation rows do not depend on `gate_fraction`, and `gate_fraction=0` gives
+    the train/validation split of earlier versions.
 
     Args:
         n_pool: size of the pool the pairs come from (the corpus, or held-out queries).
         n_pairs: Np, items encoded by both models. Capped (with a warning) by the eligible rows.
         val_fraction: share of the pairs held out for validation / early stopping (paper: 0.2).
         seed: the pair-sampling seed.
+        gate_fraction: share of the pairs held out for the re-index gate, seen by no adapter.
         excluded: boolean mask of pool rows that must never be pairs (e.g. corpus items whose
             text equals a query's).
         items_name: what the pool holds, for the warning when Np exceeds it.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"adapter.val_fraction must be in [0, 1), got {val_fraction}")
+    for name, fraction in (("val_fraction", val_fraction), ("gate_fraction", gate_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"adapter.{name} must be in [0, 1), got {fraction}")
+    if val_fraction + gate_fraction >= 1.0:
+        raise ConfigError(
+            "adapter.val_fraction + adapter.gate_fraction must leave pairs to train on, got "
+            f"{val_fraction} + {gate_fraction}"
+        )
     eligible = np.arange(n_pool) if excluded is None else np.flatnonzero(~excluded)
     if n_pairs < 2:
         raise ConfigError(f"adapter.n_pairs must be at least 2, got {n_pairs}")
@@ -83,13 +111,11 @@ def sample_pairs(
         )
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(eligible)[: min(n_pairs, eligible.size)]
-    n_val = int(round(chosen.size * val_fraction))
-    if val_fraction > 0 and n_val == 0:
-        n_val = 1
-    if chosen.size - n_val < 2:
+    n_val, n_gate = _share(chosen.size, val_fraction), _share(chosen.size, gate_fraction)
+    if chosen.size - n_val - n_gate < 2:
         raise ConfigError(
             f"only {eligible.size} eligible {items_name}: an adapter needs at least 2 training "
-            f"pairs besides the {n_val} held out for validation"
+            f"pairs besides the {n_val} held out for validation and {n_gate} for the gate"
             + (
                 "; hold out more queries with data_limits.max_queries"
                 if items_name == HELD_OUT_QUERIES
@@ -97,7 +123,10 @@ def sample_pairs(
             )
         )
     return PairSplit(
-        train=np.sort(chosen[n_val:]), val=np.sort(chosen[:n_val]), n_requested=n_pairs
+        train=np.sort(chosen[n_val + n_gate :]),
+        val=np.sort(chosen[:n_val]),
+        gate=np.sort(chosen[n_val : n_val + n_gate]),
+        n_requested=n_pairs,
     )
 
 
@@ -108,11 +137,13 @@ def check_pair_role_name(role: str) -> None:
 
 @dataclass(frozen=True)
 class PairVectors:
-    """Both models' vectors of the pair items, in `PairSplit.rows` order (training, validation)."""
+    """Both models' vectors of the pair items, in `PairSplit.rows` order (training, validation,
+    gate)."""
 
     new: np.ndarray
     old: np.ndarray
     n_train: int
+    n_val: int
 
     @property
     def train(self) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +151,12 @@ class PairVectors:
 
     @property
     def val(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.new[self.n_train :], self.old[self.n_train :]
+        part = slice(self.n_train, self.n_train + self.n_val)
+        return self.new[part], self.old[part]
+
+    @property
+    def gate(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.new[self.n_train + self.n_val :], self.old[self.n_train + self.n_val :]
 
 
 Encode = Callable[[Sequence[Any], str], np.ndarray]
@@ -141,12 +177,11 @@ def pair_vectors(
     queries with each model (`encode_*(items, "query")`, through the cache)."""
     check_pair_role_name(role)
     rows = split.rows
+    sizes = {"n_train": int(split.train.size), "n_val": int(split.val.size)}
     if role == "document":
-        return PairVectors(x_new[rows], x_old[rows], int(split.train.size))
+        return PairVectors(x_new[rows], x_old[rows], **sizes)
     chosen = [items[i] for i in rows]
-    return PairVectors(
-        encode_new(chosen, "query"), encode_old(chosen, "query"), int(split.train.size)
-    )
+    return PairVectors(encode_new(chosen, "query"), encode_old(chosen, "query"), **sizes)
 
 
 def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]:

@@ -3,6 +3,9 @@
 This file is copied verbatim into every exported artifact (as `drift_serving.py`), so a serving
 process needs neither drift nor torch nor scipy, and nothing is ever unpickled: the weights are a
 safetensors file parsed here by hand, the computation a short list of operations in JSON.
+`load` refuses weights whose sha256 differs from the one serving.json records, and `apply`
+refuses to return a zero-norm row (e.g. from zeroed weights or an all-zero query), which would
+score every indexed item alike.
 
     import drift_serving                        # the copy inside the artifact folder
     adapter = drift_serving.load("artifact/")
@@ -20,6 +23,7 @@ Operations (each maps float32 rows to float32 rows, in the order listed in servi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -49,9 +53,18 @@ _ERFCC_COEFFS = (
 )
 
 
+class ServingError(ValueError):
+    """An artifact whose weights fail their recorded checksum, or an output that is no usable
+    query (this module stands alone, so it cannot raise drift.errors classes)."""
+
+
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """Read a safetensors file (8-byte little-endian header length, JSON header, raw data)."""
-    blob = Path(path).read_bytes()
+    return parse_safetensors(Path(path).read_bytes(), path)
+
+
+def parse_safetensors(blob: bytes, path: str | Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file's bytes; `path` names it in errors."""
     if len(blob) < 8:
         raise ValueError(f"{path}: too short to be a safetensors file")
     header_len = int.from_bytes(blob[:8], "little")
@@ -114,7 +127,7 @@ class ServingAdapter:
         self.weights = weights
         self.d_in, self.d_out = int(meta["d_in"]), int(meta["d_out"])
         _check_ops(self.ops, weights)
-        probe = self._run(self.ops, np.zeros((1, self.d_in), dtype=np.float32))
+        probe = self._run(self.ops, np.zeros((1, self.d_in), dtype=np.float32), strict=False)
         if probe.shape != (1, self.d_out):
             raise ValueError(
                 f"the artifact's operations map dimension {self.d_in} to {probe.shape[1]}, but its "
@@ -124,12 +137,16 @@ class ServingAdapter:
     def apply(self, queries: np.ndarray) -> np.ndarray:
         """float32 [n, d_in] new-model query vectors -> float32 [n, d_out] old-space vectors.
 
-        Checks only the shape (cheap, once per call); NaN rows come back as NaN rows.
+        Checks the shape, and raises ServingError for output rows of zero norm (at most the
+        normalisation's eps where the output is normalised); NaN rows come back as NaN rows.
         """
         x = np.asarray(queries, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.d_in:
             raise ValueError(f"queries must have shape [n, {self.d_in}], got {x.shape}")
-        return np.ascontiguousarray(self._run(self.ops, x), dtype=np.float32)
+        mapped = self._run(self.ops, x, strict=True)
+        if not self.normalizes_output:  # a normalised output was checked by _run
+            _refuse_zero_rows(~mapped.any(axis=1))
+        return np.ascontiguousarray(mapped, dtype=np.float32)
 
     __call__ = apply
 
@@ -161,7 +178,8 @@ class ServingAdapter:
                 matrix, bias = matrix * s, bias * s
         return matrix.astype(np.float32), bias.astype(np.float32)
 
-    def _run(self, ops: list[dict[str, Any]], x: np.ndarray) -> np.ndarray:
+    def _run(self, ops: list[dict[str, Any]], x: np.ndarray, *, strict: bool) -> np.ndarray:
+        """The operations on `x`; `strict`: refuse rows too short to L2-normalise."""
         for op in ops:
             kind = op["op"]
             if kind == "matmul":
@@ -174,9 +192,11 @@ class ServingAdapter:
                 x = gelu(x)
             elif kind == "l2_normalize":
                 norms = np.linalg.norm(x, axis=1, keepdims=True)
+                if strict:
+                    _refuse_zero_rows(norms[:, 0] <= op["eps"])
                 x = x / np.maximum(norms, np.float32(op["eps"]))
             else:  # "sum"; _check_ops has rejected anything else
-                branches = [self._run(branch, x) for branch in op["branches"]]
+                branches = [self._run(branch, x, strict=strict) for branch in op["branches"]]
                 x = branches[0]
                 for other in branches[1:]:
                     x = x + other
@@ -184,10 +204,37 @@ class ServingAdapter:
 
 
 def load(directory: str | Path) -> ServingAdapter:
-    """Load an artifact written by `drift export` (serving.json + weights.safetensors)."""
+    """Load an artifact written by `drift export` (serving.json + weights.safetensors), after
+    checking the weights file against the sha256 that serving.json records."""
     directory = Path(directory)
-    meta = json.loads((directory / META_FILE).read_text())
-    return ServingAdapter(meta, read_safetensors(directory / meta["weights"]["file"]))
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text())
+    weights_path = directory / meta["weights"]["file"]
+    blob = weights_path.read_bytes()
+    recorded = meta["weights"].get("sha256")
+    if not recorded:
+        raise ServingError(
+            f"{meta_path} records no sha256 for {weights_path.name}: the weights cannot be "
+            "verified; export the adapter again with `drift export`"
+        )
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != recorded:
+        raise ServingError(
+            f"{weights_path}: sha256 {actual} differs from {recorded} recorded in {meta_path}; "
+            "the weights changed after export (corrupted or tampered with): export again"
+        )
+    return ServingAdapter(meta, parse_safetensors(blob, weights_path))
+
+
+def _refuse_zero_rows(zero: np.ndarray) -> None:
+    """Raise ServingError naming the rows flagged in `zero` (bool per query), if any."""
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        raise ServingError(
+            f"{rows.size} of {zero.size} queries map to a zero-norm vector (rows "
+            f"{rows[:5].tolist()}{', ...' if rows.size > 5 else ''}), which would score every "
+            "indexed item alike: check those queries (all zeros?) and the artifact's weights"
+        )
 
 
 def _check_ops(ops: list[dict[str, Any]], weights: dict[str, np.ndarray]) -> None:

@@ -40,6 +40,7 @@ import pandas as pd
 from make_figures import PAPER_STYLE, SAVE
 from scipy import stats
 
+from drift.adapters import build_adapter
 from drift.adapters.base import load_adapter
 from drift.errors import DataError
 from drift.gate import load_pairs, measured_recall, pool_estimates
@@ -76,6 +77,12 @@ def rows_of(
         skipped[f"run whose pool is too small: {gate['skipped']}"] += 1
         return
     for name, estimate in gate.items():
+        if "skipped" in estimate:
+            skipped["adapter the run's gate skipped"] += 1
+            continue
+        if saw_gate_pairs(record, name):
+            skipped["adapter that stopped early on the gate's pairs (validation)"] += 1
+            continue
         measured = measured_recall(record, f"adapter/{name}", K)
         if measured is None:
             skipped["adapter without a kNN measurement"] += 1
@@ -101,13 +108,26 @@ def rows_of(
         }
 
 
+def saw_gate_pairs(record: dict[str, Any], name: str) -> bool:
+    """Whether the run's gate pairs were its validation pairs (no gate split) and the adapter
+    stopped early on them (runs written before the gate skipped such adapters itself)."""
+    if record["pairs"].get("n_gate", 0):
+        return False
+    fitted = record["adapters"][name]
+    if "kind" not in fitted:  # a record that does not say: judged as written
+        return False
+    return build_adapter(fitted["kind"], **fitted["hparams"]).uses_validation
+
+
 def recomputed_gate(
     record: dict[str, Any], adapters_dir: Path | None, n_boot: int, skipped: Counter[str]
 ) -> dict[str, Any]:
     """For runs written before result files recorded the gate: its estimates recomputed from the
     adapters and held-out pairs the run saved (the result file's `artifacts`)."""
     artifacts = dict(record.get("artifacts") or {})
-    pairs_path = locate(artifacts.pop("val_pairs", ""), adapters_dir)
+    # val_pairs: runs written before the gate's pairs had their own name (validation pairs)
+    saved_pairs = artifacts.pop("gate_pairs", "") or artifacts.pop("val_pairs", "")
+    pairs_path = locate(saved_pairs, adapters_dir)
     if not pairs_path.is_file():
         skipped["run without a gate section or saved pairs"] += 1
         return {}

@@ -11,14 +11,13 @@ import pytest
 from drift.adapters import load_adapter
 from drift.config import compose
 from drift.export import main as export_main
+from drift.gate import EXIT_STATUS
 from drift.gate import main as gate_main
 from drift.run import run
 from drift.serving import load as load_served
 
 
-@pytest.fixture(scope="module")
-def record(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("artifacts")
+def synthetic_run(tmp: Path, *overrides: str) -> dict:
     return run(
         compose(
             [
@@ -27,20 +26,48 @@ def record(tmp_path_factory) -> dict:
                 "dataset=synthetic",
                 "debug=smoke",
                 "logger=none",
-                "adapter=procrustes",
                 f"paths.results_dir={tmp / 'results'}",
                 f"paths.cache_dir={tmp / 'cache'}",
+                *overrides,
             ]
         )
     )
 
 
+@pytest.fixture(scope="module")
+def record(tmp_path_factory) -> dict:
+    return synthetic_run(tmp_path_factory.mktemp("artifacts"), "adapter=procrustes")
+
+
 def test_run_saves_every_adapter_and_the_held_out_pairs(record: dict) -> None:
     artifacts = record["artifacts"]
-    assert set(artifacts) == set(record["adapters"]) | {"val_pairs"}
-    with np.load(artifacts["val_pairs"], allow_pickle=False) as pairs:
+    assert set(artifacts) == set(record["adapters"]) | {"gate_pairs"}
+    with np.load(artifacts["gate_pairs"], allow_pickle=False) as pairs:
+        # no gate split (the paper's 80/20): the validation pairs, which Procrustes never uses
         assert pairs["new"].shape == (record["pairs"]["n_val"], 768)
         assert pairs["old"].shape == (record["pairs"]["n_val"], 384)
+        assert pairs["seen_by"].size == 0
+
+
+def test_the_gate_never_judges_an_adapter_on_pairs_it_stopped_early_on(tmp_path: Path) -> None:
+    shared = synthetic_run(tmp_path / "validation", "adapter=all")
+    mlps = sorted(name for name in shared["adapters"] if name.startswith("residual_mlp"))
+    assert mlps and all("skipped" in shared["gate"][name] for name in mlps)
+    assert "arr" in shared["gate"]["procrustes"]
+    with np.load(shared["artifacts"]["gate_pairs"], allow_pickle=False) as pairs:
+        assert sorted(pairs["seen_by"].tolist()) == mlps
+    with pytest.raises(SystemExit) as exit_info:
+        gate_main(
+            [
+                "--adapter-dir",
+                shared["artifacts"][mlps[0]],
+                "--pairs",
+                shared["artifacts"]["gate_pairs"],
+            ]
+        )
+    assert exit_info.value.code == 2
+    own = synthetic_run(tmp_path / "gate", "adapter=all", "adapter.gate_fraction=0.2")
+    assert own["pairs"]["n_gate"] > 0 and "arr" in own["gate"][mlps[0]]
 
 
 def test_gate_and_export_consume_run_artifacts(record: dict, tmp_path: Path) -> None:
@@ -52,7 +79,7 @@ def test_gate_and_export_consume_run_artifacts(record: dict, tmp_path: Path) -> 
                 "--adapter-dir",
                 adapter_dir,
                 "--pairs",
-                record["artifacts"]["val_pairs"],
+                record["artifacts"]["gate_pairs"],
                 "--threshold",
                 "0.5",
                 "--n-boot",
@@ -62,7 +89,7 @@ def test_gate_and_export_consume_run_artifacts(record: dict, tmp_path: Path) -> 
             ]
         )
     report = json.loads(report_path.read_text())["gate"]
-    assert exit_info.value.code == (0 if report["decision"].startswith("keep") else 1)
+    assert exit_info.value.code == EXIT_STATUS[report["decision"]]
 
     out = tmp_path / "artifact"
     export_main(
@@ -79,7 +106,7 @@ def test_gate_and_export_consume_run_artifacts(record: dict, tmp_path: Path) -> 
             str(report_path),
         ]
     )
-    with np.load(record["artifacts"]["val_pairs"], allow_pickle=False) as pairs:
+    with np.load(record["artifacts"]["gate_pairs"], allow_pickle=False) as pairs:
         queries = pairs["new"]
     expected = load_adapter(adapter_dir).transform(queries)
     np.testing.assert_allclose(load_served(out).apply(queries), expected, atol=1e-6)

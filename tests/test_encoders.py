@@ -287,6 +287,32 @@ def test_clip_tag_offline_without_checkpoint_says_what_to_do():
         _build("clip_vit_b32_image")
 
 
+def test_clip_tag_loads_from_a_checkpoint_file_or_the_hub_pinned_by_its_hash(
+    random_clip_image, image_path, tmp_path, monkeypatch
+):
+    """A tag's weights file, given offline or downloaded online, gives the same encoder and the
+    same revision (the file's hash), so the cache never mixes two versions of a tag."""
+    import open_clip
+    import torch
+
+    checkpoint = tmp_path / "planted.pt"
+    torch.save(random_clip_image._model.state_dict(), checkpoint)
+    monkeypatch.setattr(
+        open_clip, "get_pretrained_cfg", lambda arch, tag: {"hf_hub": "x/y"} if tag else {}
+    )
+    spec = {"checkpoint_path": str(checkpoint), "pretrained": "planted"}
+    from_file = _build("clip_vit_s32_random_image", **spec)
+    assert (from_file.source, from_file.real_weights) == ("checkpoint", True)
+    assert "planted:sha256=" in from_file.revision
+    np.testing.assert_allclose(
+        from_file.encode([image_path]), random_clip_image.encode([image_path]), atol=1e-6
+    )
+    monkeypatch.setattr(open_clip, "download_pretrained", lambda cfg, **kw: str(checkpoint))
+    spec = yaml.safe_load((CONF / "clip_vit_s32_random_image.yaml").read_text())
+    from_hub = build_encoder(spec | {"pretrained": "planted"}, device="cpu", offline=False)
+    assert from_hub.source == "hub" and from_hub.revision == from_file.revision
+
+
 def test_unreadable_image_names_the_path(random_clip_image, tmp_path):
     bad = tmp_path / "not_an_image.png"
     bad.write_text("plain text")

@@ -121,7 +121,7 @@ def test_serving_module_needs_only_numpy_and_the_standard_library(exported):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "json", "math", "pathlib", "typing", "numpy"}
+    assert imported <= {"__future__", "hashlib", "json", "math", "pathlib", "typing", "numpy"}
     code = (
         f"import sys; sys.path.insert(0, {str(folder)!r}); import numpy as np, drift_serving; "
         f"a = drift_serving.load({str(folder)!r}); "
@@ -134,19 +134,86 @@ def test_serving_module_needs_only_numpy_and_the_standard_library(exported):
     assert out.stdout.split("\n")[:2] == [f"(2, {D_OLD})", "[]"]
 
 
-def test_tampered_weights_fail_verification(exported, tmp_path):
+def _tampered_copy(folder, tmp_path, change, *, re_sign: bool):
+    """A copy of the artifact whose weights went through `change`; `re_sign`: serving.json then
+    records the new file's sha256 too (a tamper that the checksum cannot catch)."""
+    import hashlib
     import shutil
 
     from safetensors.numpy import save_file
 
-    adapter, folder = exported["op"]
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
-    weights = serving.read_safetensors(copy / "weights.safetensors")
-    weights["weight"] = weights["weight"] + 1e-3
-    save_file(weights, str(copy / "weights.safetensors"))
+    weights_path = copy / "weights.safetensors"
+    save_file(change(serving.read_safetensors(weights_path)), str(weights_path))
+    if re_sign:
+        meta = json.loads((copy / "serving.json").read_text())
+        meta["weights"]["sha256"] = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+        (copy / "serving.json").write_text(json.dumps(meta))
+    return copy
+
+
+def _zeroed(weights):
+    return {name: np.zeros_like(value) for name, value in weights.items()}
+
+
+def test_tampered_weights_are_refused_on_load(exported, tmp_path):
+    import hashlib
+
+    adapter, folder = exported["op"]
+    recorded = json.loads((folder / "serving.json").read_text())["weights"]["sha256"]
+    copy = _tampered_copy(folder, tmp_path, _zeroed, re_sign=False)
+    actual = hashlib.sha256((copy / "weights.safetensors").read_bytes()).hexdigest()
+    assert actual != recorded
+    with pytest.raises(serving.ServingError) as refused:
+        serving.load(copy)
+    message = str(refused.value)
+    assert str(copy / "weights.safetensors") in message
+    assert actual in message and recorded in message
+    with pytest.raises(ExportError, match="does not load.*sha256"):
+        verify_artifact(adapter, copy)
+
+
+def test_weights_without_a_recorded_sha256_are_refused(exported, tmp_path):
+    _, folder = exported["op"]
+    copy = _tampered_copy(folder, tmp_path, lambda weights: weights, re_sign=False)
+    meta = json.loads((copy / "serving.json").read_text())
+    del meta["weights"]["sha256"]
+    (copy / "serving.json").write_text(json.dumps(meta))
+    with pytest.raises(serving.ServingError, match="records no sha256"):
+        serving.load(copy)
+
+
+def test_re_signed_tampered_weights_fail_verification(exported, tmp_path):
+    adapter, folder = exported["op"]
+
+    def nudge(weights):
+        return {**weights, "weight": weights["weight"] + 1e-3}
+
+    copy = _tampered_copy(folder, tmp_path, nudge, re_sign=True)
+    serving.load(copy)  # the checksum matches: only the comparison with the adapter catches it
     with pytest.raises(ExportError, match="differs"):
         verify_artifact(adapter, copy)
+
+
+@pytest.mark.parametrize("name", ["op", "mlp_raw"])  # normalised output, and raw output
+def test_zero_norm_output_rows_are_refused(exported, tmp_path, name):
+    _, folder = exported[name]
+    zeroed = serving.load(_tampered_copy(folder, tmp_path, _zeroed, re_sign=True))
+    with pytest.raises(serving.ServingError, match=r"3 of 3 queries map to a zero-norm vector"):
+        zeroed.apply(unit(3, D_NEW, seed=4))
+
+
+def test_zero_queries_are_refused_and_nan_rows_pass_through(exported):
+    _, folder = exported["op"]  # uncentred OP: x @ W, then L2 normalisation
+    served = serving.load(folder)
+    queries = unit(4, D_NEW, seed=5)
+    queries[1] = 0.0
+    with pytest.raises(serving.ServingError, match=r"1 of 4 queries .* \(rows \[1\]\)"):
+        served.apply(queries)
+    queries[1] = np.nan
+    out = served.apply(queries)
+    assert np.isnan(out[1]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
 
 
 def test_corrupt_weights_file_is_rejected(tmp_path):

@@ -12,6 +12,8 @@ from drift.errors import ConfigError, DataError, VectorError
 from drift.gate import (
     KEEP,
     REINDEX,
+    SERVE_OLD,
+    decide,
     evaluate_gate,
     leave_one_out_knn,
     main,
@@ -39,24 +41,85 @@ def world():
     good = build_adapter("procrustes").fit(x_new[fit], x_old[fit])
     # Fitted on shuffled pairs: a map that has learnt nothing about the drift.
     bad = build_adapter("procrustes").fit(x_new[fit], x_old[fit][rng.permutation(1000)])
-    return {"good": good, "bad": bad, "new": x_new[held], "old": x_old[held], "fit_old": x_old[fit]}
+    return {
+        "good": good,
+        "bad": bad,
+        "new": x_new[held],
+        "old": x_old[held],
+        "fit_new": x_new[fit],
+        "fit_old": x_old[fit],
+    }
 
 
 def test_planted_good_adapter_keeps_serving(world):
     report = evaluate_gate(world["good"], world["new"], world["old"], threshold=0.8)
     assert report.decision == KEEP and report.keep
     assert report.arr["ci_low"] >= 0.8 and report.arr["n"] == 400
-    assert "keep serving" in report.reasons[0]
+    # The noise-free map beats each item's own noisy old vector as the query.
+    assert report.gain_over_status_quo["ci_low"] > 0
+    assert report.gain_over_status_quo["mean"] == pytest.approx(
+        report.arr["mean"] - report.status_quo["mean"]
+    )
+    assert report.reasons[0].startswith("keep serving through the adapter")
+    assert "the adapter adds +" in report.reasons[1]
 
 
-def test_planted_bad_adapter_triggers_reindex(world):
+def test_planted_bad_adapter_serves_old_model_queries(world):
     report = evaluate_gate(world["bad"], world["new"], world["old"], threshold=0.8)
-    assert report.decision == REINDEX
+    assert report.decision == SERVE_OLD and not report.keep
     assert report.arr["mean"] < 0.3
-    assert "below the threshold" in report.reasons[0]
     # Old queries into the old index recover the planted neighbours; the bad adapter does not.
-    assert report.status_quo["mean"] > 0.8
+    assert report.status_quo["ci_low"] > 0.8
+    assert "the adapter is worse than keeping the old model" in report.reasons[0]
+    assert "which reaches the threshold 0.8" in report.reasons[0]
     assert "does no better than keeping the old model" in report.reasons[1]
+
+
+def test_adapter_above_threshold_but_below_the_status_quo_is_not_kept(world):
+    """The case the first gate got wrong: good enough by the threshold, worse than doing nothing.
+    A map fitted towards a slightly turned old space reaches 0.8 but loses to the old model's own
+    queries."""
+    u, _, vt = np.linalg.svd(np.eye(D) + 0.05 * np.random.default_rng(3).standard_normal((D, D)))
+    turn = u @ vt  # the rotation nearest to a small perturbation of the identity
+    off = build_adapter("procrustes").fit(world["fit_new"], world["fit_old"] @ turn.astype("f4"))
+    for rule in ("ci_low", "mean"):
+        report = evaluate_gate(off, world["new"], world["old"], threshold=0.8, rule=rule)
+        assert report.arr["ci_low"] >= 0.8  # the first gate kept it
+        assert report.gain_over_status_quo["ci_high"] < 0
+        assert report.decision == SERVE_OLD
+        assert "the adapter is worse than keeping the old model" in report.reasons[0]
+
+
+def test_neither_reaching_the_threshold_reindexes():
+    rng = np.random.default_rng(2)
+    rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    x_new = unit(rng.standard_normal((1400, D)))
+    x_old = unit(x_new @ rotation + 0.3 * rng.standard_normal((1400, D)))  # strong drift
+    adapter = build_adapter("procrustes").fit(x_new[:1000], x_old[:1000])
+    report = evaluate_gate(adapter, x_new[1000:], x_old[1000:], threshold=0.5)
+    assert report.arr["mean"] < 0.5 and report.status_quo["mean"] < 0.5
+    assert report.arr["mean"] > report.status_quo["mean"]
+    assert report.decision == REINDEX
+    assert "below the threshold 0.5, and so is the status quo's" in report.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "status_quo", "rule", "expected"),
+    [
+        ((0.90, 0.85), (0.80, 0.75), "ci_low", KEEP),
+        ((0.90, 0.85), (0.90, 0.85), "ci_low", KEEP),  # a tie keeps the adapter
+        ((0.90, 0.85), (0.92, 0.70), "ci_low", SERVE_OLD),  # adapter reaches, but below
+        ((0.90, 0.75), (0.85, 0.81), "ci_low", SERVE_OLD),  # only the status quo reaches
+        ((0.90, 0.75), (0.85, 0.81), "mean", KEEP),
+        ((0.90, 0.75), (0.70, 0.65), "ci_low", REINDEX),
+        ((0.70, 0.65), (0.75, 0.70), "mean", REINDEX),  # below, and neither reaches
+    ],
+)
+def test_decision_table(adapter, status_quo, rule, expected):
+    def estimate(mean_and_low):
+        return {"mean": mean_and_low[0], "ci_low": mean_and_low[1]}
+
+    assert decide(estimate(adapter), estimate(status_quo), 0.8, rule) == expected
 
 
 def test_uncertain_estimate_reindexes_under_ci_low_but_keeps_under_mean(world):
@@ -117,11 +180,18 @@ def test_pool_estimates_and_their_summary_beside_the_measured_arr(world):
     assert gate["good"]["pool_k"] == 2 and gate["good"]["n_pool"] == 400
     direct = evaluate_gate(world["good"], world["new"], world["old"], corpus_size=2000, n_boot=50)
     assert gate["good"]["arr"] == direct.arr and gate["good"]["arr_at_k"] == direct.arr_at_k
+    assert gate["good"]["status_quo"] == direct.status_quo
+    assert gate["good"]["gain_over_status_quo"] == direct.gain_over_status_quo
     measured = {"adapter/good": {"metrics": {"recall@10": {"mean": 0.9}}}}
     metrics = {"protocols": {"knn": {"strategies": measured}}}
     text = summarise_gate({"gate": gate, "metrics": metrics})
-    good = f"| good | {direct.arr['mean']:.3f} [{direct.arr['ci_low']:.3f}, "
+    gain = direct.gain_over_status_quo
+    good = (
+        f"| good | {direct.arr['mean']:.3f} [{direct.arr['ci_low']:.3f}, "
+        f"{direct.arr['ci_high']:.3f}] | {gain['mean']:+.3f} [{gain['ci_low']:+.3f}, "
+    )
     assert good in text and "| 0.900 |" in text
+    assert text.split("| bad |")[1].split("|")[1].strip().startswith("-0.")  # below it
     assert "| bad |" in text and text.split("| bad |")[1].split("\n")[0].endswith("| n/a |")
     assert "--corpus-size 2000" in text and "400 held-out pairs" in text
     small = pool_estimates(adapters, world["new"][:10], world["old"][:10], corpus_size=2000)
@@ -159,8 +229,12 @@ def test_cli_exit_status_and_json(world, tmp_path, capsys):
         main(["--adapter-dir", str(tmp_path / "good"), *args, "--json", str(tmp_path / "g.json")])
     assert keep.value.code == 0
     assert json.loads((tmp_path / "g.json").read_text())["gate"]["decision"] == KEEP
-    with pytest.raises(SystemExit) as reindex:
+    with pytest.raises(SystemExit) as serve_old:
         main(["--adapter-dir", str(tmp_path / "bad"), *args])
+    assert serve_old.value.code == 3
+    assert "decision: serve_old_model_queries" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as reindex:  # the status quo does not reach 0.99 either
+        main(["--adapter-dir", str(tmp_path / "bad"), *args[:2], "--threshold", "0.99"])
     assert reindex.value.code == 1
     assert "decision: reindex_now" in capsys.readouterr().out
     np.savez(tmp_path / "broken.npz", new=world["new"])

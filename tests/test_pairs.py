@@ -33,6 +33,74 @@ def test_pairs_never_include_excluded_rows_and_split_train_then_val():
     np.testing.assert_array_equal(split.rows, np.concatenate([split.train, split.val]))
 
 
+def test_gate_pairs_are_disjoint_from_training_and_validation_and_never_excluded():
+    excluded = np.zeros(300, dtype=bool)
+    excluded[::7] = True  # e.g. corpus items whose text equals an evaluated query's
+    split = sample_pairs(300, 200, val_fraction=0.2, gate_fraction=0.1, seed=5, excluded=excluded)
+    assert split.summary() == {"n_requested": 200, "n_train": 140, "n_val": 40, "n_gate": 20}
+    train, val, gate = set(split.train), set(split.val), set(split.gate)
+    assert not train & val and not train & gate and not val & gate
+    assert len(train | val | gate) == 200
+    assert not set(split.rows) & set(np.flatnonzero(excluded))
+    np.testing.assert_array_equal(split.rows, np.concatenate([split.train, split.val, split.gate]))
+    # The gate takes its rows from the training share: validation does not move, and without a
+    # gate the split is the earlier train/validation split.
+    no_gate = sample_pairs(300, 200, val_fraction=0.2, seed=5, excluded=excluded)
+    np.testing.assert_array_equal(no_gate.val, split.val)
+    np.testing.assert_array_equal(no_gate.train, np.union1d(split.train, split.gate))
+    assert no_gate.gate.size == 0
+    assert sample_pairs(30, 10, val_fraction=0.0, gate_fraction=0.01, seed=0).gate.size == 1
+
+
+def test_bad_gate_fractions_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"adapter.gate_fraction must be in \[0, 1\)"):
+        sample_pairs(30, 10, val_fraction=0.2, gate_fraction=1.0, seed=0)
+    with pytest.raises(ConfigError, match="must leave pairs to train on"):
+        sample_pairs(30, 10, val_fraction=0.6, gate_fraction=0.4, seed=0)
+    with pytest.raises(
+        ConfigError, match="besides the 1 held out for validation and 1 for the gate"
+    ):
+        sample_pairs(3, 3, val_fraction=0.2, gate_fraction=0.2, seed=0)
+
+
+def test_no_adapter_sees_the_gate_pairs_and_the_run_saves_them_for_the_gate(tmp_path):
+    from drift.experiment import fit_adapters, gate_pairs, save_artifacts
+    from drift.timing import Timings
+
+    split = sample_pairs(100, 60, val_fraction=0.2, gate_fraction=0.1, seed=2)
+    x_new = np.zeros((100, 4), dtype=np.float32)
+    x_new[:, 0] = np.arange(100)  # each vector names its corpus row
+    x_old = x_new[:, :3].copy()
+    pairs = pair_vectors(
+        split, "document", x_new=x_new, x_old=x_old, items=[], encode_new=None, encode_old=None
+    )
+    np.testing.assert_array_equal(pairs.gate[0][:, 0], split.gate)
+    np.testing.assert_array_equal(pairs.gate[1][:, 0], split.gate)
+
+    class Recorder:
+        """Stands in for an adapter: records the rows `fit` receives."""
+
+        def fit(self, x_new, x_old, *, x_new_val, x_old_val, seed):
+            self.seen = {"train": x_new[:, 0], "val": x_new_val[:, 0], "val_old": x_old_val[:, 0]}
+            return self
+
+    fitted, unfit = fit_adapters({"spy": Recorder()}, pairs, seed=0, timings=Timings())
+    seen = fitted["spy"].seen
+    assert not unfit
+    np.testing.assert_array_equal(seen["train"], split.train)
+    np.testing.assert_array_equal(seen["val"], split.val)
+    np.testing.assert_array_equal(seen["val_old"], split.val)
+    assert not set(split.gate) & (set(seen["train"]) | set(seen["val"]))
+
+    held_out = gate_pairs(pairs, fitted)
+    assert held_out.source == "gate" and held_out.seen_by == ()
+    saved = save_artifacts(tmp_path, {}, held_out)
+    assert saved == {"gate_pairs": str(tmp_path / "gate_pairs.npz")}
+    with np.load(saved["gate_pairs"], allow_pickle=False) as gate:
+        np.testing.assert_array_equal(gate["new"][:, 0], split.gate)
+        np.testing.assert_array_equal(gate["old"][:, 0], split.gate)
+
+
 def test_document_role_reads_the_corpus_vectors_without_encoding():
     split = sample_pairs(30, 10, val_fraction=0.2, seed=0)
     x_new = np.arange(30 * 4, dtype=np.float32).reshape(30, 4)
@@ -89,7 +157,10 @@ def test_query_log_pairs_are_queries_the_run_does_not_evaluate():
     assert pool == [q for q in queries if q not in kept]
     assert len(pool) in (29, 30)  # 30 held out, less the duplicate when its twin is evaluated
 
-    split = sample_pairs(len(pool), 12, val_fraction=0.25, seed=1, items_name="held-out queries")
+    split = sample_pairs(
+        len(pool), 12, val_fraction=0.25, gate_fraction=0.25, seed=1, items_name="held-out queries"
+    )
+    assert not {pool[i] for i in split.gate} & kept  # the gate's pairs: no evaluated query either
     calls: list = []
     pairs = pair_vectors(
         split,
@@ -101,7 +172,8 @@ def test_query_log_pairs_are_queries_the_run_does_not_evaluate():
         encode_old=lambda items, role: calls.append((items, role)) or np.ones((len(items), 3)),
     )
     assert calls == [([pool[i] for i in split.rows], "query")] * 2
-    assert pairs.train[0].shape == (9, 4) and pairs.val[1].shape == (3, 3)
+    assert pairs.train[0].shape == (6, 4) and pairs.val[1].shape == (3, 3)
+    assert pairs.gate[0].shape == (3, 4)
     with pytest.warns(UserWarning, match="exceeds the 29 eligible held-out queries|30 eligible"):
         sample_pairs(len(pool), 100, val_fraction=0.2, seed=0, items_name="held-out queries")
 

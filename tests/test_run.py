@@ -199,6 +199,7 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         "n_requested": 24,
         "n_train": 19,
         "n_val": 5,
+        "n_gate": 0,
         "role": "query",
         "source": "corpus",
         "n_pool": 30,
@@ -220,8 +221,8 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
     documents = run(compose([*base, "adapter.pair_role=document"]))
     assert documents["pairs"]["role"] == "document" and documents["cache"][e5_name]["encoded"] == 0
     with (
-        np.load(record["artifacts"]["val_pairs"]) as as_queries,
-        np.load(documents["artifacts"]["val_pairs"]) as as_documents,
+        np.load(record["artifacts"]["gate_pairs"]) as as_queries,
+        np.load(documents["artifacts"]["gate_pairs"]) as as_documents,
     ):
         np.testing.assert_array_equal(as_queries["old"], as_documents["old"])
         cosines = (as_queries["new"] * as_documents["new"]).sum(axis=1)  # unit vectors

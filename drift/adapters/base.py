@@ -46,6 +46,9 @@ class Adapter(ABC):
     """
 
     kind: ClassVar[str] = "base"
+    # Whether `fit` looks at the validation pairs (early stopping): such an adapter has seen them,
+    # so they are no held-out pairs for its re-index gate.
+    uses_validation: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.d_in: int | None = None

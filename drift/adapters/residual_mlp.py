@@ -64,6 +64,8 @@ class ResidualMLP(MapAdapter):
         dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
     """
 
+    uses_validation = True
+
     def __init__(
         self,
         *,

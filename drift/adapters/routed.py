@@ -112,6 +112,10 @@ class RoutedAdapter(Adapter):
             "dsm": self.dsm,
         }
 
+    @property
+    def uses_validation(self) -> bool:  # type: ignore[override]
+        return self._sub_adapter().uses_validation
+
     def _sub_adapter(self) -> Adapter:
         return build_adapter(self.base, **self.base_hparams)
 

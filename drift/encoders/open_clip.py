@@ -107,20 +107,8 @@ class OpenClipEncoder:
                     raise ModelUnavailableError(
                         f"checkpoint_path {str(checkpoint)!r} is not a file"
                     )
-                self.revision = f"open_clip=={version}:{pretrained}:sha256={_sha256(checkpoint)}"
                 self.source = "checkpoint"
                 self.weights = weights_record("checkpoint", note=f"checkpoint_path {checkpoint}")
-                # A file path carries no tag, so pass on what the tag implies for the model.
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    architecture,
-                    pretrained=str(checkpoint),
-                    force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-                    image_mean=tag_cfg.get("mean"),
-                    image_std=tag_cfg.get("std"),
-                    image_interpolation=tag_cfg.get("interpolation"),
-                    image_resize_mode=tag_cfg.get("resize_mode"),
-                    **kwargs,
-                )
             elif is_offline(offline):
                 raise ModelUnavailableError(
                     f"{architecture}/{pretrained}: no PyPI package ships CLIP weights, so offline "
@@ -129,20 +117,29 @@ class OpenClipEncoder:
                     "pretrained: null gives random weights for testing only."
                 )
             else:
-                self.revision = f"open_clip=={version}:{pretrained}"
                 self.source = "hub"
                 self.weights = weights_record("hub")
                 offline_fix = (
                     "To run without the hub, set checkpoint_path to this tag's weights file "
                     "(no PyPI package ships CLIP weights)."
                 )
-                # Downloaded first: create_model_and_transforms reports a failed download as a
-                # bare RuntimeError; it then finds the file in the cache.
+                # Downloaded here rather than by create_model_and_transforms, which reports a
+                # failed download as a bare RuntimeError, and so that the file's hash pins the
+                # revision (open_clip downloads a tag's file from the hub's main branch).
                 with hub_errors(f"{architecture}/{pretrained}", None, offline_fix=offline_fix):
-                    open_clip.download_pretrained(tag_cfg)
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    architecture, pretrained=pretrained, **kwargs
-                )
+                    checkpoint = Path(open_clip.download_pretrained(tag_cfg))
+            self.revision = f"open_clip=={version}:{pretrained}:sha256={_sha256(checkpoint)}"
+            # A file path carries no tag, so pass on what the tag implies for the model.
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                architecture,
+                pretrained=str(checkpoint),
+                force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+                image_mean=tag_cfg.get("mean"),
+                image_std=tag_cfg.get("std"),
+                image_interpolation=tag_cfg.get("interpolation"),
+                image_resize_mode=tag_cfg.get("resize_mode"),
+                **kwargs,
+            )
 
         model.eval()
         self._model = model
