@@ -9,7 +9,13 @@ writes to --out:
   run's design (experiment, dataset, model pair, Np, index, swept hyperparameters), its measured
   drift and the metric's mean over queries with its bootstrap CI;
 - summary.csv.gz / summary.parquet: the same grouped by everything but the seed (the run's config
-  without its seed), with mean, standard deviation and a 95% t-interval over seeds.
+  without its seed), with mean, standard deviation and a 95% t-interval over seeds. A rerun (a
+  second result file of the same design and seed) counts once: the newest file's numbers are used,
+  and the command says how many it set aside.
+
+Each row names its design twice: `group` (a hash of the run's config without its seed) and
+`design` (its experiment and the settings in which it differs from that experiment's other
+designs here, e.g. "la_rank n_pairs=500 rank=8").
 
 Numbers from debug (smoke) runs are kept, flagged in the `debug` column; they are not results.
 """
@@ -26,8 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from drift.errors import DriftError
-from drift.results import design_config, design_key, read_results
+from drift.errors import DataError, DriftError
+from drift.results import design_config, design_key, design_labels, read_results
 
 # What a row is about; constant within a group of seeds (see `design_key`).
 DESIGN = [
@@ -63,6 +69,12 @@ DESIGN = [
     "dsm",
     "metric",
 ]
+# Design columns that differ between the rows of one run, or name the run rather than set it.
+PER_ROW = ("protocol", "strategy", "method", "dsm", "metric")
+NAMES = ("experiment", "task_name")
+DERIVED = ("np_fraction",)  # np / n_corpus
+# The run-level settings: what two designs of one experiment can differ in, by name.
+SETTINGS = [c for c in DESIGN if c not in (*PER_ROW, *NAMES, *DERIVED)]
 # Measured per run: averaged over seeds in the summary.
 MEASURED = [
     "value",
@@ -91,7 +103,7 @@ def run_info(record: dict[str, Any]) -> dict[str, Any]:
     config = record["config"]
     old, new = record["models"]["old"], record["models"]["new"]
     n_corpus = record["dataset"]["n_corpus"]
-    n_pairs = record["pairs"]["n_train"] + record["pairs"]["n_val"]
+    n_pairs = sum(record["pairs"].get(part, 0) for part in ("n_train", "n_val", "n_gate"))
     from_corpus = record["pairs"].get("source", "corpus") == "corpus"  # else held-out queries
     index = record["index"]["spec"]
     methods = config["adapter"]["methods"]
@@ -195,21 +207,103 @@ def strategy_method(strategy: str) -> tuple[str | None, bool | None]:
 def collect(roots: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """The tidy table of every result file under `roots` (one folder or several)."""
     roots = [roots] if isinstance(roots, str | Path) else list(roots)
-    rows = [row for path, record in read_results(roots) for row in tidy_rows(record, path)]
-    frame = pd.DataFrame(rows)
+    found = read_results(roots)
+    frame = pd.DataFrame([row for path, record in found for row in tidy_rows(record, path)])
     if frame.empty:
         return frame
+    frame["design"] = frame["group"].map(design_labels(record for _, record in found))
     # Row order: as the runs were written within each experiment.
     frame = frame.sort_values(["experiment", "created", "file"], kind="stable")
     return frame.reset_index(drop=True)
 
 
-def summarize(frame: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+class PooledDesignsError(DataError):
+    """Runs of different designs fall on one group of a summary and one seed: a mean over seeds
+    would pool them."""
+
+
+def setting_values(column: pd.Series) -> pd.Series:
+    """Design values as labels: missing values read "none", whole floats as integers (8.0 -> 8)."""
+    return column.map(setting_text)
+
+
+def setting_text(value: object) -> str:
+    if pd.isna(value):
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def varying_settings(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    """The run-level settings (`SETTINGS`, less `exclude`) whose value differs between the rows."""
+    return [c for c in SETTINGS if c not in exclude and setting_values(frame[c]).nunique() > 1]
+
+
+def superseded_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The result files that a newer file of the same design and seed replaces (reruns): one row
+    per file, with its design, seed and creation time."""
+    runs = frame.drop_duplicates(["file", "created"]).sort_values("created", kind="stable")
+    return runs[runs.duplicated(["group", "seed"], keep="last")][
+        ["file", "design", "seed", "created"]
+    ]
+
+
+def one_run_per_seed(
+    frame: pd.DataFrame, by: Sequence[str], same: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The rows of `frame` with one run per group of `by` and seed, in their order.
+
+    Of reruns (rows that agree on `by`, the design `group` and the seed), the newest counts
+    (`created`, when the frame has it). Rows of different designs that agree on `by` and the seed
+    raise PooledDesignsError naming the settings they differ in, unless those are all among `same`
+    (settings known to make no difference there, such as an Np request capped to the same Np):
+    then the newest counts too.
+    """
+    keys = list(dict.fromkeys(by))
+    data = frame.sort_values("created", kind="stable") if "created" in frame else frame
+    if "group" in data:
+        data = data.drop_duplicates(list(dict.fromkeys([*keys, "group", "seed"])), keep="last")
+    clash = data.duplicated([*keys, "seed"], keep=False)
+    if clash.any():
+        rows = data[clash]
+        columns = [c for c in (*NAMES, *SETTINGS) if c in rows and c not in keys]
+        labels = rows[columns].apply(setting_values)
+        per_point = labels.groupby([rows[k] for k in (*keys, "seed")], dropna=False).nunique()
+        differing = [c for c in columns if (per_point[c] > 1).any()]
+        if not differing or not set(differing) <= set(same):
+            raise PooledDesignsError(pooled_message(rows, keys, differing))
+        data = data.drop_duplicates([*keys, "seed"], keep="last")
+    return data.sort_index()
+
+
+def pooled_message(rows: pd.DataFrame, keys: Sequence[str], differing: Sequence[str]) -> str:
+    """Why rows of several designs cannot share a mean: the settings and values they differ in."""
+    where = f"the same {', '.join(keys)} and seed"
+    if differing:
+        values = "; ".join(
+            f"{c}: {', '.join(sorted(set(setting_values(rows[c]))))}" for c in differing
+        )
+        return (
+            f"runs of different designs have {where}, so a mean over seeds would pool them; "
+            f"they differ in {values}. Keep them apart by that setting or select one design."
+        )
+    designs = sorted(set(rows["design"])) if "design" in rows else sorted(set(rows["group"]))
+    return (
+        f"runs of different designs have {where}, so a mean over seeds would pool them; they "
+        f"differ in settings without a column of their own (designs: {'; '.join(designs)}). "
+        "Select one design."
+    )
+
+
+def summarize(
+    frame: pd.DataFrame, by: Sequence[str] | None = None, same: Sequence[str] = ()
+) -> pd.DataFrame:
     """Mean, std and 95% t-interval of `value` over seeds, grouped by `by` (default: the design,
-    i.e. everything but the seed). Other measured columns are averaged. A seed that occurs twice
-    in one group (two runs that differ only in a setting outside `by`) counts once."""
-    keys = list(by) if by is not None else ["group", *DESIGN]
-    data = frame.drop_duplicates([*keys, "seed"])
+    i.e. everything but the seed). Other measured columns are averaged. One run counts per group
+    and seed: see `one_run_per_seed` for reruns, and for the error when `by` would pool designs."""
+    keys = list(by) if by is not None else ["group", "design", *DESIGN]
+    data = one_run_per_seed(frame, keys, same)
     grouped = data.groupby(keys, dropna=False, sort=False)
     out = grouped[[c for c in MEASURED if c in data]].mean(numeric_only=True)
     out = out.rename(columns={"ci_low": "boot_ci_low", "ci_high": "boot_ci_high"})
@@ -251,6 +345,15 @@ def collect_or_say_why(roots: Sequence[str | Path]) -> pd.DataFrame | None:
     return frame
 
 
+def print_reruns(frame: pd.DataFrame) -> None:
+    """Say which result files a newer run of the same design and seed replaces in the summary."""
+    old = superseded_runs(frame)
+    if not old.empty:
+        print(f"note: {len(old)} reruns (same design and seed): the newest file of each is used")
+        for run in old.itertuples():
+            print(f"  set aside: {run.file} ({run.design}, seed {run.seed}, {run.created})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", default=["results/runs"], help="result folders")
@@ -263,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}")
     n_runs = frame["file"].nunique()
     print(f"{n_runs} runs, {len(frame)} rows, {frame['group'].nunique()} designs")
+    print_reruns(frame)
     if frame["debug"].any():
         print("WARNING: debug (smoke) runs are included; their numbers are not results.")
     return 0

@@ -21,8 +21,13 @@ and a CSV of the plotted points (mean, s.d. and count over seeds):
 A figure whose runs are absent is skipped with a message naming the command that makes them.
 Runs are found by their experiment (the first tag an experiment file sets). When an experiment has
 full runs, its debug (smoke) runs are left out; a figure made of smoke runs says so in its title.
-Each panel holds one (dataset, model pair); several give one file each, suffixed with both.
-Error bars: +-1 standard deviation over seeds (none with one seed).
+Each figure holds one (dataset, model pair); several give one file each, suffixed with both. Runs
+that differ in a setting beyond the figure's own sweep (say, two la_rank sweeps at different Np)
+are never pooled: each such design gets its own file, suffixed and subtitled with the setting
+(--np_requested-500); the main table gives it its own column block. A rerun (same design and
+seed) counts once, the newest file; the command lists the files it set aside. Runs that differ
+only in a setting without a column in the tidy table stop the command with an error naming them.
+Error bars: +-1 standard deviation over seeds (none with one seed), as each subtitle says.
 """
 
 from __future__ import annotations
@@ -32,13 +37,22 @@ import math
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import collect_or_say_why, short_model, summarize
+from collect_results import (
+    PooledDesignsError,
+    collect_or_say_why,
+    one_run_per_seed,
+    print_reruns,
+    setting_values,
+    short_model,
+    summarize,
+    varying_settings,
+)
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -82,6 +96,11 @@ PAPER_STYLE = {
     "axes.spines.right": False,
 }
 SAVE = {"dpi": 200, "bbox_inches": "tight"}
+# Settings that may differ between runs drawn at one point (same x, strategy and seed) without
+# their being different designs: the experiment's name (sample_size and sample_size_fraction feed
+# one figure) and an Np request capped to the same Np (the same pairs). The newest run counts.
+EQUIVALENT = ("experiment", "task_name", "np_requested")
+SD_BARS = "error bars: ±1 s.d. over seeds"
 PANEL_WIDTH, PANEL_HEIGHT = 3.4, 2.6  # inches: two panels fill a two-column paper's width
 
 
@@ -137,12 +156,43 @@ def runs_of(frame: pd.DataFrame, experiments: Sequence[str]) -> tuple[pd.DataFra
     return rows, "SMOKE RUNS, NOT RESULTS: "
 
 
-def contexts(rows: pd.DataFrame, keys: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
-    """Split rows by `keys` (e.g. dataset and pair): [(file suffix, rows)], no suffix if one."""
-    groups = list(rows.groupby(list(keys), sort=True))
-    if len(groups) == 1:
-        return [("", groups[0][1])]
-    return [("--" + "--".join(slug(str(v)) for v in values), part) for values, part in groups]
+@dataclass(frozen=True)
+class Context:
+    """The runs one figure file (or one column block of the main table) shows."""
+
+    suffix: str  # of the file name: "" when the figure has one context
+    rows: pd.DataFrame
+    note: str  # title prefix: says when the runs are smoke runs
+    settings: tuple[tuple[str, str], ...] = ()  # (column, value) setting it apart from siblings
+
+    def subtitle(self, bars: str = SD_BARS) -> str:
+        """What the runs are, the settings that set them apart and what the error bars are."""
+        text = ", ".join([describe(self.rows, self.note), *(f"{k}={v}" for k, v in self.settings)])
+        one_seed = self.rows.groupby("group")["seed"].nunique().max() <= 1
+        return f"{text}\n{'one seed: no error bars' if one_seed else bars}"
+
+
+def contexts(
+    rows: pd.DataFrame, split_by: Sequence[str], sweeps: Sequence[str], note: str
+) -> list[Context]:
+    """Split rows by `split_by` (e.g. dataset and pair; file suffix: their values, when there are
+    several) and then by every run-level setting that still differs, other than `sweeps` (the
+    settings the figure draws along; file suffix: --setting-value), so that no line pools designs.
+    """
+    split = list(split_by)
+    groups = list(rows.groupby(split, sort=True, dropna=False))
+    found = []
+    for values, part in groups:
+        stem = "".join(f"--{slug(str(v))}" for v in values) if len(groups) > 1 else ""
+        extra = varying_settings(part, exclude=[*split, *sweeps])
+        if not extra:
+            found.append(Context(stem, part, note))
+            continue
+        for _, design in part.groupby(extra, sort=True, dropna=False):
+            settings = tuple(zip(extra, setting_values(design[extra].iloc[0]), strict=True))
+            suffix = stem + "".join(f"--{slug(f'{k}-{v}')}" for k, v in settings)
+            found.append(Context(suffix, design, note, settings))
+    return found
 
 
 def slug(text: str) -> str:
@@ -193,14 +243,16 @@ def new_figure(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
 
 
 def finish(fig: Figure, axes: np.ndarray, title: str, subtitle: str) -> Figure:
-    """Suptitle, one legend below all panels (deduplicated), light grids."""
+    """Suptitle (the subtitle's own line breaks kept), one legend below all panels
+    (deduplicated), light grids."""
     handles: dict[str, object] = {}
     for ax in axes.flat:
         ax.grid(alpha=0.3, linewidth=0.5)
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     width = int(fig.get_figwidth() * 15)  # characters per line at 9 pt
-    fig.suptitle("\n".join(textwrap.wrap(title, width) + textwrap.wrap(subtitle, width + 10)))
+    lines = [line for part in subtitle.split("\n") for line in textwrap.wrap(part, width + 10)]
+    fig.suptitle("\n".join(textwrap.wrap(title, width) + lines))
     if handles:
         fig.legend(
             list(handles.values()),
@@ -212,13 +264,9 @@ def finish(fig: Figure, axes: np.ndarray, title: str, subtitle: str) -> Figure:
     return fig
 
 
-def error_lines(
-    ax: plt.Axes, points: pd.DataFrame, x: str, strategies: Sequence[str] | None = None
-) -> None:
+def error_lines(ax: plt.Axes, points: pd.DataFrame, x: str) -> None:
     """One line per strategy through its (x, mean) points, +-1 s.d. error bars."""
     for strategy in ordered(points["strategy"]):
-        if strategies is not None and strategy not in strategies:
-            continue
         line = points[points["strategy"] == strategy].sort_values(x)
         ax.errorbar(
             line[x],
@@ -231,50 +279,89 @@ def error_lines(
         )
 
 
+def category_points(ax: plt.Axes, points: pd.DataFrame, x: str, order_by: str | None) -> None:
+    """Per category of `x` (in order of the column `order_by`, else of their values): each
+    strategy's mean with +-1 s.d. error bars, the strategies side by side and unjoined (separate
+    things, such as two losses or model pairs, have no scale to draw a line along)."""
+    key = points.groupby(x)[order_by].mean() if order_by else None
+    categories = sorted(points[x].unique(), key=lambda c: key[c] if key is not None else str(c))
+    strategies = ordered(points["strategy"])
+    step = min(0.1, 0.6 / len(strategies))
+    for i, strategy in enumerate(strategies):
+        mine = points[points["strategy"] == strategy]
+        offset = step * (i - (len(strategies) - 1) / 2)
+        ax.errorbar(
+            mine[x].map({c: j for j, c in enumerate(categories)}) + offset,
+            mine["mean"],
+            yerr=mine["std"].fillna(0.0),
+            capsize=2,
+            markersize=4,
+            **{**style(strategy), "linestyle": "none"},
+        )
+    ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+    ax.set_xlim(-0.5, len(categories) - 0.5)
+
+
 @dataclass(frozen=True)
 class Axis:
     """An x axis: group runs by `by` (a design column), plot at `x` (`by`, or a measured column
-    averaged over the group's runs, such as the drift), optionally on a log scale (base)."""
+    averaged over the group's runs, such as the drift), optionally on a log scale (base). A
+    `categorical` axis places the values of `by` side by side as labels, in order of `x`."""
 
     by: str
     label: str
     x: str | None = None
     log: int | None = None
+    categorical: bool = False
+
+
+# Two tick labels of a log axis closer than this ratio would touch: the second moves a row down.
+CLOSE = 1.3
 
 
 def log_ticks_at(ax: plt.Axes, values: pd.Series, base: int = 10) -> None:
-    """Log x axis labelled at the swept values themselves (5000 -> "5k"), skipping a value too
-    close to a larger one to label legibly; no minor labels."""
+    """Log x axis labelled at the swept values themselves (5000 -> "5k"); a value too close to
+    the one before to share its row of labels is labelled on a second row below (5000 and 5818),
+    and one too close on both rows is left unlabelled; no minor labels."""
     ax.set_xscale("log", base=base)
-    ticks: list[float] = []
-    for value in sorted(values.dropna().unique(), reverse=True):
-        if not ticks or ticks[-1] / value >= 1.3:
-            ticks.append(value)
-    ax.set_xticks(ticks, [tick_label(v) for v in ticks])
+    ticks = sorted(values.dropna().unique())
+    last: list[float | None] = [None, None]  # the last labelled value on each row
+    labels = []
+    for value in ticks:
+        row = next((r for r, v in enumerate(last) if v is None or value / v >= CLOSE), None)
+        if row is not None:
+            last[row] = value
+        labels.append("" if row is None else "\n" * row + tick_label(value))
+    ax.set_xticks(ticks, labels)
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def tick_label(value: float) -> str:
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:.3g}M"
-    if value >= 1000:
-        return f"{value / 1000:.3g}k"
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+    """A swept value as a short exact label: 1000 -> "1k", 2500 -> "2.5k", 1024 -> "1024";
+    a fraction to two significant digits (8.59 -> "8.6")."""
+    if not float(value).is_integer():
+        return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+    whole = int(value)
+    for unit, suffix in ((1_000_000, "M"), (1000, "k")):
+        if whole >= unit and (whole * 10) % unit == 0:  # exact with one decimal at most
+            return f"{whole / unit:g}{suffix}"
+    return str(whole)
 
 
 def sweep_points(rows: pd.DataFrame, by: str, protocol: str) -> pd.DataFrame:
     """Mean and s.d. over seeds of the protocol's primary metric, per (`by`, strategy)."""
     data = primary(rows, protocol)
     data = data[~data["strategy"].isin(TABLE_ONLY)].dropna(subset=[by])
-    points = summarize(data, by=[by, "strategy"])
+    points = summarize(data, by=[by, "strategy"], same=EQUIVALENT)
     return points.assign(protocol=protocol, drift=1.0 - points["drift_knn_overlap"])
 
 
 def sweep_figure(
-    rows: pd.DataFrame, note: str, *, axes_x: Sequence[Axis], title: str
+    context: Context, *, axes_x: Sequence[Axis], title: str
 ) -> tuple[Figure, pd.DataFrame]:
     """Line plots: one row of panels per protocol, one column per x axis (one x axis: the
     protocols side by side)."""
+    rows = context.rows
     protocols = protocols_of(rows)
     if len(axes_x) == 1:
         fig, axes = new_figure(1, len(protocols))
@@ -286,45 +373,43 @@ def sweep_figure(
         for j, axis in enumerate(axes_x):
             ax = axes[i, j]
             points = sweep_points(rows, axis.by, protocol)
-            error_lines(ax, points, axis.x or axis.by)
+            if axis.categorical:
+                category_points(ax, points, axis.by, axis.x)
+            else:
+                error_lines(ax, points, axis.x or axis.by)
             if axis.log:
                 log_ticks_at(ax, points[axis.x or axis.by], axis.log)
             ax.set_xlabel(axis.label)
             ax.set_ylabel(PRIMARY[protocol][1])
             tables.append(points)
     table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
-    return finish(fig, axes, title, describe(rows, note)), table
+    return finish(fig, axes, title, context.subtitle()), table
 
 
 # -- figures ----------------------------------------------------------------------------------
-def fig_drift_severity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_drift_severity(context: Context) -> tuple[Figure, pd.DataFrame]:
+    """One group of points per new model, in order of measured drift (each a separate pair: no
+    lines join them), labelled with its drift and CKA."""
     fig, table = sweep_figure(
-        rows,
-        note,
-        axes_x=[Axis("pair", "measured drift (1 - 10-NN overlap)", "drift")],
+        context,
+        axes_x=[Axis("pair", "new model (drift = 1 - 10-NN overlap)", "drift", categorical=True)],
         title="ARR vs. drift severity: one old model, new models ordered by measured drift",
     )
-    pairs = table.drop_duplicates("pair")
-    for ax in fig.axes[: len(protocols_of(rows))]:
-        top = ax.secondary_xaxis("top")
-        top.set_xticks(
-            pairs["drift"].to_numpy(),
-            [
-                f"{SHORT_MODELS.get(pair.split(' -> ')[-1], pair.split(' -> ')[-1])} "
-                f"(CKA {cka:.2f})"
-                for pair, cka in zip(pairs["pair"], pairs["drift_cka"], strict=True)
-            ],
-            fontsize=7,
-            rotation=30,
-            ha="left",
+    pairs = table.drop_duplicates("pair").sort_values("drift")
+    labels = [
+        f"{SHORT_MODELS.get(new, new)}\ndrift {drift:.2f}\nCKA {cka:.2f}"
+        for new, drift, cka in zip(
+            pairs["pair"].str.split(" -> ").str[-1], pairs["drift"], pairs["drift_cka"], strict=True
         )
+    ]
+    for ax in fig.axes[: len(protocols_of(context.rows))]:
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
     return fig, table
 
 
-def fig_drift_synthetic(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_drift_synthetic(context: Context) -> tuple[Figure, pd.DataFrame]:
     return sweep_figure(
-        rows,
-        note,
+        context,
         axes_x=[
             Axis("level", "synthetic drift level (0 = none, 1 = severe)"),
             Axis("level", "measured drift: 1 - 10-NN overlap (fraction)", "drift"),
@@ -333,10 +418,10 @@ def fig_drift_synthetic(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataF
     )
 
 
-def fig_sample_size(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_sample_size(context: Context) -> tuple[Figure, pd.DataFrame]:
+    rows = context.rows
     return sweep_figure(
-        rows.assign(np_percent=100.0 * rows["np_fraction"]),
-        note,
+        replace(context, rows=rows.assign(np_percent=100.0 * rows["np_fraction"])),
         axes_x=[
             Axis("np", "Np: pairs encoded by both models (items, log scale)", log=10),
             Axis("np_percent", "Np as a share of the corpus (%, log scale)", log=10),
@@ -345,19 +430,17 @@ def fig_sample_size(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame
     )
 
 
-def fig_la_rank(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_la_rank(context: Context) -> tuple[Figure, pd.DataFrame]:
     return sweep_figure(
-        rows,
-        note,
+        context,
         axes_x=[Axis("la_rank", "low-rank affine rank r (log scale)", log=2)],
         title="Low-rank affine adapter: ARR vs. rank (OP refit as reference)",
     )
 
 
-def fig_mlp_width(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_mlp_width(context: Context) -> tuple[Figure, pd.DataFrame]:
     return sweep_figure(
-        rows,
-        note,
+        context,
         axes_x=[Axis("mlp_hidden", "residual MLP hidden width (units, log scale)", log=2)],
         title="Residual MLP adapter: ARR vs. hidden width (closed-form adapters as reference)",
     )
@@ -366,8 +449,8 @@ def fig_mlp_width(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
 def dsm_deltas(rows: pd.DataFrame, protocol: str) -> pd.DataFrame:
     """Per Np and adapter: ARR with DSM minus ARR without, paired by seed, over seeds."""
     data = primary(rows, protocol)
-    data = data[data["method"].notna()]
-    wide = data.pivot_table(index=["np", "method", "seed"], columns="dsm", values="value")
+    data = one_run_per_seed(data[data["method"].notna()], ["np", "strategy"], EQUIVALENT)
+    wide = data.pivot(index=["np", "method", "seed"], columns="dsm", values="value")
     if True not in wide or False not in wide:
         raise Skip("dsm_ablation: its runs lack adapters fitted both without and with DSM")
     delta = (wide[True] - wide[False]).dropna().rename("value").reset_index()
@@ -375,7 +458,8 @@ def dsm_deltas(rows: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return summarize(delta, by=["np", "strategy"]).assign(protocol=protocol)
 
 
-def fig_dsm_ablation(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_dsm_ablation(context: Context) -> tuple[Figure, pd.DataFrame]:
+    rows = context.rows
     protocols = protocols_of(rows)
     fig, axes = new_figure(1, len(protocols))
     tables = []
@@ -393,26 +477,26 @@ def fig_dsm_ablation(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFram
         ax.set_ylabel(f"with DSM minus without:\n{SHORT[protocol]}")
         tables.append(points)
     title = "Diagonal scaling (DSM) ablation: change from adding DSM to each adapter"
-    return finish(fig, axes, title, describe(rows, note)), pd.concat(tables, ignore_index=True)
+    bars = "error bars: ±1 s.d. over seeds of the difference, paired by seed"
+    return finish(fig, axes, title, context.subtitle(bars)), pd.concat(tables, ignore_index=True)
 
 
-def fig_mlp_loss(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_mlp_loss(context: Context) -> tuple[Figure, pd.DataFrame]:
     return sweep_figure(
-        rows,
-        note,
-        axes_x=[Axis("mlp_loss", "residual MLP training loss")],
+        context,
+        axes_x=[Axis("mlp_loss", "residual MLP training loss", categorical=True)],
         title="Residual MLP adapter: cosine vs. MSE training loss (others as reference)",
     )
 
 
-def fig_ann_sensitivity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_ann_sensitivity(context: Context) -> tuple[Figure, pd.DataFrame]:
     """R@10 against efSearch and against search time; Flat (exact) as dotted levels."""
-    data = primary(rows, "knn")
+    data = primary(context.rows, "knn")
     data = data[~data["strategy"].isin(TABLE_ONLY)]
     if data.empty:
         raise Skip("ann_sensitivity: no knn-protocol metrics in its runs")
-    hnsw = summarize(data[data["index_kind"] == "hnsw"], by=["ef_search", "strategy"])
-    flat = summarize(data[data["index_kind"] == "flat"], by=["strategy"])
+    hnsw = summarize(data[data["index_kind"] == "hnsw"], ["ef_search", "strategy"], EQUIVALENT)
+    flat = summarize(data[data["index_kind"] == "flat"], ["strategy"], EQUIVALENT)
     fig, axes = new_figure(1, 2)
     for ax, x, label in (
         (axes[0, 0], "ef_search", "HNSW efSearch (candidate list length, log scale)"),
@@ -434,13 +518,12 @@ def fig_ann_sensitivity(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataF
         axes[0, 0].plot([], [], color="#555555", linestyle=":", label="dotted: Flat (exact)")
     title = "ANN sensitivity: HNSW efSearch vs. exact search (Flat), adapter loss vs. index loss"
     table = pd.concat([hnsw.assign(index="hnsw"), flat.assign(index="flat")], ignore_index=True)
-    return finish(fig, axes, title, describe(rows, note)), table
+    return finish(fig, axes, title, context.subtitle()), table
 
 
-def fig_corpus_size(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame]:
+def fig_corpus_size(context: Context) -> tuple[Figure, pd.DataFrame]:
     return sweep_figure(
-        rows,
-        note,
+        context,
         axes_x=[Axis("n_corpus", "corpus size N (items, log scale)", log=10)],
         title="ARR vs. corpus size at a fixed number of pairs (Np)",
     )
@@ -448,23 +531,35 @@ def fig_corpus_size(rows: pd.DataFrame, note: str) -> tuple[Figure, pd.DataFrame
 
 @dataclass(frozen=True)
 class FigureSpec:
+    """A figure: the experiments whose runs it draws, how it draws one context of them, the
+    settings it draws along (which may differ between its runs) and the settings that split its
+    runs into files by value; any other setting that differs splits them too (`contexts`)."""
+
     experiments: tuple[str, ...]
-    draw: Callable[[pd.DataFrame, str], tuple[Figure, pd.DataFrame]]
+    draw: Callable[[Context], tuple[Figure, pd.DataFrame]]
+    sweeps: tuple[str, ...]
     split_by: tuple[str, ...] = ("dataset", "pair")
 
 
+NP = ("np_requested", "np")
 FIGURES = {
-    "drift_severity": FigureSpec(("drift_severity",), fig_drift_severity, ("dataset",)),
-    "drift_synthetic": FigureSpec(("drift_synthetic",), fig_drift_synthetic),
-    "sample_size": FigureSpec(("sample_size", "sample_size_fraction"), fig_sample_size),
-    "dsm_ablation": FigureSpec(("dsm_ablation",), fig_dsm_ablation),
-    "la_rank": FigureSpec(("la_rank",), fig_la_rank),
-    "mlp_width": FigureSpec(("mlp_width",), fig_mlp_width),
-    "mlp_loss": FigureSpec(("mlp_loss",), fig_mlp_loss),
-    "ann_sensitivity": FigureSpec(("ann_sensitivity",), fig_ann_sensitivity),
-    "corpus_size": FigureSpec(("corpus_size",), fig_corpus_size, ("dataset", "pair", "level")),
+    "drift_severity": FigureSpec(
+        ("drift_severity",), fig_drift_severity, ("new_model", "pair", "new_dim"), ("dataset",)
+    ),
+    "drift_synthetic": FigureSpec(("drift_synthetic",), fig_drift_synthetic, ("level",)),
+    "sample_size": FigureSpec(("sample_size", "sample_size_fraction"), fig_sample_size, NP),
+    "dsm_ablation": FigureSpec(("dsm_ablation",), fig_dsm_ablation, NP),
+    "la_rank": FigureSpec(("la_rank",), fig_la_rank, ("la_rank",)),
+    "mlp_width": FigureSpec(("mlp_width",), fig_mlp_width, ("mlp_hidden",)),
+    "mlp_loss": FigureSpec(("mlp_loss",), fig_mlp_loss, ("mlp_loss",)),
+    "ann_sensitivity": FigureSpec(
+        ("ann_sensitivity",), fig_ann_sensitivity, ("index_kind", "ef_search", "nprobe")
+    ),
+    "corpus_size": FigureSpec(
+        ("corpus_size",), fig_corpus_size, ("n_corpus",), ("dataset", "pair", "level")
+    ),
     "corpus_size_real": FigureSpec(
-        ("corpus_size_real",), fig_corpus_size, ("dataset", "pair", "corpus_subset")
+        ("corpus_size_real",), fig_corpus_size, ("n_corpus",), ("dataset", "pair", "corpus_subset")
     ),
 }
 
@@ -472,16 +567,20 @@ FIGURES = {
 def build_figures(
     frame: pd.DataFrame,
 ) -> tuple[dict[str, tuple[Figure, pd.DataFrame]], dict[str, str]]:
-    """Every figure the runs allow: ({file stem: (figure, plotted points)}, {name: why skipped})."""
+    """Every figure the runs allow: ({file stem: (figure, plotted points)}, {name: why skipped}).
+    Raises PooledDesignsError, naming the figure, when its runs differ in a setting that
+    `contexts` cannot keep apart."""
     made, skipped = {}, {}
     with plt.rc_context(PAPER_STYLE):
         for name, spec in FIGURES.items():
             try:
                 rows, note = runs_of(frame, spec.experiments)
-                for suffix, part in contexts(rows, spec.split_by):
-                    made[name + suffix] = spec.draw(part, note)
+                for context in contexts(rows, spec.split_by, spec.sweeps, note):
+                    made[name + context.suffix] = spec.draw(context)
             except Skip as why:
                 skipped[name] = str(why)
+            except PooledDesignsError as err:
+                raise PooledDesignsError(f"figure {name}: {err}") from err
     return made, skipped
 
 
@@ -590,23 +689,24 @@ def cell(mean: float, std: float, digits: int = 3) -> str:
 
 
 def main_table(frame: pd.DataFrame) -> Table:
-    """The paper's Table 1 shape: strategies x (dataset, pair) x metrics, mean ± s.d. over seeds."""
+    """The paper's Table 1 shape: strategies x (dataset, pair) x metrics, mean ± s.d. over seeds.
+    Runs of one dataset and pair that differ in a setting (say, the index) get a column block
+    each, headed by the setting."""
     rows, note = runs_of(frame, MAIN_TABLE)
-    points = summarize(rows, by=["dataset", "pair", "protocol", "strategy", "metric"])
-    blocks, columns = [], []
-    for (dataset, pair), part in points.groupby(["dataset", "pair"], sort=True):
+    blocks, columns, runs = [], [], []
+    for context in contexts(rows, ("dataset", "pair"), (), note):
+        points = summarize(context.rows, by=["protocol", "strategy", "metric"], same=EQUIVALENT)
         present = [
-            c for c in TABLE_COLUMNS if ((part.protocol == c[0]) & (part.metric == c[1])).any()
+            c for c in TABLE_COLUMNS if ((points.protocol == c[0]) & (points.metric == c[1])).any()
         ]
-        blocks.append((f"{dataset}, {pair}", [header for _, _, header in present] + ["us/query"]))
-        columns.append((dataset, pair, present))
+        blocks.append((block_title(context), [header for _, _, header in present] + ["us/query"]))
+        columns.append((points, present))
+        runs.append((block_title(context), context.rows))
     table_rows = []
-    for strategy in ordered(points["strategy"]):
+    for strategy in ordered(pd.concat([points for points, _ in columns])["strategy"]):
         cells = []
-        for dataset, pair, present in columns:
-            mine = points[
-                (points.dataset == dataset) & (points.pair == pair) & (points.strategy == strategy)
-            ]
+        for points, present in columns:
+            mine = points[points.strategy == strategy]
             for protocol, metric, _ in present:
                 hit = mine[(mine.protocol == protocol) & (mine.metric == metric)]
                 cells.append(cell(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else "n/a")
@@ -617,7 +717,15 @@ def main_table(frame: pd.DataFrame) -> Table:
         title=note + "ARR after an embedding-model upgrade without re-indexing",
         blocks=blocks,
         rows=table_rows,
-        notes=table_notes(rows),
+        notes=table_notes(runs),
+    )
+
+
+def block_title(context: Context) -> str:
+    """A main-table column block: its dataset and pair, and the settings that set it apart."""
+    first = context.rows.iloc[0]
+    return ", ".join(
+        [str(first["dataset"]), str(first["pair"]), *(f"{k}={v}" for k, v in context.settings)]
     )
 
 
@@ -627,22 +735,28 @@ CAPPED = (
 )
 
 
-def table_notes(rows: pd.DataFrame) -> list[str]:
-    runs = rows.drop_duplicates("file")
-    seeds = runs.groupby(["dataset", "pair"])["seed"].nunique()
+def table_notes(blocks: Sequence[tuple[str, pd.DataFrame]]) -> list[str]:
+    """The notes under the main table, from its column blocks' (title, rows)."""
+    seeds = [(title, rows["seed"].nunique()) for title, rows in blocks]
+    counts = (
+        f"{seeds[0][1]} seeds"
+        if len(seeds) == 1
+        else f"seeds ({'; '.join(f'{title}: {n}' for title, n in seeds)})"
+    )
     notes = [
-        f"Mean ± s.d. over seeds ({', '.join(f'{d}: {n}' for (d, _), n in seeds.items())}); "
-        "each run's 95% bootstrap CIs over queries are in the result files.",
+        f"Mean ± s.d. over {counts}; each run's 95% bootstrap CIs over queries are in the result "
+        "files.",
         "kNN protocol (the paper's): relevance = the new model's exact top-10 over the "
         "re-embedded corpus, so R@10 is the ARR and the full re-index with exact search scores 1; "
         "qrels protocol: dataset relevance labels, ARR = strategy / full re-index.",
     ]
-    for (dataset, pair), part in runs.groupby(["dataset", "pair"]):
+    for title, rows in blocks:
+        part = rows.drop_duplicates("file")
         np_used = sorted(part["np"].unique())
         requested = sorted(part["np_requested"].unique())
         kinds = ", ".join(sorted(part["index_kind"].unique()))
         notes.append(
-            f"{dataset}, {pair}: {int(part['n_corpus'].iloc[0]):,} documents, "
+            f"{title}: {int(part['n_corpus'].iloc[0]):,} documents, "
             f"{int(part['n_queries'].iloc[0]):,} queries; Np = "
             + "/".join(f"{int(n):,}" for n in np_used)
             + f" pairs (requested {'/'.join(f'{int(n):,}' for n in requested)}"
@@ -651,7 +765,7 @@ def table_notes(rows: pd.DataFrame) -> list[str]:
             f"1 - 10-NN overlap {1 - part['drift_knn_overlap'].mean():.3f}, "
             f"CKA {part['drift_cka'].mean():.3f}."
         )
-    reasons = sorted({r for r in runs["not_applicable"].dropna() if r})
+    reasons = sorted({r for _, rows in blocks for r in rows["not_applicable"].dropna() if r})
     notes += [f"n/a: {reason}." for reason in reasons]
     notes.append(
         "us/query: whole-batch time / queries, faiss threads as recorded; the adapter's share "
@@ -662,7 +776,8 @@ def table_notes(rows: pd.DataFrame) -> list[str]:
 
 # -- writing ----------------------------------------------------------------------------------
 def write_all(frame: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], dict[str, str]]:
-    """Main table (md, tex) and every figure (png, pdf, csv) into `out_dir`."""
+    """Main table (md, tex) and every figure (png, pdf, csv) into `out_dir`. Raises
+    PooledDesignsError when the runs of the table or a figure cannot be kept apart."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = [], {}
@@ -674,6 +789,8 @@ def write_all(frame: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], dic
             written.append(path)
     except Skip as why:
         skipped["main_table"] = str(why)
+    except PooledDesignsError as err:
+        raise PooledDesignsError(f"main table: {err}") from err
     figures, skipped_figures = build_figures(frame)
     skipped.update(skipped_figures)
     written += save_figures(figures, out)
@@ -702,11 +819,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = collect_or_say_why(args.results)
     if frame is None:
         return 2
-    written, skipped = write_all(frame, args.out)
+    try:
+        written, skipped = write_all(frame, args.out)
+    except PooledDesignsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for path in written:
         print(f"wrote {path}")
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
+    print_reruns(frame)
     if frame["debug"].any():
         print("WARNING: debug (smoke) runs were found; figures made only of them say so.")
     return 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import shutil
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from nbclient import NotebookClient
 from test_experiments import EXPERIMENTS, smoke_root, smoke_run  # noqa: F401 (a fixture)
 
 from drift.provenance import REPO_ROOT
+from drift.results import config_hash, result_path, write_json_atomic
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import collect_results  # noqa: E402
@@ -111,8 +114,15 @@ def test_latex_escaping() -> None:
 
 
 def test_log_axis_ticks_name_the_swept_values() -> None:
-    labels = [make_figures.tick_label(v) for v in (0.5, 64, 2500, 25_000, 1_000_000, 2_500_000)]
-    assert labels == ["0.5", "64", "2.5k", "25k", "1M", "2.5M"]
+    """Exact labels ("1024", not "1.02k"); a value too close to the one before moves to a
+    second row of labels instead of sharing one."""
+    values = (0.5, 8.59, 64, 1000, 1024, 2500, 5818, 20_000, 25_000, 1_000_000, 2_500_000)
+    labels = [make_figures.tick_label(v) for v in values]
+    assert labels == ["0.5", "8.6", "64", "1k", "1024", "2.5k", "5818", "20k", "25k", "1M", "2.5M"]
+    fig, ax = plt.subplots()
+    make_figures.log_ticks_at(ax, pd.Series([500, 5000, 5818, 6000, 20_000]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["500", "5k", "\n5818", "", "20k"]
+    plt.close(fig)
 
 
 def test_notebook_executes_on_collected_results(
@@ -313,3 +323,140 @@ def test_design_key_ignores_seed_paths_and_batch_sizes_and_fills_added_settings(
     other = {**same, "adapter": {"n_pairs": 10, "pair_role": "query"}}
     assert design_key(other) != design_key(base)
     assert design_key({**base, "new_encoder": {"model_id": "n"}}) != design_key(base)
+
+
+# -- designs kept apart, reruns counted once ---------------------------------------------------
+PAPER_RUNS = REPO_ROOT / "results" / "paper_cpu" / "runs"
+
+
+def committed(experiment: str, **where: object) -> list[dict]:
+    """The committed paper_cpu runs of `experiment` whose adapter config has the given values."""
+    records = [json.loads(p.read_text()) for p in PAPER_RUNS.rglob(f"{experiment}-seed*.json")]
+    return sorted(
+        (r for r in records if all(find(r["config"], k) == v for k, v in where.items())),
+        key=lambda r: (r["seed"], r["created"]),
+    )
+
+
+def find(config: dict, dotted: str) -> object:
+    for key in dotted.split("."):
+        config = config[key]
+    return config
+
+
+def planted(record: dict, *, minutes: int, shift: float, **settings: object) -> dict:
+    """A copy of `record` with config settings changed (a new design unless none are given),
+    written `minutes` later, its low-rank affine and Procrustes kNN R@10 shifted by `shift`."""
+    copy = json.loads(json.dumps(record))
+    for dotted, value in settings.items():
+        *path, last = dotted.split(".")
+        find(copy["config"], ".".join(path))[last] = value
+    copy["config_hash"] = config_hash(copy["config"])
+    created = dt.datetime.fromisoformat(copy["created"]) + dt.timedelta(minutes=minutes)
+    copy["created"] = created.isoformat(timespec="seconds")
+    for strategy in ("adapter/low_rank_affine", "adapter/procrustes"):
+        knn = copy["metrics"]["protocols"]["knn"]["strategies"].get(strategy)
+        if knn:
+            knn["metrics"]["recall@10"]["mean"] += shift
+    return copy
+
+
+def write(root: Path, records: list[dict], name: str = "") -> Path:
+    for record in records:
+        path = result_path(root, record)
+        write_json_atomic(path.with_stem(path.stem + name), record)
+    return root
+
+
+def r10(record: dict, strategy: str) -> float:
+    return record["metrics"]["protocols"]["knn"]["strategies"][strategy]["metrics"]["recall@10"][
+        "mean"
+    ]
+
+
+def test_sweeps_at_different_np_are_two_figures_not_one_pooled_line(tmp_path: Path) -> None:
+    """Two la_rank sweeps that differ only in Np (the auditor's case): one figure each, named
+    and subtitled by Np, each point the mean of its own design's seeds; summarizing them by rank
+    alone is an error that names the setting."""
+    runs = committed("la_rank", **{"adapter.methods.low_rank_affine.rank": 8})[:2]
+    runs += committed("la_rank", **{"adapter.methods.low_rank_affine.rank": 16})[:2]
+    small = []
+    for record in runs:
+        copy = planted(record, minutes=60, shift=-0.1, **{"adapter.n_pairs": 500})
+        copy["pairs"].update(n_requested=500, n_train=400, n_val=100)
+        small.append(copy)
+    frame = collect_results.collect(write(tmp_path, runs + small))
+    made, _ = make_figures.build_figures(frame)
+    assert set(made) == {
+        "la_rank--np_requested-500--np-500",
+        "la_rank--np_requested-20000--np-5818",
+    }
+    for name, records in (("500--np-500", small), ("20000--np-5818", runs)):
+        figure, points = made[f"la_rank--np_requested-{name}"]
+        assert f"np_requested={name.split('--')[0]}" in figure._suptitle.get_text()
+        la = points[(points.protocol == "knn") & (points.strategy == "adapter/low_rank_affine")]
+        for rank, mean in zip(la["la_rank"], la["mean"], strict=True):
+            mine = [r10(r, "adapter/low_rank_affine") for r in records if find(
+                r["config"], "adapter.methods.low_rank_affine.rank") == rank]  # fmt: skip
+            assert len(mine) == 2 and mean == pytest.approx(sum(mine) / 2, rel=1e-12)
+        plt.close(figure)
+    rows = frame[(frame.protocol == "knn") & (frame.metric == "recall@10")]
+    with pytest.raises(collect_results.PooledDesignsError, match="np_requested: 20000, 500"):
+        collect_results.summarize(rows, by=["la_rank", "strategy"])
+
+
+def test_main_table_gives_each_index_its_own_block(tmp_path: Path) -> None:
+    """main_table runs on HNSW and on Flat: two column blocks headed by the index, not one mean."""
+    hnsw = committed("main_table")[:2]
+    flat = [
+        planted(r, minutes=60, shift=0.01, **{"index.kind": "flat", "index.ef_search": None})
+        for r in hnsw
+    ]
+    for record in flat:
+        record["index"]["spec"]["kind"] = "flat"
+    table = make_figures.main_table(collect_results.collect(write(tmp_path, hnsw + flat)))
+    pair = "offline_mix, all-MiniLM-L6-v2 -> all-mpnet-base-v2"
+    titles = [title for title, _ in table.blocks]
+    assert titles == [
+        f"{pair}, index_kind=flat, ef_search=none",
+        f"{pair}, index_kind=hnsw, ef_search=50",
+    ]
+    op = dict(table.rows)["OP"]
+    width = len(table.blocks[0][1])
+    for block, records in ((0, flat), (1, hnsw)):
+        mean = sum(r10(r, "adapter/procrustes") for r in records) / 2
+        assert op[block * width].startswith(f"{mean:.3f} ± ")
+
+
+def test_designs_differing_in_a_setting_without_a_column_stop_the_figure(tmp_path: Path) -> None:
+    """la_rank runs that differ only in the low-rank affine's alpha (no column of the tidy
+    table): an error naming both designs' settings, never a silent pooled line."""
+    runs = committed("la_rank", **{"adapter.methods.low_rank_affine.rank": 8})[:2]
+    other = [
+        planted(r, minutes=60, shift=0.0, **{"adapter.methods.low_rank_affine.alpha": 0.5})
+        for r in runs
+    ]
+    frame = collect_results.collect(write(tmp_path, runs + other))
+    with pytest.raises(collect_results.PooledDesignsError, match=r"figure la_rank: .*alpha=0\.5"):
+        make_figures.build_figures(frame)
+
+
+def test_a_rerun_of_one_design_and_seed_counts_once_the_newest(tmp_path: Path) -> None:
+    """Seed 0 run twice with the same config: the summary and the figure use the newer file's
+    value, the seed counts once, and the older file is reported as set aside."""
+    runs = committed("la_rank", **{"adapter.methods.low_rank_affine.rank": 8})[:2]
+    rerun = planted(runs[0], minutes=60, shift=0.05)
+    assert rerun["config_hash"] == runs[0]["config_hash"]
+    frame = collect_results.collect(write(write(tmp_path, runs), [rerun], "-rerun"))
+    rows = frame[(frame.protocol == "knn") & (frame.metric == "recall@10")]
+    (la,) = collect_results.summarize(
+        rows[rows.strategy == "adapter/low_rank_affine"], by=["la_rank", "strategy"]
+    ).to_dict("records")
+    expected = (r10(rerun, "adapter/low_rank_affine") + r10(runs[1], "adapter/low_rank_affine")) / 2
+    assert la["n_seeds"] == 2 and la["mean"] == pytest.approx(expected, rel=1e-12)
+    old = collect_results.superseded_runs(frame)
+    assert len(old) == 1 and old["seed"].iloc[0] == 0 and "-rerun" not in old["file"].iloc[0]
+    ((figure, points),) = make_figures.build_figures(frame)[0].values()
+    plotted = points[(points.protocol == "knn") & (points.strategy == "adapter/low_rank_affine")]
+    assert plotted["mean"].tolist() == [la["mean"]]
+    plt.close(figure)
