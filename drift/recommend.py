@@ -1,12 +1,14 @@
 """Which upgrade strategy reaches a quality target cheapest, and when: from measured result files.
 
     drift recommend --results results/beyond_paper --corpus-size 1e6 --encode-rate 80 \\
-        --query-rate 5 --target 0.95 [--metric qrels/ndcg@10] [--horizon-days 30] [--json]
+        --query-rate 5 --target 0.95 [--popularity zipf --zipf-s 1] [--metric qrels/ndcg@10] \\
+        [--horizon-days 30] [--json]
 
 Reads the result files under --results (`python -m drift.run` writes them; the strategies beyond
 the paper carry their cost in new-model document encodes, and runs of the query-stream and
 migration-timeline experiments add `stream` and `timeline` sections) and answers for a corpus of
-N documents, an encoder giving R new-model documents/s, q queries/s and a horizon of H days:
+N documents, an encoder giving R new-model documents/s, q queries/s of a given traffic shape
+(query popularity, as the stream runs measured it) and a horizon of H days:
 
 - quality: each strategy's metric divided by the full re-index's in the same run, mean over seeds;
   the target is such a fraction (0.95: 95% of what re-embedding everything gives);
@@ -15,7 +17,9 @@ N documents, an encoder giving R new-model documents/s, q queries/s and a horizo
     encoded x N, all before the target is reached: after encodes / R seconds;
   - on demand (rerank): the target holds from the first query; documents are encoded as traffic
     arrives, q x H x 86400 queries over the horizon (see `on_demand_share` for how the measured
-    curve is read and extrapolated);
+    curve is read, extrapolated and capped), from the stream measured under the asked traffic
+    shape; the traffic is the user's, not a choice, so strategies are compared within one shape
+    (not given: each on-demand strategy under the costliest shape measured, a worst case);
   - background migration (timeline modes): the share migrated when the measured quality first
     reaches the target, x N, after that many encodes / R seconds;
 - the recommendation: the cheapest strategy that reaches the target within the horizon (and, on
@@ -49,6 +53,7 @@ from drift.measured import (
     timeline_curves,
 )
 from drift.results import design_labels, to_jsonable
+from drift.stream import POPULARITIES, format_us, mean_latency
 
 DEFAULT_METRICS = ("qrels/ndcg@10", "knn/recall@10")  # the first one measured is the default
 DAY = 86_400.0
@@ -65,8 +70,9 @@ class TargetUnreachableError(ConfigError):
 @dataclass(frozen=True)
 class Request:
     """What the user asks: N documents, R new-model docs/s (None: the measured rate), q queries/s,
-    a target as a fraction of the full re-index's quality, the metric (None: the default) and the
-    horizon in days."""
+    a target as a fraction of the full re-index's quality, the metric (None: the default), the
+    horizon in days and the traffic's query popularity (None: the worst measured) with its Zipf
+    exponent (None: any measured)."""
 
     corpus_size: int
     encode_rate: float | None
@@ -74,6 +80,8 @@ class Request:
     target: float
     metric: str | None = None
     horizon_days: float = 30.0
+    popularity: str | None = None
+    zipf_s: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -84,6 +92,8 @@ class Request:
         ]
         if self.encode_rate is not None:
             checks.append(("--encode-rate", self.encode_rate, None, "documents/s"))
+        if self.zipf_s is not None:
+            checks.append(("--zipf-s", self.zipf_s, None, "(the Zipf exponent)"))
         for name, value, low, unit in checks:
             ok = isinstance(value, int | float) and math.isfinite(value)
             ok = ok and (value >= low if low is not None else value > 0)
@@ -95,10 +105,72 @@ class Request:
                 f"--target is a fraction of the full re-index's quality (e.g. 0.95), got "
                 f"{self.target}; a percentage? use {self.target / 100:g}"
             )
+        if self.popularity is not None and self.popularity not in POPULARITIES:
+            raise ConfigError(
+                f"--popularity must be one of {', '.join(POPULARITIES)}, got {self.popularity!r}"
+            )
+        if self.zipf_s is not None and self.popularity != "zipf":
+            raise ConfigError("--zipf-s is the exponent of Zipf traffic: give --popularity zipf")
 
     @property
     def horizon_queries(self) -> float:
         return self.query_rate * self.horizon_days * DAY
+
+    def traffic_text(self) -> str:
+        if self.popularity != "zipf":
+            return str(self.popularity)
+        return "zipf, any measured exponent" if self.zipf_s is None else f"zipf s={self.zipf_s:g}"
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The traffic shape a stream run served: query popularity and, for zipf, its exponent."""
+
+    popularity: str
+    zipf_s: float | None = None
+
+    def __str__(self) -> str:
+        if self.popularity != "zipf" or self.zipf_s is None:
+            return self.popularity
+        return f"zipf s={self.zipf_s:g}"
+
+    def matches(self, request: Request) -> bool:
+        """Whether this is the asked traffic (all shapes match when none is asked)."""
+        if request.popularity is None:
+            return True
+        if request.popularity != self.popularity:
+            return False
+        return request.zipf_s is None or (
+            self.zipf_s is not None and math.isclose(self.zipf_s, request.zipf_s)
+        )
+
+
+def traffic_of(record: dict[str, Any], file: str = "") -> Traffic | None:
+    """The traffic shape of a run's stream section; None for a run without a stream."""
+    stream = record.get("stream")
+    if not stream:
+        return None
+    config = stream.get("config") or (record.get("config") or {}).get("stream") or {}
+    popularity = stream.get("popularity") or config.get("popularity")
+    if popularity is None:
+        raise DataError(f"{file}: its stream section records no query popularity")
+    zipf_s = config.get("zipf_s") if popularity == "zipf" else None
+    return Traffic(str(popularity), None if zipf_s is None else float(zipf_s))
+
+
+# The stream settings that describe the traffic, not the strategy: the user does not choose them.
+TRAFFIC_SETTINGS = ("popularity", "zipf_s")
+
+
+def without_traffic(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the traffic settings left out of its config, so that runs differing only
+    in their traffic count as one design (their traffic is read from the stream section)."""
+    config = record.get("config") or {}
+    stream = config.get("stream")
+    if not isinstance(stream, dict):
+        return record
+    kept = {k: v for k, v in stream.items() if k not in TRAFFIC_SETTINGS}
+    return {**record, "config": {**config, "stream": kept}}
 
 
 @dataclass
@@ -124,6 +196,8 @@ class Option:
     in_time: bool  # ... within the horizon
     keeps_up: bool  # on-demand encoding keeps pace with the traffic
     extrapolation: float = 1.0  # on demand: horizon / the measured curve's length in queries
+    traffic: str = ""  # on demand: the traffic shape of the stream priced ("": no stream)
+    capped_at: float | None = None  # on demand: the share cap the cost reached (None: below it)
     shortfall: str = ""  # why it fails, by how much
     notes: list[str] = field(default_factory=list)
     curve: dict[str, Any] | None = None  # the measured curve behind the cost
@@ -175,6 +249,7 @@ class Recommendation:
             f"{len(ctx['files'])} result file(s), seeds {ctx['seeds']}; corpus "
             f"{'/'.join(f'{n:,}' for n in ctx['n_corpus'])} documents measured vs "
             f"{r.corpus_size:,} asked.",
+            f"Traffic: {ctx['traffic']}",
             "",
         ]
         best = self.recommended
@@ -185,7 +260,7 @@ class Recommendation:
             )
         else:
             lines.append(
-                f"**Recommended: {best.label}** ({best.accrual}): {best.relative:.3f} x the full "
+                f"**Recommended: {best.label}** ({accrual(best)}): {best.relative:.3f} x the full "
                 f"re-index; {best.encodes:,.0f} encodes ({best.share:.1%} of the corpus, "
                 f"{duration(best.encode_hours)} of encoding); target reached "
                 f"{when(best.hours_to_target)}."
@@ -201,7 +276,7 @@ class Recommendation:
             ]
             lines += [
                 f"| {o.label} | {quality(o)} | {o.encodes:,.0f} | {o.share:.1%} | "
-                f"{duration(o.encode_hours)} | {when(o.hours_to_target)} | {o.accrual} |"
+                f"{duration(o.encode_hours)} | {when(o.hours_to_target)} | {accrual(o)} |"
                 for o in reach
             ]
         if fail:
@@ -221,6 +296,10 @@ class Recommendation:
         if self.warnings:
             lines += ["", "## Warnings", ""] + [f"- WARNING: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
+
+
+def accrual(o: Option) -> str:
+    return f"{o.accrual}, {o.traffic} traffic" if o.traffic else o.accrual
 
 
 def quality(o: Option) -> str:
@@ -265,17 +344,26 @@ ASSUMPTIONS = [
     "Q x N_measured / N_asked queries (queries served per corpus document: a k times larger "
     "corpus draws its queries from a k times larger pool, so encodes per query stay as "
     "measured), extrapolated beyond the measured length at the curve's last measured slope (the "
-    "measured mix of repeated and new queries goes on), and capped at the whole corpus (each "
-    "document encoded once, an unbounded store). Without a stream curve, the batch run's "
-    "encodes after its distinct evaluation queries grow linearly at their mean rate per query: "
-    "an upper bound while the cache warms, if traffic is no more varied than the evaluation "
-    "queries.",
+    "measured mix of repeated and new queries goes on), and capped at the share the same runs' "
+    "batch evaluation encoded with every distinct query of that pool served once: under this "
+    "scaling no traffic can encode more (traffic more varied than the measured pool would, up "
+    "to the whole corpus). A bounded (LRU) store re-encodes what it evicted: no cap then. "
+    "Without a stream curve, the batch run's encodes grow linearly from its upfront part at "
+    "their mean rate per distinct query, up to that share.",
+    "Traffic: the stream curve is the one measured under the asked traffic shape (--popularity, "
+    "--zipf-s); it is the user's traffic, not a choice, so strategies are compared within it. "
+    "Not given, each on-demand strategy is priced under the costliest traffic shape measured "
+    "for it (a worst case over the measured shapes, not over all traffic). Batch runs serve each "
+    "evaluation query once, whatever the traffic.",
     "Rerank keeps up when the traffic's on-demand encodes (queries/s x measured cold encodes "
-    "per query) stay within the encode rate; cold queries wait for their encodes (see the "
-    "stream's cold latency).",
+    "per query) stay within the encode rate. A cold query (one that encodes anything) waits for "
+    "its encodes: the stream's cold latency is the mean over those queries; the amortised "
+    "latency spreads them over every query served, most of them warm; the added latency is "
+    "each of these minus the status quo's time per query in the same stream.",
     "Background migration (timeline modes): quality depends on the share migrated, not on the "
     "clock; the migration stops at the share where the target is first reached.",
-    "Ties in encodes go to the strategy that reaches the target earlier, then to the better one.",
+    "Ties in encodes go to the strategy that reaches the target earlier, then to the better one, "
+    "then to one priced from a stream over one priced from the batch bound.",
 ]
 
 
@@ -292,17 +380,32 @@ class Measured:
     records: list[dict[str, Any]]
 
 
-def on_demand_share(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
+def on_demand_share(
+    curve: dict[str, Any], queries: float, corpus_size: int, ceiling: float | None = None
+) -> float:
     """Share of an asked corpus encoded after `queries`, from a measured stream curve (see
-    ASSUMPTIONS: read per corpus document, extrapolated at the last slope, capped at 1)."""
+    ASSUMPTIONS: read per corpus document, extrapolated at the last slope), capped at `ceiling`
+    (the share with every distinct measured query served) when given, else at 1 unless the
+    curve already exceeds 1 (a bounded store that re-encodes)."""
     x = np.asarray(curve["queries"], dtype=float)
     y = np.asarray(curve["share_encoded"], dtype=float)
     at = measured_queries(curve, queries, corpus_size)
     if at <= x[-1] or x.size < 2:
-        return float(np.interp(at, x, y))
-    share = y[-1] + (y[-1] - y[-2]) / (x[-1] - x[-2]) * (at - x[-1])
-    # A curve above 1 comes from a bounded (LRU) store that re-encodes: no cap then.
+        share = float(np.interp(at, x, y))
+    else:
+        share = y[-1] + (y[-1] - y[-2]) / (x[-1] - x[-2]) * (at - x[-1])
+    if ceiling is not None:
+        return float(min(share, ceiling))
     return float(min(share, 1.0) if y.max() <= 1.0 else share)
+
+
+def all_distinct_share(m: Measured) -> float | None:
+    """The batch share of m's runs (every distinct evaluation query served once): the most an
+    unbounded store can encode from their query pool; None when a run's store was bounded."""
+    bounded = any(
+        ((r.get("stream") or {}).get("config") or {}).get("capacity") is not None for r in m.records
+    )
+    return None if bounded else mean_of(m.rows, "share_encoded")
 
 
 def measured_queries(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
@@ -345,9 +448,15 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
         )
     else:
         curve, source = batch_curve(m.rows)
-    share = on_demand_share(curve, queries, request.corpus_size)
+    ceiling = all_distinct_share(m)
+    share = on_demand_share(curve, queries, request.corpus_size, ceiling)
     at = measured_queries(curve, queries, request.corpus_size)
     extrapolation = at / curve["queries"][-1]
+    cap = (
+        "the whole corpus"
+        if ceiling is None
+        else f"{ceiling:.2%}, the batch share with every distinct measured query served"
+    )
     notes = [
         f"{source}: share encoded at queries served "
         + some_points(curve["queries"], curve["share_encoded"], "{:,.0f}: {:.2%}"),
@@ -356,16 +465,18 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
             "within the measured curve"
             if extrapolation <= 1
             else f"{times(extrapolation)} beyond the measured curve, at its last slope (capped "
-            "at the whole corpus)"
+            f"at {cap})"
         )
         + f" -> {share:.2%} of the asked corpus",
     ]
-    latency = curve.get("latency_us") or {}
-    if latency.get("cold_mean") is not None:
-        notes.append(
-            f"added latency per query: cold {latency['cold_mean']:,.0f} µs, warm "
-            f"{latency.get('warm_mean') or 0:,.0f} µs (stream, at its measured encode rate)"
-        )
+    streams = [
+        r["stream"]
+        for r in m.records
+        if m.strategy in ((r.get("stream") or {}).get("strategies") or {})
+    ]
+    if streams:  # read with the names of every file version (drift.stream.stream_latency)
+        curve = {**curve, "latency_us": mean_latency(streams, m.strategy)}
+        notes.append(latency_note(curve["latency_us"], len(streams), rate))
     option = priced(
         m.strategy,
         m,
@@ -380,6 +491,8 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
         curve=curve,
     )
     option.extrapolation = extrapolation
+    if ceiling is not None and share >= ceiling:
+        option.capped_at = ceiling
     per_query = mean_of(m.rows, "cold_encodes_per_query")
     if per_query is not None:
         demand = request.query_rate * per_query
@@ -399,10 +512,35 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
     return option
 
 
+def latency_note(latency: dict[str, float | None], n_streams: int, rate: float) -> str:
+    """The stream's latency per query (`drift.stream.stream_latency`, mean over runs) in words."""
+    cold, warm = latency["cold_query_mean"], latency["warm_mean"] or 0.0
+    text = f"latency per query in the stream (mean of {n_streams} run(s), its measured encode rate)"
+    if cold is None:
+        return text + f": {format_us(warm)}, no query encoded anything"
+    p99 = latency["cold_query_p99"]
+    encodes = latency["cold_query_encodes"] or 0.0
+    text += (
+        f": cold {format_us(cold)} (mean over the {latency['queries_with_encodes']:.1%} of "
+        f"queries that encoded anything, {encodes:.3g} documents each: "
+        f"{format_us(warm + 1e6 * encodes / rate)} at {rate:,.4g} documents/s; p99 "
+        + ("not recorded in these files" if p99 is None else format_us(p99))
+        + f"; first query {format_us(latency['first_query'] or 0.0)}), warm {format_us(warm)}, "
+        f"amortised over the stream {format_us(latency['amortised_mean'] or 0.0)}"
+    )
+    if latency["status_quo"] is not None:
+        added = (latency[f"added_{k}"] for k in ("cold_query_mean", "warm_mean", "amortised_mean"))
+        text += f"; added to the status quo's {format_us(latency['status_quo'])}: " + ", ".join(
+            f"{name} +{format_us(value or 0.0)}"
+            for name, value in zip(("cold", "warm", "amortised"), added, strict=True)
+        )
+    return text
+
+
 def batch_curve(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     """Without a stream: a two-point curve from the batch run's cost (the upfront part, e.g. the
     adapter's pairs, at 0 queries; the batch share after its distinct evaluation queries), so
-    the cost grows linearly at its mean encodes per distinct query (an upper bound, see
+    the cost grows linearly at its mean encodes per distinct query up to the batch share (see
     ASSUMPTIONS). Returns (curve, where it came from)."""
     n_queries = float(np.mean([row["n_queries"] for row in rows]))
     n_corpus = float(np.mean([row["n_corpus"] for row in rows]))
@@ -410,7 +548,7 @@ def batch_curve(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     per_query = mean_of(rows, "cold_encodes_per_query") or 0.0
     upfront = max(batch - per_query * n_queries / n_corpus, 0.0)
     curve = {"queries": [0.0, n_queries], "share_encoded": [upfront, batch], "n_corpus": n_corpus}
-    return curve, "no stream measured: batch cost of the evaluation queries, an upper bound"
+    return curve, "no stream measured: batch cost of the distinct evaluation queries"
 
 
 def price_migration(
@@ -562,7 +700,9 @@ def recommend(
     Raises DataError without usable records, ConfigError for an ambiguous or unmeasured choice,
     TargetUnreachableError when no measured strategy reaches the target at all.
     """
-    rows = [row for path, record in records for row in strategy_rows(record, path)]
+    # Runs that differ only in their traffic are one design, priced per traffic shape below.
+    stripped = [(path, without_traffic(record)) for path, record in records]
+    rows = [row for path, record in stripped for row in strategy_rows(record, path)]
     rows = select_context(rows, dataset, new_model)
     warnings = []
     if any(not r["debug"] for r in rows):
@@ -575,10 +715,24 @@ def recommend(
     by_file = {str(path): record for path, record in records}
     rate, rate_source = measured_rate([by_file[f] for f in files], request.encode_rate)
     request = Request(**{**asdict(request), "encode_rate": rate, "metric": metric})
+    traffic = {f: traffic_of(by_file[f], f) for f in files}
+    shapes = sorted({t for t in traffic.values() if t is not None}, key=str)
+    asked = [t for t in shapes if t.matches(request)]
+    if request.popularity is not None and shapes and not asked:
+        raise ConfigError(
+            f"no stream run measured {request.traffic_text()} traffic; measured: "
+            f"{', '.join(map(str, shapes))} (run experiment=query_stream with stream.popularity "
+            "and stream.zipf_s set to yours)"
+        )
+    if request.popularity is not None and not shapes:
+        warnings.append(
+            f"--popularity {request.traffic_text()} is not used: no stream run measured any "
+            "traffic, so on-demand costs come from the batch runs (each query served once)"
+        )
 
-    groups: dict[tuple[str, str], Measured] = {}
+    groups: dict[tuple[str, str, Traffic | None], Measured] = {}
     for row in rows:
-        key = (row["strategy"], row["design"])
+        key = (row["strategy"], row["design"], traffic[row["file"]])
         if key not in groups:
             groups[key] = Measured(
                 row["strategy"], row["family"], row["experiment"], row["design"], [], []
@@ -588,13 +742,17 @@ def recommend(
         m.records = [by_file[f] for f in sorted({row["file"] for row in m.rows})]
 
     options = []
-    for m in groups.values():
-        price = price_on_demand if m.family == "rerank" else price_upfront
-        options.append(price(m, request, rate))
-    for m in {m.design: m for m in groups.values()}.values():  # a design's records: any one's
-        for mode, curve in timeline_curves(m.records, metric).items():
+    for strategy, design in dict.fromkeys((s, d) for s, d, _ in groups):
+        by_traffic = {t: m for (s, d, t), m in groups.items() if (s, d) == (strategy, design)}
+        option = price_in_traffic(by_traffic, asked, request, rate)
+        if option is not None:
+            options.append(option)
+    designs = {m.design: m for m in groups.values()}  # one strategy's rows name the design
+    for design, m in designs.items():
+        design_files = sorted({r["file"] for r in rows if r["design"] == design})
+        for mode, curve in timeline_curves([by_file[f] for f in design_files], metric).items():
             options.append(price_migration(mode, curve, m, request, rate))
-    label_options(options, design_labels(by_file[f] for f in files))
+    label_options(options, design_labels(without_traffic(by_file[f]) for f in files))
 
     best = max(options, key=lambda o: o.relative)
     if not best.reaches:
@@ -616,7 +774,7 @@ def recommend(
             "puts more competitors into every candidate list and merge), and costs are scaled "
             "as the assumptions say; measure closer to the asked size before trusting this"
         )
-    if recommended is not None and recommended.extrapolation > FAR:
+    if recommended is not None and recommended.extrapolation > FAR and not recommended.capped_at:
         warnings.append(
             f"{recommended.label}'s cost is extrapolated {times(recommended.extrapolation)} beyond "
             "its measured curve (see the assumptions); a longer measured stream would firm it up"
@@ -628,6 +786,7 @@ def recommend(
         "n_corpus": measured_n,
         "files": files,
         "seeds": ",".join(str(s) for s in sorted({r["seed"] for r in rows}, key=str)),
+        "traffic": traffic_context(request, shapes, asked),
     }
     return Recommendation(
         request=request,
@@ -640,6 +799,57 @@ def recommend(
         assumptions=ASSUMPTIONS,
         warnings=warnings,
     )
+
+
+def price_in_traffic(
+    by_traffic: dict[Traffic | None, Measured],
+    asked: Sequence[Traffic],
+    request: Request,
+    rate: float,
+) -> Option | None:
+    """One strategy of one design priced in the asked traffic: its runs without a stream as
+    they are; its stream runs under each asked traffic shape they measured, the costliest kept
+    (several shapes are asked when none is given: a worst case). None when its stream runs
+    measured none of the asked shapes."""
+    priced_in = {
+        t: (price_on_demand if m.family == "rerank" else price_upfront)(m, request, rate)
+        for t, m in by_traffic.items()
+        if t is None or t in asked
+    }
+    if not priced_in:
+        return None
+    traffic, worst = max(priced_in.items(), key=lambda item: rank(item[1]))
+    if traffic is not None and worst.accrual == "on demand":
+        worst.traffic = str(traffic)
+        if len(priced_in) > 1:
+            worst.notes.insert(
+                0,
+                f"traffic not given: priced under {traffic}, the costliest of the shapes "
+                "measured for it ("
+                + ", ".join(f"{t}: {o.encodes:,.0f} encodes" for t, o in priced_in.items())
+                + ")",
+            )
+    return worst
+
+
+def traffic_context(request: Request, shapes: Sequence[Traffic], asked: Sequence[Traffic]) -> str:
+    """The traffic the on-demand costs were priced in, in words."""
+    if not shapes:
+        return (
+            "no stream run measured any; on-demand costs come from the batch runs (each "
+            "evaluation query served once), whatever the traffic."
+        )
+    measured = ", ".join(map(str, shapes))
+    if request.popularity is None:
+        return (
+            f"not given; each on-demand strategy is priced under the costliest traffic shape "
+            f"measured for it (measured: {measured}): a worst case over them. Give "
+            "--popularity (and --zipf-s) to price yours."
+        )
+    text = f"{request.traffic_text()} (given; measured: {measured})"
+    if len(asked) > 1:
+        text += f"; the costliest of {', '.join(map(str, asked))} for each on-demand strategy"
+    return text + "."
 
 
 def label_options(options: list[Option], designs: dict[str, str]) -> None:
@@ -655,11 +865,14 @@ def label_options(options: list[Option], designs: dict[str, str]) -> None:
 
 
 def rank(option: Option) -> tuple[Any, ...]:
-    """Sort key: those reaching the target cheapest first (ties: earlier, then better), then the
-    others by quality, best first."""
+    """Sort key: those reaching the target cheapest first (ties: earlier, then better, then
+    priced from a stream rather than the batch bound), then the others by quality, best first."""
     if option.ok:
         hours = option.hours_to_target or 0.0
-        return (0, round(option.encodes), hours, -option.relative, option.label)
+        batch_bound = (
+            option.accrual == "on demand" and not option.traffic
+        )  # priced without a stream
+        return (0, round(option.encodes), hours, -option.relative, batch_bound, option.label)
     return (1, -option.relative, round(option.encodes), option.label)
 
 
@@ -685,6 +898,15 @@ def main(argv: list[str] | None = None) -> None:
         help=f"protocol/metric (default: {DEFAULT_METRICS[0]}, else {DEFAULT_METRICS[1]})",
     )
     parser.add_argument("--horizon-days", type=float, default=30.0)
+    parser.add_argument(
+        "--popularity",
+        choices=POPULARITIES,
+        help="the traffic's query popularity, as the stream runs measure it (default: the "
+        "costliest measured for each strategy, a worst case)",
+    )
+    parser.add_argument(
+        "--zipf-s", type=float, help="the Zipf exponent of zipf traffic (default: any measured)"
+    )
     parser.add_argument("--dataset", help="choose a dataset when the results hold several")
     parser.add_argument("--new-model", help="choose a new model when the results hold several")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -699,6 +921,8 @@ def main(argv: list[str] | None = None) -> None:
             target=args.target,
             metric=args.metric,
             horizon_days=args.horizon_days,
+            popularity=args.popularity,
+            zipf_s=args.zipf_s,
         )
         result = recommend(
             read_records(args.results), request, dataset=args.dataset, new_model=args.new_model

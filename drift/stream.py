@@ -5,8 +5,9 @@ and the adapter pay upfront) share one embedding cache per strategy: a document 
 kept and reused by every later query. This module serves a stream of query rows (in an order and
 with repetitions drawn by `make_stream`, e.g. Zipf popularity) and reports, against the number of
 queries served, the cumulative new-model document encodes (upfront included), their share of the
-corpus, their seconds at the measured encode rate, the running quality, and the latency a query
-adds cold (paying its encodes) and warm (everything cached).
+corpus, their seconds at the measured encode rate, the running quality, and the latency per query:
+cold (the queries that encoded at least one document, each paying its encodes), warm (everything
+it needs held) and amortised (the mean over every served query, most of them warm).
 
 The model:
 - Quality does not depend on cache state: a cached vector equals a fresh encode, so a query's
@@ -25,8 +26,9 @@ The model:
   measured batch throughput of the new model (drift.cost.measure_encode_rate). This is an
   approximation that favours small batches: a query encoding a handful of documents cannot fill
   a batch and pays more per document in practice; queueing and batching across queries are not
-  modelled either. A query's cold latency is its encodes / encode_rate plus its warm time; the
-  warm time is the strategy's measured compute per query besides encodes (whole-batch us/query).
+  modelled either. A query's latency is its encodes / encode_rate plus its warm time; the warm
+  time is the strategy's measured compute per query besides encodes (whole-batch us/query). The
+  latency a strategy adds is its latency minus the status quo's (`stream_latency` gives both).
 
     stream = make_stream(n_queries=1000, length=20_000, popularity="zipf", zipf_s=1.0, seed=0)
     result = simulate_stream(stream, strategies, n_corpus=N, encode_rate=rate)
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from drift.errors import ConfigError, DataError
+from drift.measured import mean_of
 
 POPULARITIES = ("zipf", "uniform", "sequential")
 N_CHECKPOINTS = 30
@@ -212,9 +215,13 @@ def simulate_stream(
     Returns:
         Plain JSON: {length, n_unique_queries, n_corpus, encode_rate, checkpoints, strategies:
         {name: {encodes, share_encoded, encode_seconds, quality: {metric: [...]}, latency_us:
-        {warm_mean, cold_mean, cold_p50, cold_p99, first_query}, queries_with_encodes,
-        final_encodes}}}; the lists hold one value per checkpoint, the latencies are over every
-        served query (cold: with the encodes that query paid, so repeats are warm).
+        {warm_mean, cold_query_mean, cold_query_p50, cold_query_p99, amortised_mean,
+        amortised_p50, amortised_p99, first_query}, queries_with_encodes, final_encodes}}}; the
+        lists hold one value per checkpoint. Latencies: cold_query_* over the queries that
+        encoded at least one document (None when none did), amortised_* over every served query
+        (each with the encodes it paid, so repeats are warm). Files written before cold queries
+        were told apart hold cold_mean, cold_p50, cold_p99 for the amortised statistics; read
+        either with `stream_latency`.
     """
     stream = _check_stream(stream)
     if n_corpus < 1:
@@ -253,7 +260,8 @@ def _simulate_one(
     cold = _served_encodes(stream, strategy, n_corpus, capacity)
     encodes = strategy.upfront_encodes + np.cumsum(cold)[points - 1]
     warm = float(strategy.warm_seconds_per_query)
-    cold_us = 1e6 * (cold / encode_rate + warm)
+    served_us = 1e6 * (cold / encode_rate + warm)
+    cold_us = served_us[cold > 0]
     return {
         "encodes": [int(e) for e in encodes],
         "share_encoded": [float(e) / n_corpus for e in encodes],
@@ -264,13 +272,23 @@ def _simulate_one(
         },
         "latency_us": {
             "warm_mean": 1e6 * warm,
-            "cold_mean": float(cold_us.mean()),
-            "cold_p50": float(np.percentile(cold_us, 50)),
-            "cold_p99": float(np.percentile(cold_us, 99)),
-            "first_query": float(cold_us[0]),
+            **_mean_p50_p99("cold_query", cold_us),
+            **_mean_p50_p99("amortised", served_us),
+            "first_query": float(served_us[0]),
         },
         "queries_with_encodes": float((cold > 0).mean()),
         "final_encodes": int(strategy.upfront_encodes + cold.sum()),
+    }
+
+
+def _mean_p50_p99(prefix: str, values: np.ndarray) -> dict[str, float | None]:
+    """{prefix_mean, prefix_p50, prefix_p99} of values; None each when there are none."""
+    if not values.size:
+        return {f"{prefix}_{stat}": None for stat in ("mean", "p50", "p99")}
+    return {
+        f"{prefix}_mean": float(values.mean()),
+        f"{prefix}_p50": float(np.percentile(values, 50)),
+        f"{prefix}_p99": float(np.percentile(values, 99)),
     }
 
 
@@ -320,26 +338,107 @@ def _check_strategy(name: str, s: StreamStrategy, stream: np.ndarray, n_corpus: 
         raise DataError(f"stream strategy {name!r}: already_encoded rows must be >= 0")
 
 
+LATENCY_STATS = ("mean", "p50", "p99")
+
+
+def format_us(us: float) -> str:
+    """A latency given in µs as text in µs, ms or s."""
+    if abs(us) < 1e3:
+        return f"{us:.3g} µs"
+    if abs(us) < 1e6:
+        return f"{us / 1e3:.3g} ms"
+    return f"{us / 1e6:,.3g} s" if abs(us) < 1e9 else f"{us / 1e6:,.0f} s"
+
+
+def stream_latency(stream: dict[str, Any], strategy: str) -> dict[str, float | None]:
+    """One strategy's latency per query (µs) in a stream section, from files old and new.
+
+    Keys: warm_mean (nothing to encode); cold_query_mean/_p50/_p99 (over the queries that
+    encoded at least one document, None when none did) and cold_query_encodes (documents such a
+    query encodes on average); amortised_mean/_p50/_p99 (over every served query); first_query;
+    queries_with_encodes (their share of the stream); status_quo (the status quo's time per
+    query in the same stream, None when it did not serve it) and added_cold_query_mean,
+    added_warm_mean, added_amortised_mean (minus the status quo's time; None without it).
+
+    Files written before cold queries were told apart hold only the amortised statistics (named
+    cold_mean, cold_p50, cold_p99 then). The cold mean follows from them exactly (every query
+    takes warm + its encodes / rate, so the encoding part of the amortised mean, divided by the
+    share of queries that encoded, is their mean's); the cold percentiles do not: None.
+    """
+    served = stream["strategies"][strategy]
+    latency = served.get("latency_us") or {}
+    warm = latency.get("warm_mean")
+    share = served.get("queries_with_encodes")
+    out: dict[str, float | None] = {"warm_mean": warm}
+    if "amortised_mean" in latency:
+        recorded = ("cold_query", "amortised")
+        out |= {
+            f"{k}_{stat}": latency.get(f"{k}_{stat}") for k in recorded for stat in LATENCY_STATS
+        }
+    else:
+        out |= {f"amortised_{stat}": latency.get(f"cold_{stat}") for stat in LATENCY_STATS}
+        amortised = out["amortised_mean"]
+        derived = None
+        if share and warm is not None and amortised is not None:
+            derived = warm + (amortised - warm) / share
+        out |= {"cold_query_mean": derived, "cold_query_p50": None, "cold_query_p99": None}
+    cold = out["cold_query_mean"]
+    out["cold_query_encodes"] = (
+        (cold - warm) * stream["encode_rate"] / 1e6
+        if cold is not None and warm is not None
+        else None
+    )
+    out["first_query"] = latency.get("first_query")
+    out["queries_with_encodes"] = share
+    status_quo = (stream["strategies"].get("status_quo") or {}).get("latency_us") or {}
+    base = status_quo.get("warm_mean")
+    out["status_quo"] = base
+    for key in ("cold_query_mean", "warm_mean", "amortised_mean"):
+        value = out[key]
+        out[f"added_{key}"] = value - base if value is not None and base is not None else None
+    return out
+
+
+def mean_latency(streams: Sequence[dict[str, Any]], strategy: str) -> dict[str, float | None]:
+    """`stream_latency` averaged over the stream sections that served `strategy` (each key over
+    the streams that have it; None where none does)."""
+    found = [stream_latency(s, strategy) for s in streams if strategy in s["strategies"]]
+    if not found:
+        raise DataError(f"no stream section served strategy {strategy!r}")
+    return {key: mean_of(found, key) for key in found[0]}
+
+
 def summarise_stream(result: dict[str, Any]) -> str:
-    """A Markdown table: final encodes and share, final quality per metric, latency per query."""
+    """A Markdown table: final encodes and share, final quality per metric, latency per query
+    (cold: the queries that encoded; amortised: every served query)."""
     strategies = result["strategies"]
     metrics = list(dict.fromkeys(m for s in strategies.values() for m in s["quality"]))
+    stats = ("warm_mean", "cold_query_mean", "cold_query_p99", "first_query", "amortised_mean")
     lines = [
         f"Stream of {result['length']:,} queries ({result['n_unique_queries']:,} distinct), "
         f"N = {result['n_corpus']:,}, {result['encode_rate']:.3g} new-model documents/s.",
         "",
         "| strategy | encodes | share of N | "
         + "".join(f"{m} | " for m in metrics)
-        + "warm ms | cold mean ms | cold p99 ms | first query ms |",
-        "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|",
+        + "warm ms | cold mean ms | cold p99 ms | first query ms | amortised mean ms |",
+        "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|---|",
     ]
     for name, s in strategies.items():
         quality = [s["quality"].get(m, [None])[-1] for m in metrics]
-        lat = s["latency_us"]
-        times = (lat["warm_mean"], lat["cold_mean"], lat["cold_p99"], lat["first_query"])
+        latency = stream_latency(result, name)
         lines.append(
             f"| {name} | {s['final_encodes']:,} | {s['final_encodes'] / result['n_corpus']:.1%} | "
             + "".join("n/a | " if q is None else f"{q:.3f} | " for q in quality)
-            + "".join(f"{us / 1e3:,.2f} | " for us in times)
+            + "".join(
+                "n/a | " if latency[k] is None else f"{latency[k] / 1e3:,.2f} | " for k in stats
+            )
         )
+    lines += [
+        "",
+        "Cold: the queries that encoded at least one document (n/a: none did); amortised: every "
+        "served query.",
+    ]
+    if "status_quo" in strategies:
+        base = stream_latency(result, "status_quo")["warm_mean"]
+        lines[-1] += f" Added latency: minus the status quo's {base / 1e3:,.2f} ms per query."
     return "\n".join(lines) + "\n"

@@ -12,7 +12,11 @@ Reads every result file under RESULTS_DIR (the files `python -m drift.run` write
     strategy_costs.md  experiment=beyond_paper             per strategy: nDCG@10, R@10, share
                                                            encoded, encodes, us/query, frontier
     stream             experiment=query_stream             cumulative encodes and running quality
-                                                           vs queries served
+                                                           vs queries served; latency per query
+                                                           (legend): cold (mean over the queries
+                                                           that encoded), warm, amortised over
+                                                           the stream; the CSV adds percentiles,
+                                                           first query and added (minus status quo)
     timeline           experiment=migration_timeline,      quality over migration hours per mode
                        experiment=continuous_adaptation    (95% CI bands), references, share
                                                            migrated
@@ -66,6 +70,7 @@ from matplotlib.transforms import Bbox
 from drift.errors import DriftError
 from drift.measured import as_floats, mean_stream, pareto_frontier, strategy_rows
 from drift.results import design_settings, differences, read_results
+from drift.stream import format_us, mean_latency
 
 # The quality panels: (protocol/metric, axis label, short name).
 PANELS = [
@@ -488,16 +493,27 @@ def cell(mean: float, std: float) -> str:
 
 
 # -- stream -----------------------------------------------------------------------------------
+# Latency keys of drift.stream.stream_latency that are not in µs (the others get a _us suffix).
+NOT_US = ("cold_query_encodes", "queries_with_encodes")
+
+
 def stream_points(records: Sequence[dict]) -> pd.DataFrame:
     """Long table of the runs' stream curves averaged over seeds: per strategy and checkpoint,
-    the share encoded and each running quality metric."""
+    the share encoded and each running quality metric, with the strategy's latency per query
+    (drift.stream.stream_latency, mean over runs; empty where the files did not record it):
+    cold_query_* over the queries that encoded, amortised_* over every served query, added_*
+    minus the status quo's."""
     streams = [r["stream"] for r in records]
     names = list(dict.fromkeys(n for s in streams for n in s["strategies"]))
     tables = []
     for name in names:
-        curve = mean_stream([s for s in streams if name in s["strategies"]], name)
+        served = [s for s in streams if name in s["strategies"]]
+        curve = mean_stream(served, name)
         series = {"share_encoded": curve["share_encoded"], **curve["quality"]}
-        latency = curve["latency_us"]
+        latency = {
+            key if key in NOT_US else f"{key}_us": value
+            for key, value in mean_latency(served, name).items()
+        }
         for quantity, values in series.items():
             tables.append(
                 pd.DataFrame(
@@ -506,8 +522,7 @@ def stream_points(records: Sequence[dict]) -> pd.DataFrame:
                         "quantity": quantity,
                         "queries": curve["queries"],
                         "value": values,
-                        "cold_us_mean": latency.get("cold_mean"),
-                        "warm_us_mean": latency.get("warm_mean"),
+                        **latency,
                         "n_corpus": curve["n_corpus"],
                         "length": curve["length"],
                         "n_unique_queries": curve["n_unique_queries"],
@@ -573,8 +588,13 @@ def fig_stream(
         mine = points[points["strategy"] == name]
         latency = mine.iloc[0]
         label = short_label(name)
-        if pd.notna(latency["cold_us_mean"]):
-            label += f": {latency['cold_us_mean']:,.0f} / {latency['warm_us_mean']:,.0f}"
+        if pd.notna(latency["cold_query_mean_us"]):
+            label += ": " + " / ".join(
+                format_us(latency[key])
+                for key in ("cold_query_mean_us", "warm_mean_us", "amortised_mean_us")
+            )
+        elif pd.notna(latency["warm_mean_us"]):
+            label += f": {format_us(latency['warm_mean_us'])}"
         share = mine[mine["quantity"] == "share_encoded"]
         (line,) = encodes.plot(share["queries"], 100 * share["value"], **styles[name], lw=1.2)
         handles.append(line)
@@ -595,7 +615,8 @@ def fig_stream(
         loc="center",
         frameon=False,
         fontsize=7,
-        title="µs per query, cold / warm\n(cold: with its encodes at the measured rate)",
+        title="latency per query, at the measured encode rate:\ncold (mean over the queries "
+        "that encoded) /\nwarm / amortised over the stream; one value: never encodes",
         title_fontsize=7.5,
         labelspacing=0.3,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,19 @@ def make_record(
     return record
 
 
-def make_stream(n_corpus: int = N_MEASURED) -> dict[str, Any]:
-    """Rerank's encodes grow as queries arrive; the full re-index pays everything upfront."""
+def make_stream(
+    n_corpus: int = N_MEASURED,
+    *,
+    rerank_share: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3),
+    popularity: str = "zipf",
+    capacity: int | None = None,
+) -> dict[str, Any]:
+    """Rerank's encodes grow as queries arrive; the full re-index pays everything upfront. The
+    latencies are in the schema of files written before cold queries were told apart (cold_*:
+    over every served query), which the readers still take."""
     checkpoints = [1, 10, 100, 1000]
-    rerank_share = [0.05, 0.1, 0.2, 0.3]
 
-    def strategy(shares: list[float], ndcg: float, r10: float, cold_us: float) -> dict:
+    def strategy(shares: Sequence[float], ndcg: float, r10: float, cold_us: float) -> dict:
         encodes = [round(s * n_corpus) for s in shares]
         return {
             "encodes": encodes,
@@ -148,6 +156,8 @@ def make_stream(n_corpus: int = N_MEASURED) -> dict[str, Any]:
         }
 
     return {
+        "config": {"popularity": popularity, "zipf_s": 1.0, "capacity": capacity},
+        "popularity": popularity,
         "length": 1000,
         "n_unique_queries": 100,
         "n_corpus": n_corpus,
@@ -235,11 +245,16 @@ def test_rerank_wins_when_its_on_demand_cost_stays_below_a_full_reindex() -> Non
     assert best is not None and best.strategy == "rerank/status_quo@50"
     assert best.hours_to_target == 0.0 and best.accrual == "on demand"
     assert math.isclose(best.relative, 0.97)
-    # No stream: 0.3 of the corpus after 100 distinct queries, growing linearly. 259,200 queries
-    # on a 1000x larger corpus read as 259.2 measured queries: 0.3 x 2.592 = 0.7776.
-    assert math.isclose(best.share, 0.7776) and math.isclose(best.encodes, 777_600)
-    assert math.isclose(best.encode_hours, 777_600 / 100 / 3600)
-    assert math.isclose(best.extrapolation, 2.592)  # 259.2 / 100 measured queries
+    # No stream: 0.3 of the corpus after its 100 distinct queries, growing linearly up to that
+    # share (every distinct query served). 259,200 queries on a 1000x larger corpus read as 259.2
+    # measured queries, beyond the 100: 0.3 x 2.592 linearly, capped at 0.3.
+    assert math.isclose(best.share, 0.3) and math.isclose(best.encodes, 300_000)
+    assert math.isclose(best.encode_hours, 300_000 / 100 / 3600)
+    assert math.isclose(best.extrapolation, 2.592) and best.capped_at == 0.3
+    assert best.traffic == ""  # priced without a stream
+    # 25.92 measured queries: 0.3 x 0.2592, below the cap.
+    short = recommend(records_of(make_record()), ask(horizon_days=3)).recommended
+    assert math.isclose(short.share, 0.07776) and short.capped_at is None
     # Then by cost; the full re-index and dual index tie on cost and time: the better first.
     reach = [o.strategy for o in result.options if o.ok]
     assert reach == ["rerank/status_quo@50", "full_reindex", "dual_index"]
@@ -304,12 +319,17 @@ def test_quality_is_the_mean_over_seeds_and_smoke_runs_give_way_to_full_runs() -
 
 
 def test_rerank_extrapolated_far_beyond_its_curve_is_capped_and_warned() -> None:
-    # 10x the traffic: 2,592 measured queries, 25.9x the 100 measured; capped at the corpus,
-    # rerank costs as much as a full re-index but reaches the target at once: it wins the tie.
+    # 10x the traffic: 2,592 measured queries, 25.9x the 100 measured: capped at the batch share
+    # (0.3), where the distance no longer matters, so no warning; uncapped it is warned.
     result = recommend(records_of(make_record()), ask(query_rate=1.0))
     best = result.recommended
-    assert best.strategy == "rerank/status_quo@50" and best.share == 1.0
-    assert any("extrapolated 26x beyond its measured curve" in w for w in result.warnings)
+    assert best.strategy == "rerank/status_quo@50" and best.share == 0.3
+    assert not any("extrapolated" in w for w in result.warnings)
+    # A stream far below the cap: 10,368 measured queries, 10.4x its 1,000, still below it.
+    rising = make_stream(rerank_share=(0.001, 0.002, 0.003, 0.004))
+    far = recommend(records_of(make_record(stream=rising)), ask(query_rate=4.0))
+    assert far.recommended.capped_at is None and far.recommended.share < 0.3
+    assert any("extrapolated 10x beyond its measured curve" in w for w in far.warnings)
 
 
 def test_far_extrapolation_in_corpus_size_is_warned() -> None:
@@ -344,6 +364,37 @@ def test_stream_curve_is_read_per_corpus_document_and_extrapolated_at_the_last_s
     assert on_demand_share(curve, 1e12, corpus_size=1000) == 1.0  # each document once at most
     lru = {**curve, "share_encoded": [0.05, 0.5, 1.0, 1.5]}  # a bounded store re-encodes
     assert on_demand_share(lru, 1e4, corpus_size=1000) > 1.5
+    # Capped at the share with every distinct query served, where one is given.
+    assert on_demand_share(curve, 2_000_000.0, corpus_size=1_000_000, ceiling=0.35) == 0.35
+    assert math.isclose(on_demand_share(curve, 55.0, corpus_size=1000, ceiling=0.35), 0.15)
+
+
+def test_extrapolated_rerank_cost_stops_at_the_share_with_every_distinct_query_served() -> None:
+    """A Zipf-like stream still rising at its end (0.28 after 1,000 queries, 0.08 per 900) whose
+    batch run, every distinct query served once, encoded 0.3: beyond the curve the last slope
+    would pass 0.3, which no traffic drawn from that pool can; a bounded store can (re-encodes)."""
+    rising = (0.05, 0.1, 0.2, 0.28)
+    # 1.9M queries over the horizon on a 1000x larger corpus read as 1,900 measured queries,
+    # 900 beyond the last point.
+    request = ask(query_rate=1_000_000 / 86_400 * 1.9 / 30)
+    assert math.isclose(request.horizon_queries, 1_900_000)
+    capped = recommend(records_of(make_record(stream=make_stream(rerank_share=rising))), request)
+    rerank = next(o for o in capped.options if o.strategy == "rerank/status_quo@50")
+    assert rerank.share == 0.3 and rerank.capped_at == 0.3  # the last slope alone: 0.36
+    assert any("capped at 30.00%, the batch share with every distinct" in n for n in rerank.notes)
+    assert any("capped at the share the same runs' batch evaluation" in a
+               for a in capped.assumptions)  # fmt: skip
+    # 1,100 measured queries: 0.28 + 0.08 x 100 / 900, below the cap.
+    near = recommend(
+        records_of(make_record(stream=make_stream(rerank_share=rising))),
+        ask(query_rate=1_000_000 / 86_400 * 1.1 / 30),
+    )
+    rerank = next(o for o in near.options if o.strategy == "rerank/status_quo@50")
+    assert math.isclose(rerank.share, 0.28 + 0.08 / 9) and rerank.capped_at is None
+    lru = make_stream(rerank_share=rising, capacity=200)  # a bounded store: no such bound
+    bounded = recommend(records_of(make_record(stream=lru)), request)
+    rerank = next(o for o in bounded.options if o.strategy == "rerank/status_quo@50")
+    assert math.isclose(rerank.share, 0.36) and rerank.capped_at is None
 
 
 def test_stream_section_prices_rerank_and_gives_the_encode_rate() -> None:
@@ -352,7 +403,26 @@ def test_stream_section_prices_rerank_and_gives_the_encode_rate() -> None:
     rerank = next(o for o in result.options if o.strategy == "rerank/status_quo@50")
     # 259,200 queries -> 259.2 measured queries: between checkpoints 100 (0.2) and 1000 (0.3).
     assert math.isclose(rerank.share, 0.2 + 0.1 * 159.2 / 900)
-    assert any("cold 9,000 µs" in note for note in rerank.notes)
+    # Files of the old schema hold the whole-stream mean (9,000 µs) as cold_mean: the cold mean
+    # over the 10% of queries that encoded is 150 + (9,000 - 150) / 0.1 = 88,650 µs, 4.425
+    # documents each at the stream's 50/s; the status quo's 150 µs per query is subtracted.
+    note = next(n for n in rerank.notes if n.startswith("latency per query"))
+    assert (
+        "cold 88.7 ms (mean over the 10.0% of queries that encoded anything, 4.42 documents "
+        "each: 88.7 ms at 50 documents/s; p99 not recorded in these files; first query 9 ms), "
+        "warm 150 µs, amortised over the stream 9 ms; added to the status quo's 150 µs: "
+        "cold +88.5 ms, warm +0 µs, amortised +8.85 ms" in note
+    )
+    newer = make_stream()
+    newer["strategies"]["rerank/status_quo@50"]["latency_us"] = {
+        "warm_mean": 150.0, "cold_query_mean": 88_650.0, "cold_query_p50": 60_000.0,
+        "cold_query_p99": 200_000.0, "amortised_mean": 9000.0, "amortised_p50": 150.0,
+        "amortised_p99": 150_000.0, "first_query": 9000.0,
+    }  # fmt: skip
+    result = recommend(records_of(make_record(stream=newer)), ask(encode_rate=500.0))
+    rerank = next(o for o in result.options if o.strategy == "rerank/status_quo@50")
+    note = next(n for n in rerank.notes if n.startswith("latency per query"))
+    assert "cold 88.7 ms" in note and "p99 200 ms" in note and "9 ms at 500 documents/s" in note
     assert result.recommended.strategy == "rerank/status_quo@50"
     with pytest.raises(ConfigError, match="--encode-rate"):
         recommend(records_of(make_record()), ask(encode_rate=None))
@@ -366,6 +436,62 @@ def test_timeline_modes_are_priced_at_the_share_where_they_reach_the_target() ->
     assert math.isclose(backfill.hours_to_target, 750_000 / 100 / 3600)
     frozen = next(o for o in result.options if o.strategy == "timeline/adapter_frozen")
     assert not frozen.reaches and "below the target" in frozen.shortfall
+
+
+# -- traffic ----------------------------------------------------------------------------------
+def stream_run(popularity: str, rerank_share: tuple[float, ...], seed: int = 0) -> dict[str, Any]:
+    """A query_stream run whose traffic is `popularity` (in its config, as drift.run writes it)."""
+    stream = make_stream(rerank_share=rerank_share, popularity=popularity)
+    record = make_record(seed=seed, experiment="query_stream", stream=stream)
+    record["config"]["stream"] = {"enabled": True, "length": 1000, **stream["config"]}
+    return record
+
+
+# 259.2 measured queries (ask()): zipf repeats more, so it encodes less than uniform traffic.
+ZIPF = (0.02, 0.05, 0.1, 0.15)  # 0.1 + 0.05 x 159.2 / 900 at 259.2 measured queries
+UNIFORM = (0.05, 0.1, 0.2, 0.3)  # 0.2 + 0.1 x 159.2 / 900
+
+
+def test_traffic_is_an_input_not_a_strategy() -> None:
+    records = records_of(stream_run("zipf", ZIPF), stream_run("uniform", UNIFORM))
+    zipf = recommend(records, ask(popularity="zipf"))
+    labels = [o.label for o in zipf.options if o.strategy == "rerank/status_quo@50"]
+    assert labels == ["rerank/status_quo@50"]  # one option, priced in the asked traffic
+    rerank = zipf.recommended
+    assert rerank.strategy == "rerank/status_quo@50" and rerank.traffic == "zipf s=1"
+    assert math.isclose(rerank.share, 0.1 + 0.05 * 159.2 / 900) and rerank.seeds == [0]
+    assert zipf.context["traffic"].startswith("zipf, any measured exponent (given")
+    assert "on demand, zipf s=1 traffic" in zipf.text()
+    exact = recommend(records, ask(popularity="zipf", zipf_s=1.0)).recommended
+    assert exact.share == rerank.share and exact.traffic == "zipf s=1"
+    uniform = recommend(records, ask(popularity="uniform")).recommended
+    assert uniform.traffic == "uniform" and math.isclose(uniform.share, 0.2 + 0.1 * 159.2 / 900)
+    # Not given: the costliest measured shape, said as such.
+    worst = recommend(records, ask())
+    assert worst.recommended.traffic == "uniform"
+    assert math.isclose(worst.recommended.share, uniform.share)
+    assert worst.context["traffic"].startswith("not given; each on-demand strategy is priced")
+    assert "a worst case" in worst.context["traffic"]
+    assert worst.recommended.notes[0].startswith("traffic not given: priced under uniform")
+    # Upfront strategies do not depend on the traffic: one option each, one traffic's seeds.
+    full = [o for o in worst.options if o.strategy == "full_reindex"]
+    assert len(full) == 1 and full[0].traffic == "" and full[0].seeds == [0]
+
+
+def test_traffic_not_measured_is_an_error_and_bad_traffic_is_refused() -> None:
+    records = records_of(stream_run("zipf", ZIPF), stream_run("uniform", UNIFORM))
+    with pytest.raises(ConfigError, match=r"measured sequential.*measured: uniform, zipf s=1"):
+        recommend(records, ask(popularity="sequential"))
+    with pytest.raises(ConfigError, match="zipf s=2 traffic"):
+        recommend(records, ask(popularity="zipf", zipf_s=2.0))
+    with pytest.raises(ConfigError, match="--popularity zipf"):
+        ask(zipf_s=1.0)
+    with pytest.raises(ConfigError, match="--popularity must be one of"):
+        ask(popularity="pareto")
+    # No stream measured: the traffic cannot change the batch bound; a warning says so.
+    batch = recommend(records_of(make_record()), ask(popularity="zipf"))
+    assert any("--popularity zipf" in w and "not used" in w for w in batch.warnings)
+    assert batch.context["traffic"].startswith("no stream run measured any")
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -418,7 +544,12 @@ def test_command_line_text_json_and_errors(tmp_path: Path, capsys) -> None:
     assert report["request"]["metric"] == "qrels/ndcg@10"
     assert {o["strategy"] for o in report["fail"]} >= {"status_quo", "adapter/procrustes"}
     assert report["context"]["n_corpus"] == [N_MEASURED] and report["assumptions"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--popularity", "zipf", "--zipf-s", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["request"]["popularity"] == "zipf" and report["request"]["zipf_s"] == 1.0
     for bad, message in (
+        (["--zipf-s", "1"], "ConfigError: --zipf-s is the exponent of Zipf traffic"),
         (["--corpus-size", "-5"], "ConfigError: --corpus-size"),
         (["--corpus-size", "2.5"], "whole number"),
         (["--target", "1.5"], "TargetUnreachableError"),
@@ -462,5 +593,7 @@ def test_one_strategy_from_several_experiments_is_labelled_by_experiment() -> No
     result = recommend(records, ask(encode_rate=100.0, query_rate=0.5))
     labels = {o.label for o in result.options}
     assert {"rerank/status_quo@50 [query_stream]", "rerank/status_quo@50 [beyond_paper]"} <= labels
-    # The stream's curve (33% after 1,296 measured queries) beats the batch bound (capped at 1).
+    # Both reach the share with every distinct query served (0.3) after 1,296 measured queries:
+    # the tie goes to the one priced from a stream.
     assert result.recommended.label == "rerank/status_quo@50 [query_stream]"
+    assert result.recommended.share == 0.3

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 
 from drift.errors import ConfigError, DataError
-from drift.stream import StreamStrategy, make_stream, simulate_stream, summarise_stream
+from drift.stream import (
+    StreamStrategy,
+    make_stream,
+    mean_latency,
+    simulate_stream,
+    stream_latency,
+    summarise_stream,
+)
 
 N = 10
 # Three queries with overlapping candidates; query 1 is padded, query 2 repeats row 4.
@@ -71,12 +79,52 @@ def test_latency_adds_encode_time_at_the_measured_rate():
     # 100 docs/s: one encode is 10,000 us; warm 100 us. Cold encodes per query: 3, 1, 0, 1, 0.
     strategy = rerank(upfront_encodes=0, warm_seconds_per_query=1e-4)
     latency = simulate({"r": strategy})["strategies"]["r"]["latency_us"]
-    cold = np.array([30_100, 10_100, 100, 10_100, 100])
+    served = np.array([30_100, 10_100, 100, 10_100, 100])
+    cold = np.array([30_100, 10_100, 10_100])  # the three queries that encoded
     assert latency["warm_mean"] == pytest.approx(100)
-    assert latency["cold_mean"] == pytest.approx(cold.mean())
-    assert latency["cold_p50"] == pytest.approx(10_100)
-    assert latency["cold_p99"] == pytest.approx(np.percentile(cold, 99))
+    assert latency["cold_query_mean"] == pytest.approx(cold.mean())
+    assert latency["cold_query_p50"] == pytest.approx(10_100)
+    assert latency["cold_query_p99"] == pytest.approx(np.percentile(cold, 99))
+    assert latency["amortised_mean"] == pytest.approx(served.mean())
+    assert latency["amortised_p50"] == pytest.approx(10_100)
+    assert latency["amortised_p99"] == pytest.approx(np.percentile(served, 99))
     assert latency["first_query"] == pytest.approx(30_100)
+    assert "cold_mean" not in latency  # the old files' name for the amortised mean
+
+
+def test_stream_latency_reads_new_and_old_files_and_subtracts_the_status_quo():
+    status_quo = StreamStrategy(per_query=QUALITY, upfront_encodes=0, warm_seconds_per_query=4e-5)
+    strategies = {
+        "status_quo": status_quo,
+        "r": rerank(upfront_encodes=0, warm_seconds_per_query=1e-4),
+    }
+    result = simulate(strategies)
+    new = stream_latency(result, "r")
+    assert new["cold_query_mean"] == pytest.approx(50_300 / 3)  # (30,100 + 2 x 10,100) / 3
+    assert new["cold_query_encodes"] == pytest.approx(5 / 3)  # 3 + 1 + 1 over 3 cold queries
+    assert new["status_quo"] == pytest.approx(40)
+    assert new["added_cold_query_mean"] == pytest.approx(50_300 / 3 - 40)
+    assert new["added_warm_mean"] == pytest.approx(60)
+    assert new["added_amortised_mean"] == pytest.approx(50_500 / 5 - 40)
+    # A file written before cold queries were told apart: cold_* held the amortised statistics.
+    latency = result["strategies"]["r"]["latency_us"]
+    old_latency = {"warm_mean": latency["warm_mean"], "first_query": latency["first_query"]}
+    old_latency |= {f"cold_{s}": latency[f"amortised_{s}"] for s in ("mean", "p50", "p99")}
+    old = copy.deepcopy(result)
+    old["strategies"]["r"]["latency_us"] = old_latency
+    read = stream_latency(old, "r")
+    assert read["cold_query_mean"] == pytest.approx(new["cold_query_mean"])  # exact, derived
+    assert read["cold_query_p50"] is None and read["cold_query_p99"] is None  # not recorded
+    for key in ("amortised_mean", "amortised_p99", "warm_mean", "first_query", "added_warm_mean"):
+        assert read[key] == pytest.approx(new[key])
+    # Without the status quo in the stream nothing is called added; no encodes, no cold query.
+    alone = stream_latency(simulate({"r": strategies["r"]}), "r")
+    assert alone["status_quo"] is None and alone["added_cold_query_mean"] is None
+    assert stream_latency(result, "status_quo")["cold_query_mean"] is None
+    # Averaged over streams: each key over the streams that have it.
+    both = mean_latency([result, old], "r")
+    assert both["cold_query_p99"] == pytest.approx(new["cold_query_p99"])
+    assert both["cold_query_mean"] == pytest.approx(new["cold_query_mean"])
 
 
 def test_capacity_evicts_least_recently_used_and_counts_reencodes():
@@ -119,8 +167,13 @@ def test_summary_lists_final_values():
         "rerank": rerank(upfront_encodes=0, warm_seconds_per_query=1e-4),
     }
     table = summarise_stream(simulate(strategies))
-    assert "| rerank | 5 | 50.0% | 0.667 | 0.10 | 10.10 |" in table
-    assert "| status_quo | 0 | 0.0% | 0.667 |" in table
+    # warm, cold mean (the 3 queries that encoded), cold p99, first query, amortised mean
+    cold_p99 = np.percentile([30.1, 10.1, 10.1], 99)
+    assert (
+        f"| rerank | 5 | 50.0% | 0.667 | 0.10 | 16.77 | {cold_p99:.2f} | 30.10 | 10.10 |" in table
+    )
+    assert "| status_quo | 0 | 0.0% | 0.667 | 0.00 | n/a | n/a | 0.00 | 0.00 |" in table
+    assert "minus the status quo's 0.00 ms per query" in table
 
 
 def test_zipf_stream_is_seeded_and_skewed():
