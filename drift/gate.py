@@ -19,7 +19,7 @@ vectors, against the same new-model truth. In both, a held-out item stands for a
 role the pairs were encoded in), and their difference is paired over the same queries, with its
 own bootstrap CI. On the rows of results/gate_calibration/calibration.csv (depth-scaled pool
 estimates beside the kNN R@10 each run measured on its real queries), the estimated difference
-had the sign of the measured one for 91% of 856 adapters, and 72 of the 78 misses favoured the
+had the sign of the measured one for 92% of 668 adapters, and 47 of the 51 misses favoured the
 adapter.
 
 Decision, with the rule's figure of each estimate (the CI's lower bound for rule "ci_low", the
