@@ -38,6 +38,7 @@ from drift.pairs import (
     check_pair_role_name,
     held_out_queries,
     pair_vectors,
+    requested_pairs,
     sample_pairs,
 )
 from drift.results import config_hash
@@ -186,7 +187,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         from_corpus = pair_role != "query_log"
         split = sample_pairs(
             len(pair_pool),
-            int(adapter_cfg["n_pairs"]),
+            requested_pairs(adapter_cfg["n_pairs"], adapter_cfg["n_pairs_fraction"], len(x_old)),
             val_fraction=float(adapter_cfg["val_fraction"]),
             gate_fraction=float(adapter_cfg["gate_fraction"]),
             seed=derive_seed(seed, "pairs"),
@@ -359,6 +360,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         "pairs": split.summary()
         | {
             "role": pair_role,
+            "fraction_requested": adapter_cfg["n_pairs_fraction"],
             "source": "corpus" if from_corpus else HELD_OUT_QUERIES,
             "n_pool": len(pair_pool),
         },

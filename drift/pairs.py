@@ -66,6 +66,16 @@ def _share(n: int, fraction: float) -> int:
     return max(count, 1) if fraction > 0 else count
 
 
+def requested_pairs(n_pairs: int, n_pairs_fraction: float | None, n_corpus: int) -> int:
+    """Np: `adapter.n_pairs`, or `adapter.n_pairs_fraction` of the corpus when that is set (the
+    paper's 20,000 pairs are 2% of 1M items), at least 2."""
+    if n_pairs_fraction is None:
+        return int(n_pairs)
+    if not 0.0 < n_pairs_fraction <= 1.0:
+        raise ConfigError(f"adapter.n_pairs_fraction must be in (0, 1], got {n_pairs_fraction}")
+    return max(2, int(round(n_pairs_fraction * n_corpus)))
+
+
 def sample_pairs(
     n_pool: int,
     n_pairs: int,

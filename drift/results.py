@@ -113,7 +113,7 @@ EXECUTION_ONLY = ("batch_size",)
 ENCODER_SLOTS = ("old_encoder", "new_encoder", "old_query_encoder", "new_query_encoder")
 # Settings added after runs were committed, with the value those runs had in effect.
 ADDED_SETTINGS = {
-    "adapter": {"pair_role": "document", "gate_fraction": 0.0},
+    "adapter": {"pair_role": "document", "gate_fraction": 0.0, "n_pairs_fraction": None},
     "data_limits": {"corpus_subset": "judged_first"},
 }
 

@@ -99,7 +99,7 @@ SAVE = {"dpi": 200, "bbox_inches": "tight"}
 # Settings that may differ between runs drawn at one point (same x, strategy and seed) without
 # their being different designs: the experiment's name (sample_size and sample_size_fraction feed
 # one figure) and an Np request capped to the same Np (the same pairs). The newest run counts.
-EQUIVALENT = ("experiment", "task_name", "np_requested")
+EQUIVALENT = ("experiment", "task_name", "np_requested", "np_fraction_requested")
 SD_BARS = "error bars: ±1 s.d. over seeds"
 PANEL_WIDTH, PANEL_HEIGHT = 3.4, 2.6  # inches: two panels fill a two-column paper's width
 
@@ -541,7 +541,7 @@ class FigureSpec:
     split_by: tuple[str, ...] = ("dataset", "pair")
 
 
-NP = ("np_requested", "np")
+NP = ("np_requested", "np_fraction_requested", "np")
 FIGURES = {
     "drift_severity": FigureSpec(
         ("drift_severity",), fig_drift_severity, ("new_model", "pair", "new_dim"), ("dataset",)

@@ -8,7 +8,7 @@ import pytest
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 from drift.errors import ConfigError
-from drift.pairs import held_out_queries, pair_vectors, sample_pairs
+from drift.pairs import held_out_queries, pair_vectors, requested_pairs, sample_pairs
 
 
 def _encode_with_role(dim: int, calls: list[tuple[list[int], str]]):
@@ -260,3 +260,11 @@ def test_query_log_pairs_are_never_reused_as_corpus_documents():
     ):
         with pytest.raises(ConfigError, match=match):  # even with a symmetric model
             check_pair_role("query_log", reuse, symmetric, symmetric)
+
+
+def test_np_as_a_fraction_of_the_corpus():
+    assert requested_pairs(20_000, None, 5_818) == 20_000
+    assert [requested_pairs(20_000, f, 5_818) for f in (0.02, 0.05, 0.8)] == [116, 291, 4654]
+    assert requested_pairs(20_000, 0.0001, 100) == 2  # never fewer than a fit needs
+    with pytest.raises(ConfigError, match="n_pairs_fraction"):
+        requested_pairs(20_000, 1.5, 100)
