@@ -12,15 +12,31 @@ default range, which on unit vectors leaves GELU in its nearly linear range (see
 Training (torch, CPU by default): AdamW (weight decay on the three matrices, not on biases),
 shuffled minibatches, loss "cosine" (1 - cos(mapped, old), default: what ranking by inner product
 with unit vectors cares about) or "mse" (squared L2 distance, summed over dimensions, averaged
-over pairs). After every epoch the loss on the validation pairs is computed; training stops after
-`patience` epochs without improvement or at `max_epochs`, and the best weights (possibly the
-initial linear map itself) are restored. Without validation pairs, 20% of the training pairs are
-held out (chosen with the seed). Everything random (hidden init, split, shuffling) comes from the
-seed, with no global RNG touched; on CPU two fits with one seed give identical weights.
+over pairs). The learning rate rises linearly over the first epoch, then stays constant.
+
+`lr` is a *relative* step, turned into one AdamW learning rate per weight (`_learning_rates`).
+Adam moves every weight by about its learning rate per step whatever the gradient's size, so a
+step changes a layer's output by up to that rate times the L1 norm of the layer's input. Each
+weight's rate is therefore `lr` x (the size of what its layer outputs) / (the L1 norm of its
+input): pre-activations of size 1 for W1 and b1, coordinates of size rms(old vectors) for W_lin,
+W2 and b. With one rate for all (the first version: 3e-4), a step moved the output through W2
+and W_lin about 115x and 20x more, relative to its size, than the pre-activations through W1
+(768 -> 384, the data of scripts/bench_adapter_fit.py): a rate small enough to keep the linear
+start intact left W1, which has to learn the nonlinear features, nearly frozen, and the fit ended
+where it began (best epoch 0), on planted nonlinear drift too.
+
+After every epoch the loss on the validation pairs is computed; an epoch improves on the best so
+far only when it lowers that loss by more than `min_delta`, training stops after `patience` epochs
+without such an improvement or at `max_epochs`, and the best weights (possibly the initial linear
+map itself: `fit_info["best_epoch"] == 0`) are restored. Without validation pairs, 20% of the
+training pairs are held out (chosen with the seed). Everything random (hidden init, split,
+shuffling) comes from the seed, with no global RNG touched; on CPU two fits with one seed give
+identical weights.
 
 The fitted weights are numpy arrays and `transform` runs in numpy (exact-erf GELU, as torch's
 default), so saving, loading and applying an adapter need no torch. DSM, when on (default, as in
-the paper), is fitted in closed form on the trained network's outputs, not learned jointly.
+the paper), is fitted in closed form on the trained network's outputs, not learned jointly: a
+learned per-dimension scale would be redundant with W_lin, W2 and b (drift/adapters/scaling.py).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ from drift.errors import ConfigError
 LOSSES = ("cosine", "mse")
 INITS = ("procrustes", "ridge")
 VAL_FRACTION = 0.2
+MATRICES = ("w_lin", "w1", "w2")  # weight decay applies to these, not to the biases
 
 
 def gelu(z: np.ndarray) -> np.ndarray:
@@ -56,9 +73,11 @@ class ResidualMLP(MapAdapter):
         loss: "cosine" or "mse".
         init: start of the linear path, "procrustes" or "ridge".
         ridge_alpha: relative ridge penalty when init="ridge" (see `fit_affine_ridge`).
-        lr, weight_decay: AdamW settings.
+        lr: relative step size, scaled per weight into AdamW learning rates (module docstring).
+        weight_decay: AdamW's (decoupled) weight decay on W_lin, W1 and W2.
         batch_size: pairs per step.
-        max_epochs, patience: early stopping on the validation loss.
+        max_epochs, patience, min_delta: early stopping on the validation loss (an epoch counts
+            as an improvement when it lowers the best loss so far by more than min_delta).
         device: torch device to train on ("cpu", "cuda", "cuda:1", ...).
         dsm: diagonal scaling after the network (on by default, as in the paper).
         dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
@@ -73,11 +92,12 @@ class ResidualMLP(MapAdapter):
         loss: str = "cosine",
         init: str = "ridge",
         ridge_alpha: float = 1e-2,
-        lr: float = 3e-4,
+        lr: float = 0.3,
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 30,
-        patience: int = 5,
+        patience: int = 8,
+        min_delta: float = 1e-4,
         device: str = "cpu",
         dsm: bool = True,
         dsm_bias: bool = False,
@@ -96,15 +116,16 @@ class ResidualMLP(MapAdapter):
         ]:
             if int(value) != value or value < 1:
                 raise ConfigError(f"residual_mlp: {key} must be a positive integer, got {value!r}")
-        if not lr > 0 or not weight_decay >= 0:
+        if not lr > 0 or not weight_decay >= 0 or not min_delta >= 0:
             raise ConfigError(
-                f"residual_mlp: need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}"
+                "residual_mlp: need lr > 0, weight_decay >= 0 and min_delta >= 0, got "
+                f"{lr}, {weight_decay} and {min_delta}"
             )
         self.hidden, self.loss, self.init = int(hidden), loss, init
         self.ridge_alpha = check_alpha(ridge_alpha, "residual_mlp ridge init")
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
-        self.patience = int(patience)
+        self.patience, self.min_delta = int(patience), float(min_delta)
         self.device = str(device)
 
     # -- fit ----------------------------------------------------------------------------------
@@ -115,6 +136,16 @@ class ResidualMLP(MapAdapter):
             self.fit_info["val_split"] = f"{x_new_val.shape[0]} of the training pairs (seeded)"
         else:
             self.fit_info["val_split"] = "given"
+        start = (
+            f"the ridge term (ridge_alpha={self.ridge_alpha}) dominates the linear start"
+            if self.init == "ridge"
+            else "the Procrustes start is not unique outside the pairs' span"
+        )
+        self._warn_if_underdetermined(
+            x_new.shape[0],
+            x_new.shape[1],
+            f"{start}, and only early stopping keeps the hidden layer from fitting the pairs",
+        )
         init = self._initial_weights(x_new, x_old, rng)
         weights = _train(self, init, (x_new, x_old), (x_new_val, x_old_val), seed)
         return {k: v.astype(np.float32) for k, v in weights.items()}
@@ -157,6 +188,7 @@ class ResidualMLP(MapAdapter):
             "batch_size": self.batch_size,
             "max_epochs": self.max_epochs,
             "patience": self.patience,
+            "min_delta": self.min_delta,
             "device": self.device,
         }
 
@@ -168,6 +200,26 @@ def _hold_out(x_new, x_old, rng: np.random.Generator):
     order = rng.permutation(n)
     val, train = order[:n_val], order[n_val:]
     return x_new[train], x_old[train], x_new[val], x_old[val]
+
+
+def _learning_rates(
+    lr: float, init: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> dict[str, float]:
+    """AdamW learning rate per weight: `lr` x (its layer's output size) / (L1 norm of its input).
+
+    Measured on the training pairs at the initial weights; see the module docstring for why.
+    """
+    input_l1 = float(np.mean(np.abs(x).sum(axis=1, dtype=np.float64)))
+    hidden = gelu(x @ init["w1"] + init["b1"])
+    hidden_l1 = float(np.mean(np.abs(hidden).sum(axis=1)))
+    out_rms = math.sqrt(float(np.mean(np.square(y, dtype=np.float64))))
+    return {
+        "w_lin": lr * out_rms / input_l1,
+        "w1": lr / input_l1,  # pre-activations start with unit variance
+        "b1": lr,
+        "w2": lr * out_rms / hidden_l1,
+        "bias": lr * out_rms,
+    }
 
 
 def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int):
@@ -183,13 +235,22 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
     }
     x, y = (torch.from_numpy(a).to(device) for a in train)
     x_val, y_val = (torch.from_numpy(a).to(device) for a in val)
-    matrices = [params[k] for k in ("w_lin", "w1", "w2")]
+    rates = _learning_rates(mlp.lr, init, *train)
     optimizer = torch.optim.AdamW(
         [
-            {"params": matrices, "weight_decay": mlp.weight_decay},
-            {"params": [params["b1"], params["bias"]], "weight_decay": 0.0},
-        ],
-        lr=mlp.lr,
+            {
+                "params": [params[k]],
+                "lr": rate,
+                "weight_decay": mlp.weight_decay if k in MATRICES else 0.0,
+            }
+            for k, rate in rates.items()
+        ]
+    )
+    n = x.shape[0]
+    steps_per_epoch = math.ceil(n / mlp.batch_size)
+    # Linear warmup over the first epoch: Adam's first steps are nearly sign(gradient) x rate.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / steps_per_epoch)
     )
 
     def forward(inputs):
@@ -210,7 +271,7 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
     best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
     train_curve: list[float] = []
     val_curve = [best_loss]
-    n, stale = x.shape[0], 0
+    stale = 0
     for epoch in range(1, mlp.max_epochs + 1):
         order = torch.randperm(n, generator=generator).to(device)
         total = 0.0
@@ -220,10 +281,11 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             total += loss.item() * idx.shape[0]
         train_curve.append(total / n)
         val_curve.append(val_loss())
-        if val_curve[-1] < best_loss:
+        if val_curve[-1] < best_loss - mlp.min_delta:
             best_loss, best_epoch, stale = val_curve[-1], epoch, 0
             best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
         else:
@@ -236,6 +298,7 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
             "best_epoch": best_epoch,
             "best_val_loss": best_loss,
             "loss": mlp.loss,
+            "learning_rates": rates,
             "train_curve": train_curve,
             "val_curve": val_curve,  # val_curve[0]: the initial linear map, before any step
             "device": str(device),

@@ -13,6 +13,34 @@ An adapter here is `base map -> optional DSM -> optional unit renormalisation`:
 
 `MapAdapter` implements that pipeline once; a subclass supplies only the base map (`_fit_map`,
 `_map`, `_param_names`, `_map_hparams`).
+
+Why DSM changes almost nothing after ridge, low-rank affine (LA) and the MLP. The least-squares
+scale of output j is s_j = <yhat_j, y_j> / <yhat_j, yhat_j> (yhat_j: the base map's output j over
+the training pairs, y_j: the old vectors' coordinate j).
+
+- After an unpenalised least-squares map the residual y_j - yhat_j is orthogonal to yhat_j, so
+  s_j = 1 exactly and DSM is the identity: for ridge with alpha = 0 by the normal equations; for
+  LA with alpha = 0 because A B = W V Vᵀ with V the top eigenvectors of M = WᵀXcᵀXcW, and
+  Vᵀ M (I - V Vᵀ) = 0 (tests/test_adapters.py checks both). With the default small penalties
+  s_j = 1 + O(alpha), nearly the same for every j (the penalty shrinks all outputs alike): a
+  common factor that the unit renormalisation removes.
+- Fitting s for the cosine after normalisation, or jointly with the MLP in its torch graph, would
+  not help either: ridge, LA and the MLP end in a free linear layer (W, B, and W_lin, W2, b),
+  which absorbs any diag(s) (W diag(s) is just another W). DSM adds no map these adapters cannot
+  already represent; it can only recalibrate what their own fit left off, and least squares
+  (ridge, LA, the MLP with loss="mse") leaves nothing. After the MLP trained on cosine, whose
+  output scale is free up to a common factor, the least-squares DSM mostly rescales all
+  dimensions alike, which the renormalisation again removes.
+- DSM can matter only after a constrained map: Procrustes (orthogonal: no per-dimension gain of
+  its own) and identity. `python -m drift.run` (offline default, seed 0) gives validation cosine
+  0.7529 -> 0.7558 for Procrustes -> +DSM, but 0.7484 -> 0.7479 for ridge and 0.6682 -> 0.6680
+  for LA.
+
+So the paper's DSM gain for LA and MLP (+0.005 to 0.015 ARR) needs something these fits do not
+have: a base map whose per-dimension output scales are not already optimal for its objective
+(e.g. one trained by SGD for a fixed budget, or with a constraint or penalty that acts per
+output), or a DSM fitted on a different objective or data than the base map. The paper does not
+say how its DSM is fitted or trained.
 """
 
 from __future__ import annotations
