@@ -1,12 +1,14 @@
 """Weights & Biases mirror of result files (the files stay the source of truth).
 
 `logger.kind`: none (no tracker), wandb with `mode: offline` (default for tracked runs: writes a
-run folder to sync later with `wandb sync <dir>`) or `mode: online` (needs WANDB_API_KEY). Only
-this module imports wandb. The run is always finished, with a failure exit code on error.
+run folder to sync later with `wandb sync <dir>`) or `mode: online` (needs WANDB_API_KEY or
+`wandb login`). Only this module imports wandb. The run is always finished, with a failure exit
+code on error.
 """
 
 from __future__ import annotations
 
+import netrc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +113,16 @@ class WandbRun:
         self.run.summary["result_file"] = str(path)
 
 
+def has_wandb_credentials() -> bool:
+    """WANDB_API_KEY, or the ~/.netrc entry `wandb login` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 @contextmanager
 def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[NullRun | WandbRun]:
     """Open a tracker run for the duration of an experiment, finishing it whatever happens."""
@@ -123,10 +135,11 @@ def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[
     mode = logger_cfg.get("mode", "offline")
     if mode not in ("offline", "online"):
         raise ConfigError(f"logger.mode must be 'offline' or 'online', got {mode!r}")
-    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+    if mode == "online" and not has_wandb_credentials():
         raise ConfigError(
-            "logger=wandb_online needs WANDB_API_KEY in the environment (or use logger=wandb, "
-            "which writes offline runs to sync later with `wandb sync`)"
+            "logger=wandb_online needs W&B credentials: WANDB_API_KEY in the environment or "
+            "`wandb login` (or use logger=wandb, which writes offline runs to sync later with "
+            "`wandb sync`)"
         )
     import wandb
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,9 +29,10 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
 from drift.config import CONFIG_DIR, compose
+from drift.errors import ConfigError
 from drift.provenance import REPO_ROOT
 from drift.run import run
-from drift.tracking import stream_rows, timeline_rows
+from drift.tracking import stream_rows, timeline_rows, tracked_run
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The analyses of the paper (issue: every paper analysis as an experiment).
@@ -268,3 +270,59 @@ def test_stream_and_timeline_become_long_tables_for_wandb(smoke_root: Path) -> N
     assert modes == set(timeline["modes"]) and {r["hours"] for r in rows} == set(timeline["hours"])
     assert all(r["ci_low"] <= r["ci_high"] for r in rows if r["mean"] is not None)
     assert stream_rows(None) == [] and timeline_rows(None) == []
+
+
+class FakeWandb:
+    """Stands in for the wandb module: records what a tracked run sends it."""
+
+    class Table:
+        def __init__(self, columns, data):
+            self.columns, self.data = columns, data
+
+    class Artifact:
+        def __init__(self, name, type):  # noqa: A002 (wandb's own argument name)
+            self.name, self.type, self.files = name, type, []
+
+        def add_file(self, path):
+            self.files.append(path)
+
+    def __init__(self) -> None:
+        self.runs: list[SimpleNamespace] = []
+
+    def init(self, **kwargs):
+        run = SimpleNamespace(init=kwargs, dir="fake", logged=[], artifacts=[], summary={})
+        run.log = run.logged.append
+        run.log_artifact = run.artifacts.append
+        run.finish = lambda exit_code: setattr(run, "exit_code", exit_code)
+        self.runs.append(run)
+        return run
+
+
+def test_tracked_run_logs_config_metrics_table_and_artifact_and_always_finishes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    logger = {"kind": "wandb", "mode": "offline", "project": "p", "save_dir": str(tmp_path),
+              "group": "g", "tags": ["t"]}  # fmt: skip
+    result = tmp_path / "result.json"
+    result.write_text("{}")
+    record = {"metrics": {"r": {"mean": 0.5}}, "timings": {"fit": 1.0}, "config_hash": "abc"}
+    with tracked_run(logger, {"seed": 3}) as tracker:
+        tracker.log_record(record, result, [{"strategy": "status_quo", "R@10": 0.5}])
+    (ok,) = fake.runs
+    assert ok.init["config"] == {"seed": 3} and (ok.init["group"], ok.init["tags"]) == ("g", ["t"])
+    assert {"metrics/r/mean": 0.5, "timings/fit": 1.0}.items() <= ok.logged[0].items()
+    assert ok.logged[1]["strategies"].data == [["status_quo", 0.5]]
+    assert ok.artifacts[0].files == [str(result)] and ok.exit_code == 0
+    with pytest.raises(RuntimeError), tracked_run(logger, {}):
+        raise RuntimeError("the experiment failed")
+    assert fake.runs[1].exit_code == 1  # finished, marked failed
+
+
+def test_online_logger_without_credentials_says_how_to_get_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    logger = {"kind": "wandb", "mode": "online", "project": "p", "save_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="wandb login"), tracked_run(logger, {}):
+        pass
