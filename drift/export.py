@@ -74,6 +74,15 @@ def _low_rank_affine_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
     ]
 
 
+def _op_low_rank_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
+    # x @ R + (x @ A) @ B + b as in the harness; `ServingAdapter.affine` folds it for faiss.
+    low_rank = [{"op": "matmul", "weight": "left"}, {"op": "matmul", "weight": "right"}]
+    return [
+        {"op": "sum", "branches": [[{"op": "matmul", "weight": "weight"}], low_rank]},
+        {"op": "add", "value": "bias"},
+    ]
+
+
 def _residual_mlp_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
     hidden = [
         {"op": "matmul", "weight": "w1"},
@@ -94,6 +103,7 @@ BASE_OPS: dict[str, Callable[[Mapping[str, np.ndarray]], list[Op]]] = {
     "procrustes": _procrustes_ops,
     "ridge": lambda params: _affine_ops("weight", "bias"),
     "low_rank_affine": _low_rank_affine_ops,
+    "op_low_rank": _op_low_rank_ops,
     "residual_mlp": _residual_mlp_ops,
 }
 
@@ -202,7 +212,8 @@ def faiss_transforms(adapter: serving.ServingAdapter) -> list[Any]:
     NormalizationTransform when the adapter normalises its output (scores then equal the numpy
     path's; rankings by inner product would not change without it).
 
-    Only for affine adapters (OP, LA, ridge, identity, with or without DSM); an MLP raises.
+    Only for affine adapters (OP, LA, OP + low-rank, ridge, identity, with or without DSM);
+    an MLP raises.
     """
     import faiss
 

@@ -37,7 +37,6 @@ META_FILE = "serving.json"
 WEIGHTS_FILE = "weights.safetensors"
 
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
-_LINEAR_OPS = {"matmul", "add", "mul"}
 # erfc(z) ~ t exp(-z^2 + sum_i c_i t^i), t = 1 / (1 + z/2), z >= 0 (Numerical Recipes, 2nd ed., 6.2)
 _ERFCC_COEFFS = (
     -1.26551223,
@@ -163,20 +162,37 @@ class ServingAdapter:
         product).
         """
         ops = self.ops[:-1] if self.normalizes_output else self.ops
-        if any(op["op"] not in _LINEAR_OPS for op in ops):
+        folded = self._fold(ops, self.d_in)
+        if folded is None:
             return None
-        matrix = np.eye(self.d_in, dtype=np.float64)
-        bias = np.zeros(self.d_in, dtype=np.float64)
+        return folded[0].astype(np.float32), folded[1].astype(np.float32)
+
+    def _fold(self, ops: list[dict[str, Any]], dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """`ops` on `dim`-dimensional rows as (matrix, bias) in float64; None if not affine.
+        A "sum" folds when each of its branches does (e.g. OP + a low-rank correction)."""
+        matrix = np.eye(dim, dtype=np.float64)
+        bias = np.zeros(dim, dtype=np.float64)
         for op in ops:
             if op["op"] == "matmul":
                 w = self.weights[op["weight"]].astype(np.float64)
                 matrix, bias = matrix @ w, bias @ w
             elif op["op"] == "add":
                 bias = bias + self.weights[op["value"]]
-            else:
+            elif op["op"] == "mul":
                 s = self.weights[op["value"]].astype(np.float64)
                 matrix, bias = matrix * s, bias * s
-        return matrix.astype(np.float32), bias.astype(np.float32)
+            elif op["op"] == "sum":
+                parts = []
+                for branch in op["branches"]:
+                    part = self._fold(branch, matrix.shape[1])
+                    if part is None:
+                        return None
+                    parts.append(part)
+                total = sum(part[0] for part in parts)
+                matrix, bias = matrix @ total, bias @ total + sum(part[1] for part in parts)
+            else:
+                return None
+        return matrix, bias
 
     def _run(self, ops: list[dict[str, Any]], x: np.ndarray, *, strict: bool) -> np.ndarray:
         """The operations on `x`; `strict`: refuse rows too short to L2-normalise."""

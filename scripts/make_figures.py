@@ -78,6 +78,7 @@ STRATEGIES = {
     "misaligned": ("Misaligned (no adapter)", "#D55E00", "x"),
     "adapter/procrustes": ("OP", "#0072B2", "o"),
     "adapter/low_rank_affine": ("LA", "#E69F00", "^"),
+    "adapter/op_low_rank": ("OP + low-rank", "#8C564B", "<"),
     "adapter/residual_mlp": ("MLP", "#009E73", "D"),
     "adapter/ridge": ("Ridge", "#CC79A7", "v"),
     "dual_index": ("Dual index (RRF)", "#56B4E9", "P"),

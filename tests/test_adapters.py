@@ -130,6 +130,55 @@ def test_full_rank_low_rank_affine_equals_ridge():
     np.testing.assert_allclose(la.transform(x), ridge.transform(x), atol=1e-5)
 
 
+def whitened(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """Inputs with XᵀX = (n/d) I, on which Procrustes recovers a planted semi-orthogonal map."""
+    return np.linalg.qr(rng.standard_normal((n, d)))[0] * np.sqrt(n / d)
+
+
+def test_op_low_rank_recovers_planted_rotation_plus_rank_4_stretch_48_to_24():
+    # x_old = x_new R0 (I + V D Vᵀ) = x_new R0 + x_new U Vᵀ with U = R0 V D: a semi-orthogonal map
+    # then a stretch of 4 old-space directions. This U keeps R0 the polar factor of R0 + U Vᵀ, so
+    # OP's map is R0 and its residual exactly rank 4 (a general U would leave up to rank 8). The
+    # target is not renormalised: only an exactly linear planted map is exactly recoverable.
+    rng = np.random.default_rng(40)
+    x, r0, v = whitened(rng, 3000, 48), orthonormal(rng, 48, 24), orthonormal(rng, 24, 4)
+    low_rank = r0 @ v @ np.diag([2.0, 1.5, 1.0, 0.5]) @ v.T
+    raw = {"alpha": 0.0, "dsm": False, "normalize_output": False}
+    adapter = build_adapter("op_low_rank", rank=4, **raw).fit(x, x @ (r0 + low_rank))
+    p = adapter.params()
+    np.testing.assert_allclose(p["weight"], r0, atol=1e-5)
+    np.testing.assert_allclose(p["left"] @ p["right"], low_rank, atol=1e-5)
+    np.testing.assert_allclose(p["bias"], 0.0, atol=1e-5)
+    x_test = unit(rng, 200, 48)  # unseen unit queries
+    y_test = x_test @ (r0 + low_rank)
+    np.testing.assert_allclose(adapter.transform(x_test), y_test, atol=1e-5)
+    others = [("low_rank_affine", {"rank": 4, **raw}), ("procrustes", {"normalize_output": False})]
+    for kind, hparams in others:
+        other = build_adapter(kind, **hparams).fit(x, x @ (r0 + low_rank))
+        assert np.abs(other.transform(x_test) - y_test).max() > 0.1, kind
+
+
+def test_op_low_rank_on_a_purely_orthogonal_map_equals_procrustes():
+    rng = np.random.default_rng(41)
+    x, r0 = whitened(rng, 2000, 48), orthonormal(rng, 48, 24)
+    adapter = build_adapter("op_low_rank", rank=4, dsm=False).fit(x, x @ r0)  # alpha 1e-3
+    op = build_adapter("procrustes").fit(x, x @ r0)
+    x_test = unit(rng, 200, 48)
+    np.testing.assert_allclose(adapter.transform(x_test), op.transform(x_test), atol=1e-6)
+    np.testing.assert_array_equal(adapter.params()["weight"], op.params()["weight"])
+    assert adapter.fit_info["op_residual_share"] < 1e-12
+
+
+def test_full_rank_op_low_rank_without_penalty_is_least_squares():
+    # R + W' with W' the least-squares fit of the residual y - x R is the least-squares fit of y.
+    rng = np.random.default_rng(42)
+    x, y = unit(rng, 500, 40), unit(rng, 500, 24)
+    raw = {"alpha": 0.0, "dsm": False}
+    full = build_adapter("op_low_rank", rank=24, **raw).fit(x, y)
+    ridge = build_adapter("ridge", **raw).fit(x, y)
+    np.testing.assert_allclose(full.transform(x), ridge.transform(x), atol=1e-5)
+
+
 def test_ridge_recovers_planted_affine_map():
     rng = np.random.default_rng(7)
     x, w, bias = unit(rng, 1000, 32), rng.standard_normal((32, 16)), rng.standard_normal(16)
@@ -276,6 +325,7 @@ ALL_CONFIGS = [
     ("procrustes", {"center": True, "dsm": True}),
     ("low_rank_affine", {"rank": 4}),
     ("low_rank_affine", {"rank": 4, "dsm": False, "normalize_output": False}),
+    ("op_low_rank", {"rank": 4}),
     ("residual_mlp", FAST_MLP),
     ("routed", {"n_clusters": 2, "min_pairs": 20}),
 ]
@@ -312,6 +362,13 @@ def test_n_params_of_low_rank_affine():
     adapter = build_adapter("low_rank_affine", rank=4, dsm=True)
     adapter.fit(unit(rng, 100, 24), unit(rng, 100, 12))
     assert adapter.n_params == 4 * (24 + 12) + 12 + 12  # A, B, bias, DSM scale
+
+
+def test_n_params_of_op_low_rank():
+    rng = np.random.default_rng(43)
+    adapter = build_adapter("op_low_rank", rank=4, dsm=True)
+    adapter.fit(unit(rng, 100, 24), unit(rng, 100, 12))
+    assert adapter.n_params == 24 * 12 + 4 * (24 + 12) + 12 + 12  # R, A, B, bias, DSM scale
 
 
 def test_saved_mlp_loads_and_applies_without_torch(tmp_path):

@@ -31,6 +31,8 @@ CASES = {
     "ridge_dsm_bias": ("ridge", {"dsm": True, "dsm_bias": True}),
     "la": ("low_rank_affine", {"rank": 4, "dsm": False}),
     "la_dsm": ("low_rank_affine", {"rank": 4}),
+    "op_low_rank": ("op_low_rank", {"rank": 4, "dsm": False}),
+    "op_low_rank_dsm": ("op_low_rank", {"rank": 4}),
     "mlp_dsm": ("residual_mlp", {"hidden": 8, "max_epochs": 2}),
     "mlp_raw": (
         "residual_mlp",
@@ -236,7 +238,7 @@ def test_erf_matches_scipy():
     assert np.abs(serving.erf(x) - scipy.special.erf(x)).max() < 2e-7
 
 
-@pytest.mark.parametrize("name", ["op", "la_dsm", "ridge_dsm_bias"])
+@pytest.mark.parametrize("name", ["op", "la_dsm", "op_low_rank_dsm", "ridge_dsm_bias"])
 def test_faiss_pretransform_searches_like_numpy_apply(exported, pairs, name):
     adapter, folder = exported[name]
     served = serving.load(folder)

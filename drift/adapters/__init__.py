@@ -26,6 +26,7 @@ def _import_all() -> None:
     from drift.adapters import (  # noqa: F401
         baselines,
         low_rank_affine,
+        op_low_rank,
         procrustes,
         residual_mlp,
         routed,

@@ -13,12 +13,13 @@ d_new == d_old (no square base map is assumed):
 
 It stores r (d_new + d_old) + d_old numbers (about 74k at 768 -> 384, r = 64) instead of
 d_new x d_old, and costs as much per query. The sign of each direction is fixed (largest entry of
-each V_r column positive), so a fit is deterministic.
+each V_r column positive), so a fit is deterministic. The fit itself is `fit_low_rank_affine`,
+which the OP + low-rank correction adapter (drift/adapters/op_low_rank.py) applies to OP's residual.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,51 @@ from drift.adapters.base import register_adapter
 from drift.adapters.baselines import check_alpha, fit_affine_ridge
 from drift.adapters.scaling import MapAdapter
 from drift.errors import ConfigError, VectorError
+
+
+class LowRankFit(NamedTuple):
+    left: np.ndarray  # A, d_in x r, float64
+    right: np.ndarray  # B, r x d_out, float64
+    bias: np.ndarray  # b, d_out, float64
+    explained_variance: float  # share of the ridge map's fitted variance the r directions keep
+
+
+def check_rank(rank: int, owner: str) -> int:
+    if int(rank) != rank or rank < 1:
+        raise ConfigError(f"{owner}: rank must be a positive integer, got {rank!r}")
+    return int(rank)
+
+
+def fit_low_rank_affine(
+    x: np.ndarray, y: np.ndarray, rank: int, alpha: float, owner: str
+) -> LowRankFit:
+    """Reduced-rank ridge regression y ≈ x @ A @ B + b (steps 1-3 of the module docstring).
+
+    `owner` names the adapter in errors. Raises ConfigError when `rank` exceeds either dimension,
+    VectorError when there are too few pairs to determine a rank-`rank` map.
+    """
+    (n, d_in), d_out = x.shape, y.shape[1]
+    if rank > min(d_in, d_out):
+        raise ConfigError(
+            f"{owner}: rank {rank} exceeds min(d_new={d_in}, d_old={d_out}); "
+            f"use rank <= {min(d_in, d_out)}"
+        )
+    if n <= rank:
+        raise VectorError(
+            f"{owner}: {n} training pairs cannot determine a rank-{rank} map "
+            f"(the centred pairs span at most {n - 1} directions); give more than "
+            f"{rank} pairs or lower the rank"
+        )
+    fit = fit_affine_ridge(x, y, alpha)
+    fitted_cov = fit.weight.T @ fit.gram @ fit.weight
+    _, vecs = np.linalg.eigh(fitted_cov)  # ascending eigenvalues
+    top = vecs[:, ::-1][:, :rank]
+    top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(rank)])
+    left, right = fit.weight @ top, top.T
+    mean_x = x.mean(axis=0, dtype=np.float64)
+    mean_y = y.mean(axis=0, dtype=np.float64)
+    explained = np.trace(top.T @ fitted_cov @ top) / max(np.trace(fitted_cov), 1e-300)
+    return LowRankFit(left, right, mean_y - (mean_x @ left) @ right, float(explained))
 
 
 @register_adapter("low_rank_affine")
@@ -49,41 +95,19 @@ class LowRankAffine(MapAdapter):
         normalize_output: bool = True,
     ) -> None:
         super().__init__(dsm=dsm, dsm_bias=dsm_bias, normalize_output=normalize_output)
-        if int(rank) != rank or rank < 1:
-            raise ConfigError(f"low_rank_affine: rank must be a positive integer, got {rank!r}")
-        self.rank = int(rank)
+        self.rank = check_rank(rank, "low_rank_affine")
         self.alpha = check_alpha(alpha, "low_rank_affine adapter")
 
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
-        (n, d_in), d_out = x_new.shape, x_old.shape[1]
-        if self.rank > min(d_in, d_out):
-            raise ConfigError(
-                f"low_rank_affine: rank {self.rank} exceeds min(d_new={d_in}, d_old={d_out}); "
-                f"use rank <= {min(d_in, d_out)}"
-            )
-        if n <= self.rank:
-            raise VectorError(
-                f"low_rank_affine: {n} training pairs cannot determine a rank-{self.rank} map "
-                f"(the centred pairs span at most {n - 1} directions); give more than "
-                f"{self.rank} pairs or lower the rank"
-            )
-        self._warn_if_underdetermined(n, d_in, f"the ridge term (alpha={self.alpha}) dominates")
-        fit = fit_affine_ridge(x_new, x_old, self.alpha)
-        fitted_cov = fit.weight.T @ fit.gram @ fit.weight
-        _, vecs = np.linalg.eigh(fitted_cov)  # ascending eigenvalues
-        top = vecs[:, ::-1][:, : self.rank]
-        top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(self.rank)])
-        left, right = fit.weight @ top, top.T
-        mean_new = x_new.mean(axis=0, dtype=np.float64)
-        mean_old = x_old.mean(axis=0, dtype=np.float64)
-        bias = mean_old - (mean_new @ left) @ right
-        self.fit_info["explained_variance"] = float(
-            np.trace(top.T @ fitted_cov @ top) / max(np.trace(fitted_cov), 1e-300)
+        fit = fit_low_rank_affine(x_new, x_old, self.rank, self.alpha, self.name)
+        self._warn_if_underdetermined(
+            x_new.shape[0], x_new.shape[1], f"the ridge term (alpha={self.alpha}) dominates"
         )
+        self.fit_info["explained_variance"] = fit.explained_variance
         return {
-            "left": left.astype(np.float32),
-            "right": right.astype(np.float32),
-            "bias": bias.astype(np.float32),
+            "left": fit.left.astype(np.float32),
+            "right": fit.right.astype(np.float32),
+            "bias": fit.bias.astype(np.float32),
         }
 
     def _map(self, x: np.ndarray) -> np.ndarray:
