@@ -162,7 +162,9 @@ def timeline_curves(records: Sequence[dict[str, Any]], metric: str) -> dict[str,
                 continue
             ref = as_floats(np.atleast_1d(np.asarray(reference["mean"], dtype=object)))
             relative.append(as_floats(quality_of["mean"]) / ref)
-            encodes = t.get("new_doc_encodes")
+            # a re-rank mode counts its own encodes (background + on demand); the others pay
+            # the background job's
+            encodes = (t["modes"][mode] or {}).get("new_doc_encodes", t.get("new_doc_encodes"))
             share = (
                 np.asarray(encodes, dtype=float) / t["n_corpus"]
                 if encodes is not None

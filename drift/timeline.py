@@ -19,6 +19,12 @@ fixed order (drift.mixed.backfill.backfill_order: a job does not reshuffle as it
 - dual_index:          the old index over all rows (old query) and the new-model index over the
                        migrated rows (new query), rank-fused by RRF (drift.strategies.rrf_fuse);
                        with every row migrated it is drift.strategies.dual_index.
+- rerank_status_quo:   lazy re-rank (drift.mixed.rerank.rerank, as the batch strategy
+                       rerank/status_quo@K with K = `rerank_k`): the old index's top K for the old
+                       query, re-scored with new-model document vectors; those not yet held are
+                       encoded on demand (counted) and kept.
+- rerank_union:        the same over the union of the status quo's and the refitted adapter's top
+                       K (rerank/union@K).
 References, constant in time: full_reindex (new query, full new index) and status_quo.
 
 Choices, and why:
@@ -37,11 +43,26 @@ Choices, and why:
 - The step-0 refit is the frozen adapter (same pairs, same seed): every adapter mode starts equal.
 - The partial new-model index is built once per step (through the IndexCache, so a rerun loads
   it) and shared by the backfill modes and dual_index; all rows migrated uses the full new index.
+- Re-rank: one store of new-model vectors per rerank mode, kept through the whole timeline. It
+  starts with the initial pairs (counted in new_doc_encodes for every mode) and, at each step,
+  holds the rows migrated so far and every document encoded on demand before. Every step serves
+  the whole query set, so "earlier queries" are the queries of every earlier step plus the rows
+  answered before in this step (queries are answered in row order): on-demand encodes accumulate
+  across steps, and a query re-served later finds its candidates held. The background job reuses
+  a vector encoded on demand (it does not encode that row again), so every document is encoded
+  once: per rerank mode, background_encodes (initial pairs plus migrated rows that were not
+  encoded on demand first) + the on-demand encodes so far = its distinct new-model vectors. A
+  cached vector equals a fresh encode, so a rerank answer does not depend on what the store
+  holds, only its cost does. Consequence: rerank_status_quo's candidates never change (old index,
+  old queries), so its answers are the same at every step and all its on-demand encodes fall at
+  the first step; rerank_union's adapter candidates change with each refit, and it encodes the
+  new ones on demand at that step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -65,18 +86,33 @@ from drift.mixed.backfill import (
     query_folds,
     serve_fold,
 )
+from drift.mixed.rerank import DocumentVectors, rerank, union_candidates
 from drift.seeding import derive_seed
 from drift.settings import from_mapping
 from drift.strategies import StrategyResult, rrf_fuse
 from drift.vectors import check_vectors
 
-MODES = ("adapter_frozen", "adapter_refit", "backfill_status_quo", "backfill_adapter", "dual_index")
+MODES = (
+    "adapter_frozen",
+    "adapter_refit",
+    "backfill_status_quo",
+    "backfill_adapter",
+    "dual_index",
+    "rerank_status_quo",
+    "rerank_union",
+)
 REFERENCES = ("full_reindex", "status_quo")
 TIMELINE_ORDERS = ("random", "hubness")
 # Modes served through an adapter (they report refit seconds and the validation cosine).
-ADAPTER_MODES = ("adapter_frozen", "adapter_refit", "backfill_adapter")
+ADAPTER_MODES = ("adapter_frozen", "adapter_refit", "backfill_adapter", "rerank_union")
+# Modes that serve the refitted adapter (the others serve the frozen one or none).
+REFIT_MODES = ("adapter_refit", "backfill_adapter", "rerank_union")
 # Modes that read the partial new-model index.
 PARTIAL_MODES = ("backfill_status_quo", "backfill_adapter", "dual_index")
+# Modes that re-rank old-index candidates with new-model vectors encoded on demand.
+RERANK_MODES = ("rerank_status_quo", "rerank_union")
+# Modes whose serving time is reported per step (the others are a search each).
+TIMED_MODES = PARTIAL_MODES + RERANK_MODES
 # Every metric is reported at this cut-off (the paper's R@10, MTEB's nDCG@10).
 EVAL_K = 10
 
@@ -94,6 +130,7 @@ class TimelineConfig:
     adapter: dict[str, Any] = field(default_factory=lambda: {"kind": "procrustes"})
     until_complete: bool = True  # extend past `hours` until every row is migrated
     folds: int = 2  # query folds for the cross-fitted calibration
+    rerank_k: int = 50  # candidates per source of the rerank modes (the K of rerank/<source>@K)
 
     def __post_init__(self) -> None:
         for name in ("hours", "step_hours", "rate"):
@@ -136,6 +173,12 @@ class TimelineConfig:
             )
         if not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 2:
             raise ConfigError(f"timeline.folds must be an integer >= 2, got {self.folds!r}")
+        if (
+            not isinstance(self.rerank_k, int)
+            or isinstance(self.rerank_k, bool)
+            or self.rerank_k < 1
+        ):
+            raise ConfigError(f"timeline.rerank_k must be an integer >= 1, got {self.rerank_k!r}")
         if not isinstance(self.adapter, Mapping) or not isinstance(self.adapter.get("kind"), str):
             raise ConfigError(
                 f"timeline.adapter must be a mapping with a 'kind' (e.g. {{kind: procrustes}}) "
@@ -239,6 +282,47 @@ class TimelineStep:
     partial_index_seconds: float
     serve_seconds: dict[str, float]
     notes: dict[str, list[str]]
+    # Per rerank mode: documents encoded on demand at this step, and the initial pairs plus
+    # migrated rows in its store that were not encoded on demand first (cumulative).
+    on_demand_encodes: dict[str, int] = field(default_factory=dict)
+    background_encodes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RerankStore:
+    """One rerank mode's new-model document vectors through the timeline (module docstring)."""
+
+    documents: DocumentVectors
+    on_demand: np.ndarray  # bool per corpus row: first encoded on demand, by a query
+
+    @classmethod
+    def start(cls, data: TimelineData) -> RerankStore:
+        """A store holding the initial pairs (encoded by both models before the migration)."""
+        documents = DocumentVectors(
+            lambda rows: data.x_new[rows], data.n, already_encoded=data.pair_rows
+        )
+        return cls(documents, np.zeros(data.n, dtype=bool))
+
+    def migrate(self, rows: np.ndarray) -> int:
+        """Hold the rows the background job has migrated; its encodes so far (initial pairs
+        included): a row already encoded on demand is reused, not encoded again."""
+        self.documents.hold(rows)
+        return int((self.documents.encoded & ~self.on_demand).sum())
+
+    def serve(
+        self,
+        name: str,
+        candidates: np.ndarray,
+        fallback: np.ndarray,
+        q_new: np.ndarray,
+        k: int,
+    ) -> tuple[np.ndarray, int]:
+        """(re-ranked ids [nq, k], documents encoded on demand now): drift.mixed.rerank.rerank
+        with this store, the queries answered in row order."""
+        held = self.documents.encoded.copy()
+        result = rerank(name, candidates, fallback, q_new, self.documents, k)
+        self.on_demand |= self.documents.encoded & ~held
+        return result.ids, int(result.cost["on_demand_encodes"])
 
 
 def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[TimelineStep]:
@@ -254,7 +338,7 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
         "full_reindex": search(data.new_index, data.q_new, data.k, data.spec)[1],
         "status_quo": status_quo[1],
     }
-    refits = any(mode in cfg.modes for mode in ("adapter_refit", "backfill_adapter"))
+    refits = any(mode in cfg.modes for mode in REFIT_MODES)
     frozen: Adapter | None = None
     if any(mode in cfg.modes for mode in ADAPTER_MODES):
         frozen, frozen_seconds = fit_adapter(
@@ -262,6 +346,13 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
         )
         frozen_queries = frozen.transform(data.q_new)
         frozen_ranking = search(data.old_index, frozen_queries, data.k, data.spec)
+    stores = {mode: RerankStore.start(data) for mode in RERANK_MODES if mode in cfg.modes}
+    if stores:
+        depth = min(cfg.rerank_k, data.n)
+        status_quo_candidates = search(data.old_index, data.q_old, depth, data.spec)[1]
+        # What fills a list past its candidates, as for rerank/<source>@K: the status quo at
+        # depth max(K, k).
+        fallback = status_quo_candidates if depth >= data.k else status_quo[1]
 
     previous: TimelineStep | None = None
     for step, (hour, n_migrated) in enumerate(zip(hours, counts, strict=True)):
@@ -273,6 +364,8 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
                 refit_seconds=0.0,
                 partial_index_seconds=0.0,
                 serve_seconds={},
+                # Same candidates, all held since the previous step: nothing to encode.
+                on_demand_encodes=dict.fromkeys(previous.on_demand_encodes, 0),
             )
             yield previous
             continue
@@ -315,6 +408,19 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
             start = time.perf_counter()
             answers["dual_index"] = serve_dual_index(data, partial, status_quo[1])
             serve_seconds["dual_index"] = time.perf_counter() - start
+        on_demand: dict[str, int] = {}
+        background: dict[str, int] = {}
+        for mode, store in stores.items():
+            start = time.perf_counter()
+            candidates = status_quo_candidates
+            if mode == "rerank_union":
+                adapter_candidates = search(data.old_index, adapter_queries, depth, data.spec)[1]
+                candidates = union_candidates(status_quo_candidates, adapter_candidates)
+            background[mode] = store.migrate(order[:n_migrated])
+            answers[mode], on_demand[mode] = store.serve(
+                mode, candidates, fallback, data.q_new, data.k
+            )
+            serve_seconds[mode] = time.perf_counter() - start
 
         previous = TimelineStep(
             hour=float(hour),
@@ -327,6 +433,8 @@ def timeline_steps(cfg: TimelineConfig, data: TimelineData) -> Iterator[Timeline
             partial_index_seconds=partial_seconds,
             serve_seconds=serve_seconds,
             notes=notes,
+            on_demand_encodes=on_demand,
+            background_encodes=background,
         )
         yield previous
 
@@ -387,12 +495,15 @@ def timeline_record(
 ) -> dict[str, Any]:
     """The result layout (every list has one entry per step):
 
-    {"config", "hours", "share_migrated", "n_migrated", "new_doc_encodes" (migrated rows ∪
-     initial pairs), "n_corpus", "n_queries", "n_initial_pairs", "completes_at_hours",
-     "primary_metrics" (e.g. ["knn/recall@10", "qrels/ndcg@10"]),
+    {"config", "hours", "share_migrated", "n_migrated", "new_doc_encodes" (the background job's:
+     migrated rows ∪ initial pairs), "n_corpus", "n_queries", "n_initial_pairs",
+     "completes_at_hours", "primary_metrics" (e.g. ["knn/recall@10", "qrels/ndcg@10"]),
      "modes": {mode: {"<protocol>/<metric>@10": {"mean", "ci_low", "ci_high"}, ... ,
                       "qrels/arr_ndcg@10" (vs full_reindex, when qrels),
-                      "refit_seconds", "adapter_val_cosine" (adapter modes), "notes"}},
+                      "refit_seconds", "adapter_val_cosine" (adapter modes),
+                      "on_demand_encodes" (at each step), "background_encodes" (cumulative),
+                      "new_doc_encodes" (their sum so far: distinct documents; rerank modes),
+                      "notes"}},
      "references": {"full_reindex" | "status_quo": {"<protocol>/<metric>@10": {...}}},
      "timings": {"partial_index_seconds", "refit_seconds", "serve_seconds": {mode: [...]},
                  "evaluate_seconds", "total_seconds"}}
@@ -433,6 +544,14 @@ def timeline_record(
                 modes[mode]["adapter_val_cosine"] = [
                     steps[0].val_cosine if frozen else s.val_cosine for s in steps
                 ]
+        if mode in RERANK_MODES:
+            on_demand = [s.on_demand_encodes[mode] for s in steps]
+            background = [s.background_encodes[mode] for s in steps]
+            modes[mode]["on_demand_encodes"] = on_demand
+            modes[mode]["background_encodes"] = background
+            modes[mode]["new_doc_encodes"] = [
+                b + c for b, c in zip(background, itertools.accumulate(on_demand), strict=True)
+            ]
         modes[mode]["notes"] = sorted({n for s in steps for n in s.notes.get(mode, [])})
     references = {
         name: {key: _point(curve) for key, curve in series(name).items()} for name in REFERENCES
@@ -460,7 +579,7 @@ def timeline_record(
             "serve_seconds": {
                 mode: [s.serve_seconds.get(mode, 0.0) for s in steps]
                 for mode in cfg.modes
-                if mode in PARTIAL_MODES
+                if mode in TIMED_MODES
             },
         },
     }
@@ -493,6 +612,14 @@ def summarise_timeline(result: Mapping[str, Any], metric: str | None = None) -> 
         f"{name} {result['references'][name][metric]['mean']:.3f}" for name in REFERENCES
     )
     lines += ["", f"References (constant): {refs}."]
+    for mode in modes:
+        if "on_demand_encodes" in result["modes"][mode]:
+            encodes = result["modes"][mode]
+            lines.append(
+                f"{mode}: {encodes['new_doc_encodes'][-1]:,} new-model document encodes by the "
+                f"end, {sum(encodes['on_demand_encodes']):,} of them on demand "
+                f"({encodes['on_demand_encodes'][0]:,} at hour {result['hours'][0]:g})."
+            )
     return "\n".join(lines)
 
 

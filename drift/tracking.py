@@ -51,6 +51,8 @@ def timeline_rows(timeline: dict[str, Any] | None) -> list[dict[str, Any]]:
         return []
     rows = []
     for mode, by_metric in timeline["modes"].items():
+        # a re-rank mode's own encodes (background + on demand); otherwise the background job's
+        encodes = by_metric.get("new_doc_encodes", timeline.get("new_doc_encodes"))
         for metric, stats in by_metric.items():
             if not (isinstance(stats, dict) and isinstance(stats.get("mean"), list)):
                 continue  # notes, refit times
@@ -61,6 +63,7 @@ def timeline_rows(timeline: dict[str, Any] | None) -> list[dict[str, Any]]:
                         "metric": metric,
                         "hours": hours,
                         "share_migrated": timeline["share_migrated"][i],
+                        "new_doc_encodes": None if encodes is None else encodes[i],
                         **{stat: stats[stat][i] for stat in ("mean", "ci_low", "ci_high")},
                     }
                 )

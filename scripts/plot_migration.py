@@ -19,7 +19,9 @@ Reads every result file under RESULTS_DIR (the files `python -m drift.run` write
                                                            first query and added (minus status quo)
     timeline           experiment=migration_timeline,      quality over migration hours per mode
                        experiment=continuous_adaptation    (95% CI bands), references, share
-                                                           migrated
+                                                           migrated and each re-rank mode's
+                                                           new-model encodes (background + on
+                                                           demand); the CSV adds their counts
 
 Runs are found by content: the pareto figure and the table use the runs whose strategies include
 rerank, fusion or backfill (all of a run's deployable strategies are plotted; the ground-truth
@@ -92,7 +94,12 @@ MODES = {
     "backfill_status_quo": ("Backfill, rest by status quo", "#CC79A7"),
     "backfill_adapter": ("Backfill, rest by adapter", "#009E73"),
     "dual_index": ("Dual index (RRF)", "#56B4E9"),
+    "rerank_status_quo": ("Re-rank status quo top {k}", "#D55E00"),
+    "rerank_union": ("Re-rank union of top {k}s", "#882255"),
 }
+# Per-step encode counts of the rerank modes (drift.timeline), added to the timeline CSV: all
+# new-model encodes so far as a share of the corpus, and the background / on-demand counts.
+ENCODE_QUANTITIES = ("share_encoded", "background_encodes", "on_demand_encodes")
 REFERENCES = {
     "full_reindex": ("Full re-index", "#000000", "--"),
     "status_quo": ("Status quo", "#999999", ":"),
@@ -633,7 +640,9 @@ def fig_stream(
 def timeline_points(records: Sequence[dict]) -> pd.DataFrame:
     """Long table of the runs' timelines averaged over runs (onto the first run's hours): per
     mode or reference, metric and hour, the mean and 95% CI bounds, and the share migrated. A
-    reference given as one number is a constant line."""
+    reference given as one number is a constant line. Modes that count their own new-model
+    encodes (rerank) add rows whose metric is one of ENCODE_QUANTITIES (mean only: share_encoded
+    is all their encodes so far / N, background_encodes cumulative, on_demand_encodes per step)."""
     timelines = [r["timeline"] for r in records]
     hours = np.asarray(timelines[0]["hours"], dtype=float)
 
@@ -670,6 +679,37 @@ def timeline_points(records: Sequence[dict]) -> pd.DataFrame:
                     }
                 )
             )
+    counted: dict[str, list[tuple[dict, dict]]] = {}
+    for t in timelines:
+        for name, by_metric in (t.get("modes") or {}).items():
+            if "new_doc_encodes" in by_metric:
+                counted.setdefault(name, []).append((t, by_metric))
+    for name, found in counted.items():
+        series = {
+            quantity: [
+                on_hours(t, np.asarray(m["new_doc_encodes"]) / t["n_corpus"])
+                if quantity == "share_encoded"
+                else on_hours(t, m[quantity])
+                for t, m in found
+            ]
+            for quantity in ENCODE_QUANTITIES
+        }
+        for quantity, values in series.items():
+            tables.append(
+                pd.DataFrame(
+                    {
+                        "kind": "mode",
+                        "name": name,
+                        "metric": quantity,
+                        "hours": hours,
+                        "mean": np.mean(values, axis=0),
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "share_migrated": share,
+                        "n_runs": len(found),
+                    }
+                )
+            )
     return pd.concat(tables, ignore_index=True)
 
 
@@ -690,12 +730,16 @@ def fig_timeline(
         height_ratios=[3, 1],
         layout="constrained",
     )
+    config = chosen[0]["timeline"].get("config") or {}
+    encoded = points[points["metric"] == "share_encoded"]
     for j, (metric, ylabel, _) in enumerate(metrics):
         ax, below = axes[0, j], axes[1, j]
         part = points[points["metric"] == metric]
         palette = iter(plt.get_cmap("Dark2").colors)
+        colors = {}
         for name, line in part[part["kind"] == "mode"].groupby("name", sort=False):
             label, color = MODES.get(name, (name, next(palette)))
+            label, colors[name] = label.format(k=config.get("rerank_k")), color
             ax.plot(line["hours"], line["mean"], color=color, linewidth=1.4, label=label)
             ax.fill_between(
                 line["hours"],
@@ -721,10 +765,17 @@ def fig_timeline(
             alpha=0.12,
             linewidth=0,
         )
+        for name, line in encoded.groupby("name", sort=False):
+            below.plot(
+                line["hours"],
+                100 * line["mean"],
+                color=colors.get(name, "#555555"),
+                linestyle="--",
+                linewidth=1.2,
+            )
         below.set_ylim(0, 105)
-        below.set_ylabel("migrated\n(% of corpus)")
+        below.set_ylabel(("encoded" if len(encoded) else "migrated") + "\n(% of corpus)")
         below.set_xlabel("hours since the migration started (h)")
-    config = chosen[0]["timeline"].get("config") or {}
     named = {key for key, _ in settings}
     scalars = [
         (k, v) for k, v in config.items() if isinstance(v, int | float | str) and k not in named
@@ -732,7 +783,13 @@ def fig_timeline(
     bands = "95% CI" if len(chosen) == 1 else f"95% CIs averaged over {len(chosen)} runs"
     title = (
         "Migration timeline: quality while the corpus is re-embedded in the background "
-        f"(bands: {bands}; dashed: full re-index, dotted: status quo)"
+        f"(bands: {bands}; dashed: full re-index, dotted: status quo"
+        + (
+            "; below, grey: migrated; dashed: a re-rank mode's new-model encodes so far, by the "
+            "background job and on demand, each document once)"
+            if len(encoded)
+            else ")"
+        )
     )
     finish(fig, axes, title, subtitle(runs, note, [*settings, *scalars[:6]]))
     return fig, points

@@ -18,6 +18,7 @@ from drift.index import IndexCache, IndexSpec, build_index, exact_search
 from drift.strategies import dual_index
 from drift.timeline import (
     MODES,
+    RerankStore,
     TimelineConfig,
     TimelineData,
     run_timeline,
@@ -157,6 +158,110 @@ def test_continuous_adaptation_configuration(tmp_path) -> None:
     assert "| 0 | 0% |" in summarise_timeline(result, "qrels/ndcg@10")
 
 
+@pytest.mark.parametrize("rerank_k", [N, N + 30])
+def test_rerank_with_k_at_least_the_corpus_is_full_reindex_at_every_step(
+    rerank_k: int, tmp_path
+) -> None:
+    """Every row is a candidate: the re-scored list is the new index's, whatever is migrated.
+    All rows but the initial pairs are encoded on demand at hour 0 (nothing is migrated yet),
+    none later, and the background job encodes none of them again."""
+    inputs = synthetic(n_train=100)
+    cfg = TimelineConfig(
+        hours=4, rate=0.25, modes=["rerank_status_quo", "rerank_union"], rerank_k=rerank_k
+    )
+    timeline = steps(cfg, inputs, tmp_path)
+    assert [s.n_migrated for s in timeline] == [0, 100, 200, 300, 400]
+    pairs = 120  # 100 train + 20 validation
+    for step in timeline:
+        for mode in cfg.modes:
+            np.testing.assert_array_equal(step.answers[mode], step.answers["full_reindex"])
+            assert step.background_encodes[mode] == pairs
+    for mode in cfg.modes:
+        assert [s.on_demand_encodes[mode] for s in timeline] == [N - pairs, 0, 0, 0, 0]
+
+
+PLANTED_N = 20
+
+
+def planted(order: np.ndarray, monkeypatch) -> dict:
+    """A hand-made timeline: 20 corpus rows on an arc of the old space (row i at angle 0.1 i),
+    three queries whose old-space top 3 are rows {0, 1, 2}, {4, 5, 6} and {1, 2, 3}; row 0 is the
+    one initial pair; the background job migrates rows in `order` (planted)."""
+    monkeypatch.setattr("drift.timeline.backfill_order", lambda *args, **kwargs: order)
+
+    def arc(angles: list[float]) -> np.ndarray:
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    x_new = l2_normalize(rng.standard_normal((PLANTED_N, 4)).astype(np.float32))
+    q_new = l2_normalize(rng.standard_normal((3, 4)).astype(np.float32))
+    x_old = arc([0.1 * i for i in range(PLANTED_N)])
+    return {
+        "x_old": x_old,
+        "x_new": x_new,
+        "q_old": arc([-0.01, 0.51, 0.21]),
+        "q_new": q_new,
+        "old_index": build_index(x_old, FLAT),
+        "new_index": build_index(x_new, FLAT),
+        "spec": FLAT,
+        "train_rows": np.array([0]),
+        "val_rows": np.array([], dtype=np.int64),
+        "excluded": np.zeros(PLANTED_N, dtype=bool),
+        "k": K,
+        "seed": 0,
+    }
+
+
+def test_rerank_counts_on_demand_and_background_encodes_on_a_planted_case(
+    tmp_path, monkeypatch
+) -> None:
+    """Hour 0: the queries' candidates 1, 2 (query 0), 4, 5, 6 (query 1) and 3 (query 2, whose 1
+    and 2 are held already) are encoded on demand, 6 in all; row 0 is the initial pair. Hour 1:
+    the job migrates 5, 6, 10, 11, 12, 0, 1, 2, 3, 4 but encodes only 10, 11, 12 (the others are
+    held); the queries' candidates are all held, so none encodes. Hour 2: all 20 rows, 14 of them
+    encoded by the job."""
+    order = np.array([5, 6, 10, 11, 12, 0, 1, 2, 3, 4, 7, 8, 9, 13, 14, 15, 16, 17, 18, 19])
+    inputs = planted(order, monkeypatch)
+    cfg = TimelineConfig(hours=2, rate=0.5, modes=["rerank_status_quo"], rerank_k=3)
+    truth = exact_search(inputs["x_new"], inputs["q_new"], K, device="cpu")[1]
+    data = TimelineData(index_cache=IndexCache(tmp_path / "indexes"), **inputs)
+    result = run_timeline(cfg, data, knn_truth=truth, qrels=None, n_boot=10)
+    encodes = result["modes"]["rerank_status_quo"]
+    assert result["n_migrated"] == [0, 10, 20]
+    assert encodes["on_demand_encodes"] == [6, 0, 0]
+    assert encodes["background_encodes"] == [1, 4, 14]
+    assert encodes["new_doc_encodes"] == [7, 10, 20]
+    assert result["new_doc_encodes"] == [1, 10, 20]  # the job's own count: pairs ∪ migrated
+    # The answers: each query's 3 candidates by new-model cosine, then the status quo's rest.
+    sq = exact_search(inputs["x_old"], inputs["q_old"], K, device="cpu")[1]
+    rows = [[0, 1, 2], [4, 5, 6], [1, 2, 3]]
+    assert [sorted(ids[:3]) for ids in sq] == rows
+    answers = list(timeline_steps(cfg, data))[1].answers["rerank_status_quo"]
+    for i, candidates in enumerate(rows):
+        scores = inputs["x_new"][candidates] @ inputs["q_new"][i]
+        assert list(answers[i, :3]) == [candidates[j] for j in np.argsort(-scores)]
+        assert list(answers[i, 3:]) == list(sq[i, 3:])
+    assert "rerank_status_quo: 20 new-model document encodes by the end, 6 of them on demand " in (
+        summarise_timeline(result)
+    )
+
+
+def test_rerank_store_never_encodes_a_row_twice(tmp_path) -> None:
+    """A migrated row is not encoded on demand; a row encoded on demand is reused by the job."""
+    inputs = synthetic(n_train=2)
+    inputs["train_rows"], inputs["val_rows"] = np.array([0, 1]), np.array([], dtype=np.int64)
+    store = RerankStore.start(TimelineData(index_cache=IndexCache(tmp_path), **inputs))
+    assert store.migrate(np.array([2, 3])) == 4  # 2 pairs + 2 migrated
+    candidates = np.array([[0, 2, 4, 5], [4, 6, 7, -1]])
+    fallback = np.tile(np.arange(K), (2, 1))
+    _, cold = store.serve("r", candidates, fallback, inputs["q_new"][:2], K)
+    assert cold == 4  # 4, 5, then 6, 7: 0 is a pair, 2 migrated, 4 reused by query 1
+    assert store.migrate(np.array([2, 3, 4, 6, 8])) == 5  # pairs + 2, 3, 8; 4 and 6 reused
+    assert store.serve("r", candidates, fallback, inputs["q_new"][:2], K)[1] == 0
+    assert store.serve("r", np.array([[9, 5, 9, 8]]), fallback[:1], inputs["q_new"][:1], K)[1] == 1
+    assert store.documents.n_encoded == 5 + 5  # background + on demand: each row once
+
+
 def test_until_complete_extends_the_hours(tmp_path) -> None:
     assert TimelineConfig(hours=4, rate=0.1).hour_grid().tolist() == list(range(11))
     assert TimelineConfig(hours=4, rate=0.1, until_complete=False).hour_grid().tolist() == [
@@ -194,6 +299,9 @@ def test_until_complete_extends_the_hours(tmp_path) -> None:
         {"adapter": {"kind": "procrustes", "rank": 3}},
         {"adapter": "procrustes"},
         {"folds": 1},
+        {"rerank_k": 0},
+        {"rerank_k": True},
+        {"rerank_k": 2.5},
     ],
 )
 def test_bad_config_raises(bad: dict) -> None:
@@ -212,3 +320,23 @@ def test_from_dict_rejects_unknown_keys_and_bad_inputs(tmp_path) -> None:
         steps(TimelineConfig(), {**inputs, "train_rows": np.array([0, N])}, tmp_path)
     with pytest.raises(ConfigError, match="k must be at least"):
         steps(TimelineConfig(), {**inputs, "k": 5}, tmp_path)
+
+
+def test_cost_curves_price_a_rerank_mode_by_its_own_encodes():
+    from drift.measured import timeline_curves
+
+    quality = {"ndcg@10": {"mean": [0.5, 0.5]}}
+    timeline = {
+        "hours": [0, 1],
+        "n_corpus": 100,
+        "share_migrated": [0.0, 0.1],
+        "new_doc_encodes": [10, 20],  # the background job's (and the pairs')
+        "references": {"full_reindex": {"ndcg@10": {"mean": [1.0, 1.0]}}},
+        "modes": {
+            "backfill_status_quo": dict(quality),
+            "rerank_status_quo": {**quality, "new_doc_encodes": [90, 92]},
+        },
+    }
+    curves = timeline_curves([{"timeline": timeline}], "ndcg@10")
+    assert curves["backfill_status_quo"]["share_encoded"] == [0.1, 0.2]
+    assert curves["rerank_status_quo"]["share_encoded"] == [0.9, 0.92]

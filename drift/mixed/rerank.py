@@ -37,6 +37,11 @@ class DocumentVectors:
     def n_encoded(self) -> int:
         return int(self.encoded.sum())
 
+    def hold(self, rows: np.ndarray) -> None:
+        """Mark `rows` held without an on-demand encode: their vectors were made elsewhere (e.g.
+        by a background re-embedding job), so `get` never counts them."""
+        self.encoded[np.asarray(rows, dtype=np.int64)] = True
+
     def get(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
         """(vectors of `rows`, how many of them were encoded now, i.e. cold)."""
         rows = np.asarray(rows, dtype=np.int64)
