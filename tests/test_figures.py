@@ -407,7 +407,7 @@ def test_sweeps_at_different_np_are_two_figures_not_one_pooled_line(tmp_path: Pa
 
 def test_main_table_gives_each_index_its_own_block(tmp_path: Path) -> None:
     """main_table runs on HNSW and on Flat: two column blocks headed by the index, not one mean."""
-    hnsw = committed("main_table")[:2]
+    hnsw = committed("main_table", **{"dataset.name": "offline_mix"})[:2]
     flat = [
         planted(r, minutes=60, shift=0.01, **{"index.kind": "flat", "index.ef_search": None})
         for r in hnsw

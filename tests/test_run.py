@@ -201,6 +201,7 @@ def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) ->
         "n_val": 5,
         "n_gate": 0,
         "role": "query",
+        "fraction_requested": None,
         "source": "corpus",
         "n_pool": 30,
     }
