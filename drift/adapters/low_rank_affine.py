@@ -95,8 +95,8 @@ class LowRankAffine(MapAdapter):
         normalize_output: bool = True,
     ) -> None:
         super().__init__(dsm=dsm, dsm_bias=dsm_bias, normalize_output=normalize_output)
-        self.rank = check_rank(rank, "low_rank_affine")
-        self.alpha = check_alpha(alpha, "low_rank_affine adapter")
+        self.rank = check_rank(rank, self.kind)
+        self.alpha = check_alpha(alpha, f"{self.kind} adapter")
 
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
         fit = fit_low_rank_affine(x_new, x_old, self.rank, self.alpha, self.name)

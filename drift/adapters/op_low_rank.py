@@ -18,40 +18,18 @@ of towards zero. It stores d_new d_old + r (d_new + d_old) + d_old numbers (abou
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from drift.adapters.base import register_adapter
-from drift.adapters.baselines import check_alpha
-from drift.adapters.low_rank_affine import check_rank, fit_low_rank_affine
+from drift.adapters.low_rank_affine import LowRankAffine, fit_low_rank_affine
 from drift.adapters.procrustes import orthogonal_procrustes
-from drift.adapters.scaling import MapAdapter
 
 
 @register_adapter("op_low_rank")
-class ProcrustesLowRank(MapAdapter):
+class ProcrustesLowRank(LowRankAffine):
     """OP map plus a reduced-rank ridge correction of its residual; see the module docstring.
-
-    Args:
-        rank: r of the correction, at most min(d_new, d_old).
-        alpha: relative ridge penalty of the correction (see `fit_affine_ridge`).
-        dsm: diagonal scaling after the map (on by default, as for LA).
-        dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
-    """
-
-    def __init__(
-        self,
-        *,
-        rank: int = 64,
-        alpha: float = 1e-3,
-        dsm: bool = True,
-        dsm_bias: bool = False,
-        normalize_output: bool = True,
-    ) -> None:
-        super().__init__(dsm=dsm, dsm_bias=dsm_bias, normalize_output=normalize_output)
-        self.rank = check_rank(rank, "op_low_rank")
-        self.alpha = check_alpha(alpha, "op_low_rank adapter")
+    Same arguments as LowRankAffine: rank r and ridge penalty alpha of the correction, dsm (on by
+    default, as for LA), dsm_bias, normalize_output."""
 
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
         x64, y64 = np.asarray(x_new, dtype=np.float64), np.asarray(x_old, dtype=np.float64)
@@ -80,6 +58,3 @@ class ProcrustesLowRank(MapAdapter):
 
     def _param_names(self) -> tuple[str, ...]:
         return ("weight", "left", "right", "bias")
-
-    def _map_hparams(self) -> dict[str, Any]:
-        return {"rank": self.rank, "alpha": self.alpha}
