@@ -25,7 +25,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from collect_results import DESIGN, collect, summarize
+from collect_results import collect, setting_values, summarize, varying_settings
 from make_figures import PAPER_STYLE, SAVE, describe, label_of, ordered, style
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
@@ -35,10 +35,6 @@ TITLES = {
 }
 
 
-# Columns that vary within one run (one row per strategy and metric) or only name the run.
-PER_ROW = {"protocol", "strategy", "method", "dsm", "metric", "experiment", "task_name"}
-
-
 def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
     frame = collect(folder)
     if frame.empty:
@@ -46,22 +42,6 @@ def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
     if (~frame["debug"]).any():
         return with_variants(frame[~frame["debug"]]), ""
     return with_variants(frame), "SMOKE RUNS, NOT RESULTS: "
-
-
-# Design columns computed from others (np / n_corpus, null for pairs that are no corpus items).
-DERIVED = {"np_fraction"}
-
-
-def setting_values(column: pd.Series) -> pd.Series:
-    """A design column as labels: missing values read "none", whatever the pandas version."""
-    return column.astype(object).where(column.notna(), "none").astype(str)
-
-
-def varying_settings(frame: pd.DataFrame) -> list[str]:
-    """The design columns whose value differs between the runs of `frame`."""
-    return [
-        c for c in DESIGN if c not in PER_ROW | DERIVED and setting_values(frame[c]).nunique() > 1
-    ]
 
 
 def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
