@@ -109,10 +109,12 @@ class Skip(Exception):
     """A figure cannot be made from the runs at hand; the message says why and what to run."""
 
 
-def strategy_order(strategy: str) -> tuple[int, int]:
+def strategy_order(strategy: str) -> tuple[int, bool, str]:
+    """Known strategies in STRATEGIES' order, +DSM after its base; the others after them by name
+    (a set's order would change from one process to the next)."""
     base = strategy.removesuffix("+dsm")
     rank = list(STRATEGIES).index(base) if base in STRATEGIES else len(STRATEGIES)
-    return rank, strategy.endswith("+dsm")
+    return rank, strategy.endswith("+dsm"), strategy
 
 
 def ordered(strategies: Sequence[str]) -> list[str]:
