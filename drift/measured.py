@@ -118,7 +118,6 @@ def mean_stream(streams: Sequence[dict[str, Any]], strategy: str) -> dict[str, A
         return np.mean(curves, axis=0).tolist()
 
     first = streams[0]["strategies"][strategy]
-    latency = [s["strategies"][strategy].get("latency_us") or {} for s in streams]
     return {
         "queries": queries.tolist(),
         "share_encoded": mean_curve(lambda c: c["share_encoded"]),
@@ -126,7 +125,6 @@ def mean_stream(streams: Sequence[dict[str, Any]], strategy: str) -> dict[str, A
             metric: mean_curve(lambda c, metric=metric: c["quality"][metric])
             for metric in first.get("quality", {})
         },
-        "latency_us": {key: mean_of(latency, key) for key in first.get("latency_us", {})},
         "n_corpus": int(np.mean([s["n_corpus"] for s in streams])),
         "length": int(max(s["length"] for s in streams)),
         "n_unique_queries": int(np.mean([s["n_unique_queries"] for s in streams])),
