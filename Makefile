@@ -40,7 +40,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check drift scripts tests
 
-# Tables and figures from result files only (scripts/collect_results.py, scripts/make_figures.py):
+# Tables and figures from result files only (drift/report/collect.py, drift/report/figures.py):
 #   make figures                                   # results/runs -> results/figures
 #   make figures RESULTS=results/paper_cpu/runs FIGURES=results/paper_cpu/figures TABLES=results/paper_cpu/tables
 RESULTS ?= results/runs
@@ -48,8 +48,8 @@ FIGURES ?= results/figures
 TABLES ?= $(FIGURES)
 
 figures: $(STAMP)
-	$(PY) scripts/collect_results.py $(RESULTS) --out $(TABLES)
-	$(PY) scripts/make_figures.py $(RESULTS) --out $(FIGURES)
+	$(PY) drift/report/collect.py $(RESULTS) --out $(TABLES)
+	$(PY) drift/report/figures.py $(RESULTS) --out $(FIGURES)
 
 # The offline real-weights image upgrade in one command: EfficientNet-Lite0 -> Lite2 on the Tux
 # Paint stamps, 5 seeds (builds the stamps first if data/offline_images/tuxpaint is missing), then
@@ -61,4 +61,4 @@ image-efficientnet: $(STAMP)
 		$(PY) scripts/build_offline_images.py --sets tuxpaint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m drift.run -m experiment=image_efficientnet \
 		paths.results_dir=$(IMAGE_RESULTS) $(ARGS)
-	$(PY) scripts/plot_strategy_bars.py $(IMAGE_RESULTS)
+	$(PY) drift/report/strategy_bars.py $(IMAGE_RESULTS)

@@ -17,21 +17,21 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from drift.config import CONFIG_DIR, to_plain
-from drift.errors import DriftError
+from drift.cli.config import CONFIG_DIR, to_plain
+from drift.core.errors import DriftError
 
 log = logging.getLogger("drift")
 
 
 def run(cfg: DictConfig) -> dict:
     """Run the experiment `cfg` describes, write its result file, return the record."""
-    from drift.evaluate import format_table, table_rows
-    from drift.experiment import run_experiment
-    from drift.gate import summarise_gate
-    from drift.results import build_record, result_path, write_json_atomic
-    from drift.stream import summarise_stream
-    from drift.timeline import summarise_timeline
-    from drift.tracking import tracked_run
+    from drift.core.records import build_record, result_path, write_json_atomic
+    from drift.experiment.pipeline import run_experiment
+    from drift.experiment.tracking import tracked_run
+    from drift.migration.gate import summarise_gate
+    from drift.migration.stream import summarise_stream
+    from drift.migration.timeline import summarise_timeline
+    from drift.scoring.evaluate import format_table, table_rows
 
     config = to_plain(cfg)
     with tracked_run(config["logger"], config) as tracker:

@@ -39,7 +39,7 @@ import scipy
 import torch
 
 from drift.adapters import build_adapter
-from drift.vectors import l2_normalize
+from drift.core.vectors import l2_normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 

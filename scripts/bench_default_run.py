@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from drift.latency import machine
-from drift.results import read_results, write_json_atomic
+from drift.core.records import read_results, write_json_atomic
+from drift.serving.latency import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from drift.config import compose, to_plain
+from drift.cli.config import compose, to_plain
+from drift.core.provenance import provenance
+from drift.core.records import write_json_atomic
+from drift.core.seeding import derive_seed
 from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.encoders import shared_encoder
 from drift.encoders.common import resolve_torch_device
 from drift.encoders.resolver import is_offline
-from drift.latency import machine
-from drift.provenance import provenance
-from drift.results import write_json_atomic
-from drift.seeding import derive_seed
+from drift.serving.latency import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("old_encoder", "new_encoder")

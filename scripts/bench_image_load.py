@@ -4,7 +4,7 @@
         --images data/offline_images/tuxpaint --out results/bench/image_load.json
 
 Each image encoder (conf/encoder/*.yaml) on `--device` encodes the same `--n` images with
-drift.imaging.MAX_LOAD_THREADS = 1 (decoding and transforms in the calling thread, as before the
+drift.core.imaging.MAX_LOAD_THREADS = 1 (decoding and transforms in the calling thread, as before the
 pool) and at the default (one thread per core, at most 8), after one warm-up call of each;
 `--repeats` rounds, each timing both settings in a seeded random order; median images/s with the
 range, and whether both settings gave identical vectors (they must: only the decoding moves).
@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-import drift.imaging
-from drift.config import encoder_config
+import drift.core.imaging
+from drift.cli.config import encoder_config
+from drift.core.provenance import provenance
 from drift.data.images import image_files
 from drift.encoders import build_encoder
-from drift.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def encode_images_per_s(encoder, paths: list[str], threads: int) -> tuple[float, np.ndarray]:
-    drift.imaging.MAX_LOAD_THREADS = threads
+    drift.core.imaging.MAX_LOAD_THREADS = threads
     start = time.perf_counter()
     vectors = encoder.encode(paths)
     return len(paths) / (time.perf_counter() - start), vectors
@@ -50,7 +50,7 @@ def main() -> None:
     paths = [str(p) for p in sorted(image_files(args.images, svg=False))[: args.n]]
     if not paths:
         raise SystemExit(f"no images under {args.images}")
-    default = drift.imaging.MAX_LOAD_THREADS
+    default = drift.core.imaging.MAX_LOAD_THREADS
     settings = {"threads=1": 1, f"threads<={default}": default}
     order_rng = random.Random(args.seed)
     report: dict = {
@@ -81,8 +81,8 @@ def main() -> None:
             ),
             "identical_vectors": bool(np.array_equal(*vectors.values())),
         }
-    drift.imaging.MAX_LOAD_THREADS = default
-    report["load_threads"] = drift.imaging.load_threads()
+    drift.core.imaging.MAX_LOAD_THREADS = default
+    report["load_threads"] = drift.core.imaging.load_threads()
     report["provenance"] = provenance()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,7 +10,7 @@ the sphere instead, HNSW's worst case); the "new model" view of an item is unit(
 
 For each dimension pair (768->384, 1024->768, 768->768) and each adapter (OP, LA r=64, MLP-256,
 each with and without DSM), the adapter is fitted on pairs of indexed items (fit quality does not
-change the arithmetic; the MLP trains one epoch), exported with drift.export, and timed on the
+change the arithmetic; the MLP trains one epoch), exported with drift.serving.export, and timed on the
 held-out new-model queries at batch 1, 16 and 256 with these backends, float32 on the CPU:
 
 - numpy:       the exported artifact's `drift_serving.apply` (what a Python service would run)
@@ -23,7 +23,7 @@ In the same run: HNSW search (M=32, efConstruction=200, efSearch=50, k=10, inner
 the held-out old-space queries (index cached under cache/index); and, at 768->384, the search
 with the adapter inside the index (faiss.IndexPreTransform) against numpy apply + search.
 Timings run on one thread by default (--threads; indexes are built with all threads first), as
-a serving worker per core would. Every timing follows drift.latency (warm-up, repeat until a
+a serving worker per core would. Every timing follows drift.serving.latency (warm-up, repeat until a
 minimum time, median and p99, run count). All vectors are synthetic: the numbers are costs, not
 retrieval quality.
 
@@ -46,14 +46,14 @@ from typing import Any
 import faiss
 import numpy as np
 
-from drift import serving
 from drift.adapters import Adapter, build_adapter
-from drift.export import export_adapter, faiss_pretransform, faiss_transforms
-from drift.index import IndexCache, IndexSpec
-from drift.latency import machine, measure, set_threads
-from drift.provenance import provenance
-from drift.results import to_jsonable, write_json_atomic
-from drift.vectors import l2_normalize
+from drift.core.provenance import provenance
+from drift.core.records import to_jsonable, write_json_atomic
+from drift.core.vectors import l2_normalize
+from drift.retrieval.index import IndexCache, IndexSpec
+from drift.serving import runtime as serving
+from drift.serving.export import export_adapter, faiss_pretransform, faiss_transforms
+from drift.serving.latency import machine, measure, set_threads
 
 DIM_PAIRS = ((768, 384), (1024, 768), (768, 768))
 BATCHES = (1, 16, 256)

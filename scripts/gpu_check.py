@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from drift.config import encoder_config as load_encoder_spec
+from drift.cli.config import encoder_config as load_encoder_spec
+from drift.core.errors import ConfigError
+from drift.core.provenance import REPO_ROOT, provenance
 from drift.data.beir import read_beir
 from drift.data.images import image_files
-from drift.drift_measures import knn_overlap
 from drift.encoders import build_encoder
-from drift.errors import ConfigError
-from drift.provenance import REPO_ROOT, provenance
+from drift.scoring.drift_measures import knn_overlap
 
 log = logging.getLogger("gpu_check")
 K = 10
@@ -121,7 +121,7 @@ def check_encoder(
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Per-item cosine of two encodings of the same items, and the overlap of each item's 10
-    nearest other items under the two (drift.drift_measures.knn_overlap)."""
+    nearest other items under the two (drift.scoring.drift_measures.knn_overlap)."""
     if a.shape != b.shape:
         raise ConfigError(f"vectors of shape {a.shape} and {b.shape} cannot be compared")
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
@@ -146,7 +146,7 @@ def check_residual_mlp(
     devices: Sequence[str], n_pairs: int, n_corpus: int, n_queries: int, seed: int
 ) -> dict[str, Any]:
     from drift.adapters import build_adapter
-    from drift.metrics import knn_metrics
+    from drift.scoring.metrics import knn_metrics
 
     old, new = synthetic_vectors(n_pairs + n_corpus + n_queries, seed, level=0.5)
     pairs = slice(0, n_pairs)
@@ -173,7 +173,7 @@ def check_residual_mlp(
 
 def check_faiss(devices: Sequence[str], n_corpus: int, n_queries: int, seed: int) -> dict[str, Any]:
     try:
-        from drift.index import IndexSpec, build_index, gpu_available, search
+        from drift.retrieval.index import IndexSpec, build_index, gpu_available, search
     except ImportError as error:
         return {"skipped": f"faiss is not installed ({error})"}
     if "cuda" in devices and not gpu_available():
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import torch
 
-    from drift.seeding import seed_everything
+    from drift.core.seeding import seed_everything
 
     devices = list(dict.fromkeys(args.devices))
     if "cuda" in devices and not torch.cuda.is_available():

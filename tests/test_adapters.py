@@ -19,8 +19,8 @@ import pytest
 from drift.adapters import ADAPTERS, build_adapter, load_adapter
 from drift.adapters.residual_mlp import gelu
 from drift.adapters.scaling import DiagonalScaling
-from drift.errors import CacheCorruptError, ConfigError, VectorError
-from drift.vectors import l2_normalize
+from drift.core.errors import CacheCorruptError, ConfigError, VectorError
+from drift.core.vectors import l2_normalize
 
 FAST_MLP = {"hidden": 32, "max_epochs": 3, "patience": 3}
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from drift.adapters import load_adapter
-from drift.config import compose
-from drift.export import main as export_main
-from drift.gate import EXIT_STATUS
-from drift.gate import main as gate_main
+from drift.cli.config import compose
+from drift.migration.gate import EXIT_STATUS
+from drift.migration.gate import main as gate_main
 from drift.run import run
-from drift.serving import load as load_served
+from drift.serving.export import main as export_main
+from drift.serving.runtime import load as load_served
 
 
 def synthetic_run(tmp: Path, *overrides: str) -> dict:

@@ -1,4 +1,4 @@
-"""Tests of drift.cache with a counting test double in place of a real model."""
+"""Tests of drift.encoders.cache with a counting test double in place of a real model."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drift import cache as cache_module
-from drift.cache import CachedEncoder, EmbeddingCache, folder_name, item_digest
+from drift.core.errors import CacheCorruptError, ImageReadError, VectorError
+from drift.encoders import cache as cache_module
 from drift.encoders.base import Encoder
-from drift.errors import CacheCorruptError, ImageReadError, VectorError
+from drift.encoders.cache import CachedEncoder, EmbeddingCache, folder_name, item_digest
 
 
 class FakeEncoder:
@@ -182,7 +182,7 @@ def test_corrupt_shard_is_quarantined_and_reencoded(tmp_path, caplog, damage):
     assert bad.exists()  # strict mode moves nothing
 
     cache = EmbeddingCache(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="drift.cache"):
+    with caplog.at_level(logging.WARNING, logger="drift.encoders.cache"):
         out = cache.encode(encoder, items, show_progress=False)
     assert bad.stem in caplog.text
     np.testing.assert_array_equal(out, clean)

@@ -10,8 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from drift.config import CONFIG_DIR, compose, to_plain
-from drift.seeding import derive_seed, seed_everything
+from drift.cli.config import CONFIG_DIR, compose, to_plain
+from drift.core.seeding import derive_seed, seed_everything
 
 GROUPS = ["encoder", "dataset", "adapter", "index", "logger", "debug"]
 

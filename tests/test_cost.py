@@ -1,4 +1,4 @@
-"""drift.cost: the strategy arithmetic on hand-computed cases (no model, no measurement)."""
+"""drift.migration.cost: the strategy arithmetic on hand-computed cases (no model, no measurement)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from drift.cost import (
+from drift.core.errors import ConfigError
+from drift.migration.cost import (
     Hardware,
     Workload,
     adapter_path,
@@ -21,7 +22,6 @@ from drift.cost import (
     parse_n,
     partial_backfill,
 )
-from drift.errors import ConfigError
 
 # Round numbers chosen so every figure below can be checked by hand.
 HW = Hardware(

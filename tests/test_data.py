@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from drift.config import compose, to_plain
+from drift.cli.config import compose, to_plain
+from drift.core.errors import ConfigError, DataError
+from drift.core.provenance import REPO_ROOT
 from drift.data import OFFLINE_DATASETS, load_data
 from drift.data.beir import read_beir, write_beir
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError, DataError
-from drift.provenance import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "data"
 OFFLINE_SIZES = {"manpages": 1076, "faq": 482, "pydoc": 4260}
@@ -181,8 +181,8 @@ def test_offline_default_is_a_seeded_subset_with_its_relevant_docs() -> None:
 
 
 def test_query_log_pool_is_every_offline_default_query_the_run_holds_out() -> None:
-    from drift.experiment import load_unlimited
-    from drift.pairs import held_out_queries
+    from drift.data.pairs import held_out_queries
+    from drift.experiment.pipeline import load_unlimited
 
     spec = to_plain(compose())["dataset"]  # offline_mix, limited by the dataset config itself
     data = load_data(spec, seed=3, data_dir=DATA_DIR)

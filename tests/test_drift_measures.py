@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drift.drift_measures import drift_measures, mean_pairwise_cosine
-from drift.vectors import l2_normalize
+from drift.core.vectors import l2_normalize
+from drift.scoring.drift_measures import drift_measures, mean_pairwise_cosine
 
 
 def test_a_rotation_is_no_drift_and_unrelated_spaces_are():

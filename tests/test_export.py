@@ -1,4 +1,4 @@
-"""drift.export / drift.serving: the exported artifact reproduces Adapter.transform (synthetic)."""
+"""drift.serving.export / drift.serving.runtime: the exported artifact reproduces Adapter.transform (synthetic)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import faiss
 import numpy as np
 import pytest
 
-from drift import serving
 from drift.adapters import build_adapter
-from drift.errors import ConfigError
-from drift.export import (
+from drift.core.errors import ConfigError
+from drift.core.vectors import l2_normalize
+from drift.serving import runtime as serving
+from drift.serving.export import (
     ExportError,
     export_adapter,
     faiss_pretransform,
     main,
     verify_artifact,
 )
-from drift.vectors import l2_normalize
 
 D_NEW, D_OLD = 24, 16
 CASES = {
@@ -83,7 +83,7 @@ def test_numpy_apply_equals_transform(exported, name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_onnx_equals_transform(exported, name):
     pytest.importorskip("onnx")  # needed to build the graph; onnxruntime runs it
-    from drift.export import run_onnx
+    from drift.serving.export import run_onnx
 
     adapter, folder = exported[name]
     queries = unit(300, D_NEW, seed=8)

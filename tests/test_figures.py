@@ -1,4 +1,4 @@
-"""scripts/collect_results.py and scripts/make_figures.py on the smoke runs of every experiment
+"""drift/report/collect.py and drift/report/figures.py on the smoke runs of every experiment
 (see tests/test_experiments.py), and the results notebook executed end to end."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 from nbclient import NotebookClient
 from test_experiments import EXPERIMENTS, smoke_root, smoke_run  # noqa: F401 (a fixture)
 
-from drift.provenance import REPO_ROOT
-from drift.results import config_hash, result_path, write_json_atomic
+from drift.core.provenance import REPO_ROOT
+from drift.core.records import config_hash, result_path, write_json_atomic
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import collect_results  # noqa: E402
-import make_figures  # noqa: E402
+import drift.report.collect as collect_results  # noqa: E402
+import drift.report.figures as make_figures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_make_figures_writes_table_and_every_figure(results_dir: Path, tmp_path:
     tex = (tmp_path / "main_table.tex").read_text()
     assert "\\toprule" in tex and "Status quo (old model) &" in tex
     # The smoke runs also answer with the strategies beyond the paper; the paper's table and
-    # figures leave those to scripts/plot_migration.py.
+    # figures leave those to drift/report/migration_figures.py.
     assert "rerank" not in table and "backfill" not in table
     for name in make_figures.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")
@@ -157,7 +157,7 @@ def test_notebook_executes_on_collected_results(
 def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None:
     """The committed asymmetric_pairs sweep (2 pair roles x 2 Procrustes centrings x 5 seeds):
     one bar and one table row per strategy and design, never the designs pooled."""
-    import plot_strategy_bars
+    import drift.report.strategy_bars as plot_strategy_bars
 
     runs = REPO_ROOT / "results" / "asymmetric_pairs" / "runs"
     assert plot_strategy_bars.main([str(runs), "--out", str(tmp_path)]) == 0
@@ -196,7 +196,7 @@ def test_query_log_pairs_are_no_share_of_the_corpus() -> None:
 def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_path: Path) -> None:
     """The committed query_log_pairs sweep: each design against document pairs at Np = 1,200 with
     the same Procrustes centring; one paired difference recomputed from the result files."""
-    import compare_designs
+    import drift.report.compare_designs as compare_designs
 
     runs = REPO_ROOT / "results" / "query_log_pairs" / "runs"
     out = tmp_path / "paired.md"
@@ -235,12 +235,12 @@ def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path:
     carry drift gate's two estimates, and an adapter overwritten by another run is skipped."""
     from collections import Counter
 
-    import gate_calibration
     import numpy as np
 
+    import drift.report.gate_calibration as gate_calibration
     from drift.adapters import build_adapter
-    from drift.gate import evaluate_gate, pool_estimates
-    from drift.vectors import l2_normalize
+    from drift.core.vectors import l2_normalize
+    from drift.migration.gate import evaluate_gate, pool_estimates
 
     rng = np.random.default_rng(0)
     rotation, _ = np.linalg.qr(rng.standard_normal((16, 16)))
@@ -303,7 +303,7 @@ def test_gate_calibration_sets_both_estimators_beside_the_measured_arr(tmp_path:
 
 
 def test_design_key_ignores_seed_paths_and_batch_sizes_and_fills_added_settings() -> None:
-    from drift.results import design_key, design_settings
+    from drift.core.records import design_key, design_settings
 
     base = {
         "seed": 0,

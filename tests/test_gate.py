@@ -1,4 +1,4 @@
-"""drift.gate: keep vs re-index on planted good and bad adapters (synthetic vectors)."""
+"""drift.migration.gate: keep vs re-index on planted good and bad adapters (synthetic vectors)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from drift.adapters import build_adapter
-from drift.errors import ConfigError, DataError, VectorError
-from drift.gate import (
+from drift.core.errors import ConfigError, DataError, VectorError
+from drift.core.vectors import l2_normalize
+from drift.migration.gate import (
     KEEP,
     REINDEX,
     SERVE_OLD,
@@ -20,8 +21,7 @@ from drift.gate import (
     pool_estimates,
     summarise_gate,
 )
-from drift.metrics import knn_metrics
-from drift.vectors import l2_normalize
+from drift.scoring.metrics import knn_metrics
 
 D = 16
 

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py (GPU paths against CPU paths) and scripts/compare_runs.py (one config on
+"""scripts/gpu_check.py (GPU paths against CPU paths) and drift/report/compare_runs.py (one config on
 two machines). The CUDA half of gpu_check runs only where torch sees a GPU (marker gpu)."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drift.core.errors import ConfigError
+from drift.core.provenance import REPO_ROOT
 from drift.data.beir import read_beir
-from drift.errors import ConfigError
-from drift.provenance import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import compare_runs  # noqa: E402
 import gpu_check  # noqa: E402
+
+import drift.report.compare_runs as compare_runs  # noqa: E402
 
 E2E = REPO_ROOT / "results" / "gpu_check" / "e2e"
 

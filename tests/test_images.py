@@ -17,11 +17,11 @@ import pytest
 from matplotlib.cbook import get_sample_data
 from PIL import Image
 
-from drift.config import compose
+from drift.cli.config import compose
+from drift.core.errors import ConfigError, DataError, ImageReadError
 from drift.data import load_data
 from drift.data.images import MARKER, load_image_folder, load_webdataset
 from drift.encoders import build_encoder
-from drift.errors import ConfigError, DataError, ImageReadError
 from drift.run import run
 
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")

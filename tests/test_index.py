@@ -1,13 +1,13 @@
-"""drift.index on synthetic vectors (random unit vectors; no model involved)."""
+"""drift.retrieval.index on synthetic vectors (random unit vectors; no model involved)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from drift.errors import ConfigError, DataError, VectorError
-from drift.index import IndexCache, IndexSpec, build_index, exact_search, search
-from drift.vectors import l2_normalize
+from drift.core.errors import ConfigError, DataError, VectorError
+from drift.core.vectors import l2_normalize
+from drift.retrieval.index import IndexCache, IndexSpec, build_index, exact_search, search
 
 
 def unit_vectors(n: int, d: int, seed: int) -> np.ndarray:

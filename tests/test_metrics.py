@@ -1,4 +1,4 @@
-"""drift.metrics against hand-computed cases (tiny made-up rankings, no model involved)."""
+"""drift.scoring.metrics against hand-computed cases (tiny made-up rankings, no model involved)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from drift.errors import DataError
-from drift.metrics import (
+from drift.core.errors import DataError
+from drift.scoring.metrics import (
     bootstrap_ci,
     bootstrap_ratio_ci,
     knn_metrics,

@@ -1,4 +1,4 @@
-"""drift.mixed (rerank, fusion, backfill) on synthetic vectors with exact indexes.
+"""drift.retrieval.mixed (rerank, fusion, backfill) on synthetic vectors with exact indexes.
 
 The pair: "new" vectors are random unit vectors, "old" vectors a noisy projection of them, so the
 old model is a degraded view of the new one. The identities the issue asks for are exact here
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from drift.adapters import build_adapter
-from drift.errors import ConfigError
-from drift.index import IndexCache, IndexSpec, build_index, search
-from drift.mixed.backfill import (
+from drift.core.errors import ConfigError
+from drift.core.vectors import l2_normalize
+from drift.retrieval.index import IndexCache, IndexSpec, build_index, search
+from drift.retrieval.mixed.backfill import (
     BackfillSetting,
     Calibration,
     backfill,
@@ -22,10 +23,9 @@ from drift.mixed.backfill import (
     merge_lists,
     search_unmigrated,
 )
-from drift.mixed.fusion import fusion
-from drift.mixed.plan import paper_strategy_costs, run_mixed_strategies
-from drift.mixed.rerank import DocumentVectors, rerank, union_candidates
-from drift.vectors import l2_normalize
+from drift.retrieval.mixed.fusion import fusion
+from drift.retrieval.mixed.plan import paper_strategy_costs, run_mixed_strategies
+from drift.retrieval.mixed.rerank import DocumentVectors, rerank, union_candidates
 
 N, NQ, D_NEW, D_OLD, K = 300, 40, 24, 16, 10
 FLAT = IndexSpec(kind="flat", device="cpu")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drift.core.errors import ConfigError
+from drift.data.pairs import held_out_queries, pair_vectors, requested_pairs, sample_pairs
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError
-from drift.pairs import held_out_queries, pair_vectors, requested_pairs, sample_pairs
 
 
 def _encode_with_role(dim: int, calls: list[tuple[list[int], str]]):
@@ -64,8 +64,8 @@ def test_bad_gate_fractions_are_clear_errors():
 
 
 def test_no_adapter_sees_the_gate_pairs_and_the_run_saves_them_for_the_gate(tmp_path):
-    from drift.experiment import fit_adapters, gate_pairs, save_artifacts
-    from drift.timing import Timings
+    from drift.core.timing import Timings
+    from drift.experiment.pipeline import fit_adapters, gate_pairs, save_artifacts
 
     split = sample_pairs(100, 60, val_fraction=0.2, gate_fraction=0.1, seed=2)
     x_new = np.zeros((100, 4), dtype=np.float32)
@@ -221,7 +221,7 @@ def _config(strategies, stream=False, timeline=False):
 def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
     from types import SimpleNamespace
 
-    from drift.experiment import check_pair_role
+    from drift.experiment.pipeline import check_pair_role
 
     e5 = SimpleNamespace(name="e5", asymmetric=True)
     minilm = SimpleNamespace(name="minilm", asymmetric=False)
@@ -246,7 +246,7 @@ def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
 def test_query_log_pairs_are_never_reused_as_corpus_documents():
     from types import SimpleNamespace
 
-    from drift.experiment import check_pair_role
+    from drift.experiment.pipeline import check_pair_role
 
     minilm = SimpleNamespace(name="minilm", asymmetric=False)
     clip_text = SimpleNamespace(name="clip-text", asymmetric=False)

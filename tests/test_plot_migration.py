@@ -1,4 +1,4 @@
-"""scripts/plot_migration.py on hand-made records (tests/test_recommend.py) and on a smoke run."""
+"""drift/report/migration_figures.py on hand-made records (tests/test_recommend.py) and on a smoke run."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 from matplotlib.text import Text
 from test_recommend import POINTS, make_record, make_stream, make_timeline, write_records
 
-from drift.config import compose
-from drift.provenance import REPO_ROOT
+from drift.cli.config import compose
+from drift.core.provenance import REPO_ROOT
 from drift.run import run
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import plot_migration  # noqa: E402
-from make_figures import PAPER_STYLE  # noqa: E402
+import drift.report.migration_figures as plot_migration  # noqa: E402
+from drift.report.figures import PAPER_STYLE  # noqa: E402
 
 
 def assert_drawn(path: Path) -> None:

@@ -18,6 +18,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from drift.core.errors import ConfigError, ModelUnavailableError
 from drift.encoders import resolver
 from drift.encoders.resolver import (
     BUNDLES,
@@ -26,7 +27,6 @@ from drift.encoders.resolver import (
     require_format,
     resolve_model,
 )
-from drift.errors import ConfigError, ModelUnavailableError
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

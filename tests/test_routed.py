@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from drift.adapters import build_adapter, load_adapter
-from drift.config import compose, to_plain
+from drift.cli.config import compose, to_plain
+from drift.core.errors import ConfigError
+from drift.core.vectors import l2_normalize
 from drift.encoders.synthetic import Drift, LatentSpace, SyntheticEncoder, SyntheticModel
-from drift.errors import ConfigError
-from drift.experiment import build_adapters
-from drift.vectors import l2_normalize
+from drift.experiment.pipeline import build_adapters
 
 
 def orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:

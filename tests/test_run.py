@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drift.config import compose
-from drift.errors import ConfigError, DataError
-from drift.experiment import warn_uncentred_procrustes
+from drift.cli.config import compose
+from drift.core.errors import ConfigError, DataError
+from drift.experiment.pipeline import warn_uncentred_procrustes
 from drift.run import run
 
 SYNTHETIC = [

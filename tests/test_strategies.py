@@ -1,4 +1,4 @@
-"""drift.strategies and drift.evaluate on a synthetic drift (no model involved).
+"""drift.retrieval.strategies and drift.scoring.evaluate on a synthetic drift (no model involved).
 
 The synthetic pair: "new" vectors are random unit vectors; "old" vectors are a noisy rotation of
 them (same dimension) or a noisy projection to fewer dimensions, so the old model is a degraded
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from drift.adapters.base import Adapter
-from drift.errors import ConfigError, VectorError
-from drift.evaluate import evaluate, format_table
-from drift.index import IndexSpec, build_index, exact_search
-from drift.strategies import StrategyResult, rrf_fuse, run_strategies
-from drift.vectors import l2_normalize
+from drift.core.errors import ConfigError, VectorError
+from drift.core.vectors import l2_normalize
+from drift.retrieval.index import IndexSpec, build_index, exact_search
+from drift.retrieval.strategies import StrategyResult, rrf_fuse, run_strategies
+from drift.scoring.evaluate import evaluate, format_table
 
 N, NQ, D_NEW, K = 400, 60, 16, 10
 FLAT = IndexSpec(kind="flat", device="cpu")

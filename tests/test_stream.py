@@ -1,4 +1,4 @@
-"""drift.stream: exact encode counts, running quality and latency on hand-made streams."""
+"""drift.migration.stream: exact encode counts, running quality and latency on hand-made streams."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from drift.errors import ConfigError, DataError
-from drift.stream import (
+from drift.core.errors import ConfigError, DataError
+from drift.migration.stream import (
     StreamStrategy,
     make_stream,
     mean_latency,

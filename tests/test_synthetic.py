@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drift.core.errors import ConfigError
 from drift.data import load_data
 from drift.encoders import Encoder, build_encoder
 from drift.encoders.synthetic import (
@@ -15,7 +16,6 @@ from drift.encoders.synthetic import (
     item_normals,
     paired_vectors,
 )
-from drift.errors import ConfigError
 
 IDS = [f"item{i}" for i in range(600)]
 

@@ -1,4 +1,4 @@
-"""drift.timeline on a synthetic drift (no model involved; flat indexes).
+"""drift.migration.timeline on a synthetic drift (no model involved; flat indexes).
 
 The synthetic pair: "new" vectors are random unit vectors; "old" vectors are a noisy orthogonal
 projection of them to fewer dimensions, so a Procrustes adapter can recover most of the drift
@@ -13,10 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from drift.errors import ConfigError, VectorError
-from drift.index import IndexCache, IndexSpec, build_index, exact_search
-from drift.strategies import dual_index
-from drift.timeline import (
+from drift.core.errors import ConfigError, VectorError
+from drift.core.vectors import l2_normalize
+from drift.migration.timeline import (
     MODES,
     RerankStore,
     TimelineConfig,
@@ -25,7 +24,8 @@ from drift.timeline import (
     summarise_timeline,
     timeline_steps,
 )
-from drift.vectors import l2_normalize
+from drift.retrieval.index import IndexCache, IndexSpec, build_index, exact_search
+from drift.retrieval.strategies import dual_index
 
 N, NQ, D_NEW, D_OLD, K = 400, 60, 32, 24, 10
 FLAT = IndexSpec(kind="flat", device="cpu")
@@ -187,7 +187,7 @@ def planted(order: np.ndarray, monkeypatch) -> dict:
     """A hand-made timeline: 20 corpus rows on an arc of the old space (row i at angle 0.1 i),
     three queries whose old-space top 3 are rows {0, 1, 2}, {4, 5, 6} and {1, 2, 3}; row 0 is the
     one initial pair; the background job migrates rows in `order` (planted)."""
-    monkeypatch.setattr("drift.timeline.backfill_order", lambda *args, **kwargs: order)
+    monkeypatch.setattr("drift.migration.timeline.backfill_order", lambda *args, **kwargs: order)
 
     def arc(angles: list[float]) -> np.ndarray:
         return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
@@ -323,7 +323,7 @@ def test_from_dict_rejects_unknown_keys_and_bad_inputs(tmp_path) -> None:
 
 
 def test_cost_curves_price_a_rerank_mode_by_its_own_encodes():
-    from drift.measured import timeline_curves
+    from drift.migration.measured import timeline_curves
 
     quality = {"ndcg@10": {"mean": [0.5, 0.5]}}
     timeline = {

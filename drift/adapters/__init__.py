@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drift.adapters.base import ADAPTERS, Adapter, load_adapter, register_adapter
-from drift.errors import ConfigError
+from drift.core.errors import ConfigError
 
 
 def build_adapter(kind: str, **hparams: Any) -> Adapter:

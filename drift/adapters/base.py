@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from drift.errors import VectorError
-from drift.vectors import check_vectors
+from drift.core.errors import VectorError
+from drift.core.vectors import check_vectors
 
 ADAPTERS: dict[str, type[Adapter]] = {}
 

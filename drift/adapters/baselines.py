@@ -13,7 +13,7 @@ import scipy.linalg
 
 from drift.adapters.base import register_adapter
 from drift.adapters.scaling import MapAdapter
-from drift.errors import ConfigError
+from drift.core.errors import ConfigError
 
 
 class AffineFit(NamedTuple):

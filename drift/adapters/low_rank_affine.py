@@ -26,7 +26,7 @@ import numpy as np
 from drift.adapters.base import register_adapter
 from drift.adapters.baselines import check_alpha, fit_affine_ridge
 from drift.adapters.scaling import MapAdapter
-from drift.errors import ConfigError, VectorError
+from drift.core.errors import ConfigError, VectorError
 
 
 class LowRankFit(NamedTuple):

@@ -51,7 +51,7 @@ from drift.adapters.base import register_adapter
 from drift.adapters.baselines import check_alpha, fit_affine_ridge
 from drift.adapters.procrustes import orthogonal_procrustes
 from drift.adapters.scaling import MapAdapter
-from drift.errors import ConfigError
+from drift.core.errors import ConfigError
 
 LOSSES = ("cosine", "mse")
 INITS = ("procrustes", "ridge")

@@ -32,9 +32,9 @@ import numpy as np
 from drift.adapters import build_adapter
 from drift.adapters.base import MIN_PAIRS, Adapter, register_adapter
 from drift.adapters.scaling import mean_cosine
-from drift.errors import CacheCorruptError, ConfigError
-from drift.seeding import derive_seed
-from drift.vectors import l2_normalize
+from drift.core.errors import CacheCorruptError, ConfigError
+from drift.core.seeding import derive_seed
+from drift.core.vectors import l2_normalize
 
 # A cluster adapter is estimated from its cluster's pairs alone. Below ~100 pairs it fits noise:
 # low_rank_affine's default rank 64 cannot be fitted at all (it needs more pairs than its rank),
@@ -56,7 +56,7 @@ class RoutedAdapter(Adapter):
         min_pairs: a cluster with fewer training pairs uses the global adapter (the default's
             reason is at DEFAULT_MIN_PAIRS).
         kmeans_iter: k-means iterations.
-        dsm: forwarded into base_hparams (as drift.experiment passes dsm to every method);
+        dsm: forwarded into base_hparams (as drift.experiment.pipeline passes dsm to every method);
             None leaves the base's own setting or default. It may not contradict base_hparams.
     """
 

@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from drift.adapters.base import Adapter
-from drift.errors import CacheCorruptError, ConfigError
-from drift.vectors import l2_normalize
+from drift.core.errors import CacheCorruptError, ConfigError
+from drift.core.vectors import l2_normalize
 
 DSM_SCALE, DSM_BIAS = "dsm_scale", "dsm_bias"
 

@@ -19,8 +19,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from drift.core.errors import ConfigError
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError
 
 # config `type` -> "module:loader"; each loader takes the spec's remaining keys as keyword
 # arguments plus seed and data_dir.

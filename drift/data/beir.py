@@ -20,9 +20,9 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from drift.core.errors import DataError
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
-from drift.errors import DataError
 
 
 def load_beir(

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from drift.core.errors import DataError
 from drift.data.hub import hub_error
 from drift.data.types import RetrievalData
-from drift.errors import DataError
 
 
 def load_classification(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from drift.core.errors import DataError
 from drift.data import OFFLINE_DATASETS
-from drift.errors import DataError
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 

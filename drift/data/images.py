@@ -53,9 +53,9 @@ from typing import Literal
 
 import numpy as np
 
+from drift.core.errors import ConfigError, DataError, ImageReadError
+from drift.core.imaging import load_image, load_threads
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError, DataError, ImageReadError
-from drift.imaging import load_image, load_threads
 
 log = logging.getLogger(__name__)
 

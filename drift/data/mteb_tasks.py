@@ -14,10 +14,10 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from drift.core.errors import DataError
 from drift.data.hub import hub_error
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
-from drift.errors import DataError
 
 
 def load_mteb_task(

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from drift.core.errors import ConfigError
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

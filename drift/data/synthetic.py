@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drift.core.errors import ConfigError
 from drift.data.types import RetrievalData
-from drift.errors import ConfigError
 
 
 def load_synthetic(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from drift.errors import DataError
+from drift.core.errors import DataError
 
 ItemModality = Literal["text", "image", "synthetic"]
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drift.core.errors import ConfigError
 from drift.encoders.base import Encoder, Modality, Role
-from drift.errors import ConfigError
 
 # config `type` -> "module:factory"; each factory takes the spec's remaining keys as keyword
 # arguments plus RUN_ARGUMENTS.

@@ -3,7 +3,7 @@
 Caching, normalisation and adapters compose around it, in the manner of mteb's encoder protocol.
 Encoders that `drift.encoders.build_encoder` makes also carry `weights`, where their weights came
 from (drift.encoders.resolver.weights_record); it is not part of the protocol, which wrappers such
-as drift.cache.CachedEncoder also follow.
+as drift.encoders.cache.CachedEncoder also follow.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from drift.errors import ConfigError, DataError
-from drift.vectors import check_vectors, l2_normalize
+from drift.core.errors import ConfigError, DataError
+from drift.core.vectors import check_vectors, l2_normalize
 
 ROLES = ("query", "document")
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drift.core.errors import ModelUnavailableError
+from drift.core.imaging import IMAGE_LOADING, load_batch
 from drift.encoders.base import Role
 from drift.encoders.common import (
     batch_size_on,
@@ -28,8 +30,6 @@ from drift.encoders.common import (
     resolve_torch_device,
 )
 from drift.encoders.resolver import require_format, resolve_model
-from drift.errors import ModelUnavailableError
-from drift.imaging import IMAGE_LOADING, load_batch
 
 # On 0-1 pixels: (x * 255 - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drift.core.errors import ModelUnavailableError
 from drift.encoders.base import Role
 from drift.encoders.common import (
     CPU,
@@ -18,7 +19,6 @@ from drift.encoders.common import (
     require_cpu,
 )
 from drift.encoders.resolver import require_format, resolve_model
-from drift.errors import ModelUnavailableError
 
 PREFIXES = {"query": "query: ", "document": "passage: "}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drift.core.errors import ConfigError, ModelUnavailableError
 from drift.encoders.base import Role
 from drift.encoders.common import (
     CPU,
@@ -18,7 +19,6 @@ from drift.encoders.common import (
     encode_items,
 )
 from drift.encoders.resolver import hub_errors, require_format, resolve_model
-from drift.errors import ConfigError, ModelUnavailableError
 
 
 class OnnxMiniLMEncoder:

@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from drift.core.errors import ConfigError, ModelUnavailableError
+from drift.core.imaging import IMAGE_LOADING, load_batch
 from drift.encoders.base import Role
 from drift.encoders.common import (
     batch_size_on,
@@ -25,8 +27,6 @@ from drift.encoders.common import (
     resolve_torch_device,
 )
 from drift.encoders.resolver import hub_errors, is_offline, weights_record
-from drift.errors import ConfigError, ModelUnavailableError
-from drift.imaging import IMAGE_LOADING, load_batch
 
 log = logging.getLogger(__name__)
 

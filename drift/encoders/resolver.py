@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from drift.errors import ConfigError, ModelUnavailableError
+from drift.core.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 

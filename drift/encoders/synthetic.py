@@ -45,9 +45,9 @@ from typing import Literal
 
 import numpy as np
 
+from drift.core.errors import ConfigError
+from drift.core.vectors import l2_normalize
 from drift.encoders.resolver import weights_record
-from drift.errors import ConfigError
-from drift.vectors import l2_normalize
 
 GENERATOR_VERSION = "synthetic-v2"
 _BLOCK = 8192  # items hashed at a time (bounds the memory of one encode call)

@@ -1,0 +1,146 @@
+"""Analyses of one run beyond its strategy table: the query stream and the migration timeline.
+
+Both reuse what the experiment already computed (vectors from the embedding cache, indexes,
+strategy answers, ground truth), so they cost no encode beyond measuring the new model's
+throughput once. Called by drift.experiment.pipeline when `stream.enabled` / `timeline.enabled` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from drift.core.errors import ConfigError
+from drift.encoders import Encoder
+from drift.migration.cost import measure_encode_rate
+from drift.migration.stream import StreamStrategy, make_stream, simulate_stream
+from drift.migration.timeline import TimelineConfig
+from drift.retrieval.strategies import StrategyResult
+from drift.scoring.metrics import Qrels, knn_metrics, qrels_metrics
+
+# Per-query quality tracked along streams and timelines: each protocol's primary metric.
+QUALITY_K = 10
+
+
+def per_query_quality(
+    ids: np.ndarray, knn_truth: np.ndarray | None, qrels: Qrels | None
+) -> dict[str, np.ndarray]:
+    """{"knn/recall@10", "qrels/ndcg@10"} per query (the protocols that are available)."""
+    quality = {}
+    if knn_truth is not None:
+        quality[f"knn/recall@{QUALITY_K}"] = knn_metrics(ids, knn_truth, (QUALITY_K,))[
+            f"recall@{QUALITY_K}"
+        ]
+    if qrels is not None:
+        quality[f"qrels/ndcg@{QUALITY_K}"] = qrels_metrics(ids, qrels, (QUALITY_K,))[
+            f"ndcg@{QUALITY_K}"
+        ]
+    return quality
+
+
+def new_model_encode_rate(
+    settings: Mapping[str, Any], encoder: Encoder, documents: Sequence[str], seed: int
+) -> tuple[float, str]:
+    """(documents/s, where it came from): the configured rate, or one measured here on a seeded
+    sample of the corpus with the bare encoder (no cache)."""
+    if settings["encode_rate"] is not None:
+        rate = float(settings["encode_rate"])
+        if not rate > 0:
+            raise ConfigError(f"stream.encode_rate must be positive, got {rate}")
+        return rate, "configured (stream.encode_rate)"
+    n = min(int(settings["encode_rate_sample"]), len(documents))
+    if n < 1:
+        raise ConfigError("stream.encode_rate_sample must be at least 1")
+    rows = np.random.default_rng(seed).choice(len(documents), size=n, replace=False)
+    rate = measure_encode_rate(encoder, [documents[i] for i in rows])
+    return rate, f"measured on {n} corpus documents with {encoder.name} on this machine"
+
+
+def stream_strategies(
+    results: Mapping[str, StrategyResult],
+    *,
+    knn_truth: np.ndarray | None,
+    qrels: Qrels | None,
+    pair_rows: np.ndarray,
+) -> dict[str, StreamStrategy]:
+    """Each deployable strategy of the run as a stream participant.
+
+    Rerank pays its candidates on demand (holding the adapter's pairs from the start when its
+    candidates come from the adapter); every other strategy pays its cost up front.
+    """
+    strategies = {}
+    for name, result in results.items():
+        if not result.applicable or not result.cost:  # the ceiling is not deployable
+            continue
+        quality = per_query_quality(result.ids, knn_truth, qrels)
+        warm = result.timings.get("us_per_query", 0.0) / 1e6
+        if result.candidates is not None:
+            uses_pairs = result.params.get("source") != "status_quo"
+            strategies[name] = StreamStrategy(
+                per_query=quality,
+                upfront_encodes=int(pair_rows.size) if uses_pairs else 0,
+                candidates=result.candidates,
+                warm_seconds_per_query=warm,
+                already_encoded=pair_rows if uses_pairs else None,
+            )
+        else:
+            strategies[name] = StreamStrategy(
+                per_query=quality,
+                upfront_encodes=int(result.cost["new_doc_encodes"]),
+                warm_seconds_per_query=warm,
+            )
+    return strategies
+
+
+def query_stream(
+    settings: Mapping[str, Any],
+    results: Mapping[str, StrategyResult],
+    *,
+    knn_truth: np.ndarray | None,
+    qrels: Qrels | None,
+    pair_rows: np.ndarray,
+    encoder: Encoder,
+    documents: Sequence[str],
+    n_queries: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The `stream` section of a result record (see drift.migration.stream)."""
+    rate, source = new_model_encode_rate(settings, encoder, documents, seed)
+    stream = make_stream(
+        n_queries,
+        int(settings["length"]),
+        popularity=settings["popularity"],
+        zipf_s=float(settings["zipf_s"]),
+        seed=seed,
+    )
+    simulated = simulate_stream(
+        stream,
+        stream_strategies(results, knn_truth=knn_truth, qrels=qrels, pair_rows=pair_rows),
+        n_corpus=len(documents),
+        encode_rate=rate,
+        capacity=None if settings["capacity"] is None else int(settings["capacity"]),
+    )
+    return {
+        "config": dict(settings),
+        "encode_rate_source": source,
+        "popularity": settings["popularity"],
+        **simulated,
+    }
+
+
+def timeline_config(
+    settings: Mapping[str, Any], adapter_methods: Mapping[str, Any]
+) -> TimelineConfig:
+    """The `timeline` block as a TimelineConfig; its adapter names an `adapter.methods` entry,
+    refitted (or frozen) with that entry's hyper-parameters and no DSM."""
+    name = settings["adapter"]
+    if name not in adapter_methods:
+        raise ConfigError(
+            f"timeline.adapter={name!r} is not in adapter.methods {sorted(adapter_methods)}"
+        )
+    values = {key: value for key, value in settings.items() if key not in ("enabled", "n_boot")}
+    return TimelineConfig.from_dict(
+        {**values, "adapter": {"kind": name, **(adapter_methods[name] or {})}}
+    )

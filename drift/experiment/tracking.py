@@ -1,0 +1,168 @@
+"""Weights & Biases mirror of result files (the files stay the source of truth).
+
+`logger.kind`: none (no tracker), wandb with `mode: offline` (default for tracked runs: writes a
+run folder to sync later with `wandb sync <dir>`) or `mode: online` (needs WANDB_API_KEY or
+`wandb login`). Only this module imports wandb. The run is always finished, with a failure exit
+code on error.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from drift.core.errors import ConfigError
+
+
+def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
+    """{"a": {"b": 1.0}} -> {"a/b": 1.0}; keeps only int/float leaves (bools dropped)."""
+    flat: dict[str, float] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            flat.update(flatten_numbers(value, f"{prefix}/{key}" if prefix else str(key)))
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        flat[prefix] = float(tree)
+    return flat
+
+
+def stream_rows(stream: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The query-stream curves of a result record as long rows (one per strategy, checkpoint and
+    quantity: share_encoded or a running quality metric)."""
+    if not stream:
+        return []
+    rows = []
+    for name, curve in stream["strategies"].items():
+        series = {"share_encoded": curve["share_encoded"], **curve["quality"]}
+        for quantity, values in series.items():
+            rows += [
+                {"strategy": name, "quantity": quantity, "queries": q, "value": v}
+                for q, v in zip(stream["checkpoints"], values, strict=True)
+            ]
+    return rows
+
+
+def timeline_rows(timeline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The migration timeline of a result record as long rows (one per mode, metric and hour)."""
+    if not timeline:
+        return []
+    rows = []
+    for mode, by_metric in timeline["modes"].items():
+        # a re-rank mode's own encodes (background + on demand); otherwise the background job's
+        encodes = by_metric.get("new_doc_encodes", timeline.get("new_doc_encodes"))
+        for metric, stats in by_metric.items():
+            if not (isinstance(stats, dict) and isinstance(stats.get("mean"), list)):
+                continue  # notes, refit times
+            for i, hours in enumerate(timeline["hours"]):
+                rows.append(
+                    {
+                        "mode": mode,
+                        "metric": metric,
+                        "hours": hours,
+                        "share_migrated": timeline["share_migrated"][i],
+                        "new_doc_encodes": None if encodes is None else encodes[i],
+                        **{stat: stats[stat][i] for stat in ("mean", "ci_low", "ci_high")},
+                    }
+                )
+    return rows
+
+
+class NullRun:
+    """Stands in for a W&B run when logging is off."""
+
+    dir: str | None = None
+
+    def log_record(self, record: dict[str, Any], path: Path, table: list[dict[str, Any]]) -> None:
+        return None
+
+
+class WandbRun:
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.dir = run.dir
+
+    def log_record(self, record: dict[str, Any], path: Path, table: list[dict[str, Any]]) -> None:
+        import wandb
+
+        self.run.log(
+            {
+                **{f"metrics/{k}": v for k, v in flatten_numbers(record["metrics"]).items()},
+                **{f"timings/{k}": v for k, v in flatten_numbers(record["timings"]).items()},
+            }
+        )
+        if table:
+            columns = list(table[0])
+            self.run.log(
+                {
+                    "strategies": wandb.Table(
+                        columns=columns, data=[[r.get(c) for c in columns] for r in table]
+                    )
+                }
+            )
+        for section, rows in (
+            ("stream", stream_rows(record.get("stream"))),
+            ("timeline", timeline_rows(record.get("timeline"))),
+        ):
+            if rows:  # long tables: a dashboard line plot per metric, x = queries or hours
+                columns = list(rows[0])
+                data = [[r[c] for c in columns] for r in rows]
+                self.run.log({section: wandb.Table(columns=columns, data=data)})
+        artifact = wandb.Artifact(f"result-{record['config_hash']}", type="result")
+        artifact.add_file(str(path))
+        self.run.log_artifact(artifact)
+        self.run.summary["result_file"] = str(path)
+
+
+def has_wandb_credentials() -> bool:
+    """WANDB_API_KEY, or the ~/.netrc entry `wandb login` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+@contextmanager
+def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[NullRun | WandbRun]:
+    """Open a tracker run for the duration of an experiment, finishing it whatever happens."""
+    kind = logger_cfg.get("kind", "none")
+    if kind == "none":
+        yield NullRun()
+        return
+    if kind != "wandb":
+        raise ConfigError(f"logger.kind must be 'none' or 'wandb', got {kind!r}")
+    mode = logger_cfg.get("mode", "offline")
+    if mode not in ("offline", "online"):
+        raise ConfigError(f"logger.mode must be 'offline' or 'online', got {mode!r}")
+    if mode == "online" and not has_wandb_credentials():
+        raise ConfigError(
+            "logger=wandb_online needs W&B credentials: WANDB_API_KEY in the environment or "
+            "`wandb login` (or use logger=wandb, which writes offline runs to sync later with "
+            "`wandb sync`)"
+        )
+    import wandb
+
+    save_dir = Path(logger_cfg["save_dir"])
+    save_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project=logger_cfg["project"],
+        entity=logger_cfg.get("entity"),
+        group=logger_cfg.get("group"),
+        tags=list(logger_cfg.get("tags") or []),
+        name=logger_cfg.get("name"),
+        job_type=logger_cfg.get("job_type"),
+        dir=str(save_dir),
+        mode=mode,
+        config=config,
+        reinit="finish_previous",
+    )
+    exit_code = 1
+    try:
+        yield WandbRun(run)
+        exit_code = 0
+    finally:
+        run.finish(exit_code=exit_code)

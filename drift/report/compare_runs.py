@@ -1,0 +1,135 @@
+"""Two result files of one configuration, metric by metric: did a machine change the answer?
+
+    python drift/report/compare_runs.py cpu.json gpu.json --labels cpu gpu --metric recall@10 \
+        --out results/gpu_check/e2e_cpu_vs_gpu.md
+
+The same config on two machines (CPU and GPU, two package versions) should give the same
+numbers up to floating point: fp16 encodes on CUDA, another BLAS. The table gives each strategy's
+mean under each file and the difference; the header says what differed between the runs
+(hardware, package versions, the encoders' preprocessing) and refuses files whose resolved
+configs differ in anything but `paths` and `hydra` (where files went). Strategies that only one
+file holds are listed under the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from drift.report.collect import tidy_rows
+
+IGNORED_CONFIG = ("paths", "hydra")  # where files went, not what was computed
+
+
+def load(path: Path) -> dict[str, Any]:
+    record = json.loads(path.read_text())
+    if "metrics" not in record or "config" not in record:
+        raise SystemExit(f"{path}: not a drift result file (no metrics/config)")
+    return record
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    keys = sorted(set(a) | set(b))
+    out = []
+    for key in keys:
+        if not prefix and key in IGNORED_CONFIG:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def context(record: dict[str, Any]) -> dict[str, str]:
+    """What besides the config decides the numbers: hardware, key packages, encode precision."""
+    prov = record.get("provenance", {})
+    hardware = prov.get("hardware", {})
+    packages = prov.get("packages", {})
+    return {
+        "device": ", ".join(hardware.get("gpu", [])) or f"CPU ({hardware.get('cpu', '?')})",
+        "python": str(hardware.get("python")),
+        "torch / faiss / numpy": " / ".join(
+            str(packages.get(p)) for p in ("torch", faiss_package(packages), "numpy")
+        ),
+        "encode dtype": ", ".join(
+            f"{role}: {m.get('preprocessing', '').rsplit('dtype=', 1)[-1]}"
+            for role, m in record.get("models", {}).items()
+        ),
+        "commit": str(prov.get("git", {}).get("commit", "?"))[:10],
+    }
+
+
+def faiss_package(packages: dict[str, str]) -> str:
+    """The faiss build a run recorded (CPU or GPU wheel)."""
+    return next((p for p in ("faiss-gpu-cu12", "faiss-gpu") if p in packages), "faiss-cpu")
+
+
+def means(record: dict[str, Any], protocol: str, metric: str) -> dict[str, float]:
+    return {
+        row["strategy"]: row["value"]
+        for row in tidy_rows(record)
+        if row["protocol"] == protocol and row["metric"] == metric
+    }
+
+
+def compare(
+    records: Sequence[dict[str, Any]], labels: Sequence[str], metric: str
+) -> tuple[str, float]:
+    """The markdown report and the largest absolute difference over strategies and protocols."""
+    a, b = records
+    lines = ["| | " + " | ".join(labels) + " |", "|---|---|---|"]
+    ctx = [context(r) for r in records]
+    lines += [f"| {key} | {ctx[0][key]} | {ctx[1][key]} |" for key in ctx[0]]
+    worst = 0.0
+    protocols = [p for p in a["metrics"]["protocols"] if p in b["metrics"]["protocols"]]
+    for protocol in protocols:
+        ma, mb = means(a, protocol, metric), means(b, protocol, metric)
+        lines += [
+            "",
+            f"### {protocol}: {metric}",
+            "",
+            f"| strategy | {labels[0]} | {labels[1]} | {labels[1]} - {labels[0]} |",
+            "|---|---:|---:|---:|",
+        ]
+        for strategy in [s for s in ma if s in mb]:
+            diff = mb[strategy] - ma[strategy]
+            worst = math.nan if math.isnan(diff) or math.isnan(worst) else max(worst, abs(diff))
+            lines.append(f"| {strategy} | {ma[strategy]:.3f} | {mb[strategy]:.3f} | {diff:+.3f} |")
+        only = sorted(set(ma) ^ set(mb))
+        if only:
+            lines += ["", f"In one file only: {', '.join(only)}"]
+    lines += ["", f"Largest |difference| over strategies and protocols: {worst:.3f}"]
+    return "\n".join(lines) + "\n", worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs=2, type=Path)
+    parser.add_argument("--labels", nargs=2, default=["A", "B"])
+    parser.add_argument("--metric", default="recall@10")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    records = [load(path) for path in args.files]
+    differing = config_differences(records[0]["config"], records[1]["config"])
+    if differing:
+        print(f"the two runs' configs differ in: {', '.join(differing)}", file=sys.stderr)
+        return 2
+    report, _ = compare(records, args.labels, args.metric)
+    header = f"{' vs '.join(f'`{p.name}`' for p in args.files)} (same resolved config)\n\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(header + report)
+    print(header + report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""FAISS indexes for cosine search: build, search, exact ground truth, and an on-disk cache.
+
+Every vector is float32 and L2-normalised, so inner product is cosine similarity; every index
+here uses METRIC_INNER_PRODUCT. Three kinds, chosen by `IndexSpec.kind`:
+
+- flat:  exact search (IndexFlatIP); also what `exact_search` uses for ground truth.
+- hnsw:  IndexHNSWFlat with the paper's parameters (M=32, efConstruction=200, efSearch=50).
+- ivfpq: IndexIVFPQ, trained on a seeded sample of the indexed vectors.
+
+GPU: with device "auto" or "cuda" and a faiss build with GPU support, flat and IVF-PQ indexes are
+moved to GPU 0 (HNSW has no GPU implementation in faiss and stays on the CPU). Indexes are always
+built on the CPU first, so the cache stores CPU indexes only. Threads: faiss uses OpenMP and
+follows OMP_NUM_THREADS; nothing here overrides it.
+
+    spec = IndexSpec(kind="hnsw")
+    index, info = IndexCache("cache/index").get_or_build(old_corpus_vectors, spec)
+    scores, ids = search(index, queries, k=10, spec=spec)   # ids padded with -1 past ntotal
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+from drift.core.errors import ConfigError, DataError
+from drift.core.settings import from_mapping
+from drift.core.vectors import check_vectors
+
+IndexKind = Literal["flat", "hnsw", "ivfpq"]
+Device = Literal["auto", "cpu", "cuda"]
+
+# faiss k-means warns below this many training points per centroid (Clustering.h).
+MIN_POINTS_PER_CENTROID = 39
+# ...and samples at most this many per centroid; training on more is wasted time.
+MAX_POINTS_PER_CENTROID = 256
+
+# Build-time fields of each kind: they decide the index's contents, hence the cache key.
+# efSearch, nprobe and device only affect how it is searched or where it lives.
+_BUILD_FIELDS: dict[str, tuple[str, ...]] = {
+    "flat": (),
+    "hnsw": ("m", "ef_construction"),
+    "ivfpq": ("nlist", "pq_m", "pq_nbits", "seed"),
+}
+
+_GPU_RESOURCES: Any = None  # one StandardGpuResources, created lazily; must outlive GPU indexes
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How to build and search one index. Defaults are the paper's HNSW parameters."""
+
+    kind: IndexKind = "hnsw"
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 50
+    nlist: int = 1024
+    pq_m: int = 16
+    pq_nbits: int = 8
+    nprobe: int = 16
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        if self.kind not in _BUILD_FIELDS:
+            raise ConfigError(
+                f"index kind {self.kind!r} is unknown; choose one of {sorted(_BUILD_FIELDS)}"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"index device {self.device!r} is unknown; use auto, cpu or cuda")
+        for name in ("m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_nbits", "nprobe"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"index {name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IndexSpec:
+        """Build from a plain mapping (e.g. the Hydra `index` group); unknown keys are an error."""
+        return from_mapping(cls, values, "index")
+
+    def build_params(self) -> dict[str, Any]:
+        """The fields that determine the built index (the cache key), for this kind only."""
+        return {"kind": self.kind, **{f: getattr(self, f) for f in _BUILD_FIELDS[self.kind]}}
+
+
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees at least one GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def build_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    """Build an inner-product index over `vectors` (rows are the ids), on GPU when the spec and
+    the faiss build allow it (see module docstring)."""
+    vectors = check_vectors(vectors, name="vectors to index")
+    if vectors.shape[0] == 0:
+        raise DataError("cannot build an index over zero vectors")
+    return _to_device(_build_cpu(vectors, spec), spec)
+
+
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    spec: IndexSpec,
+    *,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by inner product: (scores [nq, k] float32, ids [nq, k] int64).
+
+    efSearch (HNSW) and nprobe (IVF, clamped to nlist) are taken from `spec`. When k exceeds the
+    number of indexed vectors, the missing places hold id -1 (and a score of about -3.4e38).
+    `allowed` (sorted int64 ids) restricts the search to those ids with a faiss ID selector
+    (CPU indexes only: filtered search as a vector database does it, inside the graph or lists).
+    """
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"search: k must be a positive integer, got {k!r}")
+    queries = check_vectors(queries, name="query vectors", dim=index.d)
+    if allowed is None:
+        _configure_search(index, spec)
+        scores, ids = index.search(queries, int(k))
+    else:
+        if is_gpu_index(index):
+            raise ConfigError("filtered search (allowed ids) needs a CPU index")
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(allowed)
+        scores, ids = index.search(queries, int(k), params=_search_params(spec, index, selector))
+    return scores, ids.astype(np.int64, copy=False)
+
+
+def _search_params(spec: IndexSpec, index: faiss.Index, selector) -> faiss.SearchParameters:
+    if spec.kind == "hnsw":
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=spec.ef_search)
+    if spec.kind == "ivfpq":
+        nlist = faiss.extract_index_ivf(index).nlist
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(spec.nprobe, nlist))
+    return faiss.SearchParameters(sel=selector)
+
+
+def exact_search(
+    corpus: np.ndarray, queries: np.ndarray, k: int, *, device: Device = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of `queries` over `corpus` (a flat index): the ground truth."""
+    spec = IndexSpec(kind="flat", device=device)
+    return search(build_index(corpus, spec), queries, k, spec)
+
+
+def to_cpu(index: faiss.Index) -> faiss.Index:
+    """A CPU copy of a GPU index (the index itself when it already lives on the CPU)."""
+    return faiss.index_gpu_to_cpu(index) if is_gpu_index(index) else index
+
+
+class IndexCache:
+    """Built indexes on disk, keyed by a hash of the vectors' bytes and the spec's build fields.
+
+    Files: `<root>/<kind>-<key>.faiss` (faiss.write_index) and `<kind>-<key>.json` (spec, sizes,
+    build time), each written to a temporary file and moved into place with os.replace, so a
+    killed build never leaves a half-written index under the final name. A file that cannot be
+    read, or whose size disagrees with the vectors, is rebuilt with a warning, never trusted.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def key(self, vectors: np.ndarray, spec: IndexSpec) -> str:
+        vectors = check_vectors(vectors, name="vectors to index")
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"shape": vectors.shape, "dtype": str(vectors.dtype)}).encode())
+        digest.update(memoryview(vectors).cast("B"))
+        digest.update(json.dumps(spec.build_params(), sort_keys=True).encode())
+        return digest.hexdigest()[:32]
+
+    def get_or_build(
+        self, vectors: np.ndarray, spec: IndexSpec
+    ) -> tuple[faiss.Index, dict[str, Any]]:
+        """Return (index, info) with info = {cached, build_seconds, load_seconds, key, path}.
+
+        On a hit, build_seconds is the time the original build took (from the sidecar file).
+        """
+        vectors = check_vectors(vectors, name="vectors to index")
+        key = self.key(vectors, spec)
+        path = self.root / f"{spec.kind}-{key}.faiss"
+        meta_path = path.with_suffix(".json")
+        info: dict[str, Any] = {"key": key, "path": str(path)}
+
+        cached = self._load(path, meta_path, vectors.shape)
+        if cached is not None:
+            index, meta, load_seconds = cached
+            info |= {
+                "cached": True,
+                "build_seconds": meta["build_seconds"],
+                "load_seconds": load_seconds,
+            }
+            return _to_device(index, spec), info
+
+        start = time.perf_counter()
+        index = build_index(vectors, spec)
+        build_seconds = time.perf_counter() - start
+        meta = {
+            "spec": spec.build_params(),
+            "n": int(vectors.shape[0]),
+            "d": int(vectors.shape[1]),
+            "build_seconds": build_seconds,
+            "faiss_version": faiss.__version__,
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda tmp: faiss.write_index(to_cpu(index), str(tmp)))
+        _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        info |= {"cached": False, "build_seconds": build_seconds, "load_seconds": 0.0}
+        return index, info
+
+    @staticmethod
+    def _load(
+        path: Path, meta_path: Path, shape: tuple[int, ...]
+    ) -> tuple[faiss.Index, dict[str, Any], float] | None:
+        if not (path.exists() and meta_path.exists()):
+            return None
+        start = time.perf_counter()
+        try:
+            meta = json.loads(meta_path.read_text())
+            index = faiss.read_index(str(path))
+        except (OSError, RuntimeError, ValueError) as err:
+            warnings.warn(f"index cache: {path} is unreadable ({err}); rebuilding", stacklevel=3)
+            return None
+        if (index.ntotal, index.d) != tuple(shape) or (meta.get("n"), meta.get("d")) != shape:
+            warnings.warn(
+                f"index cache: {path} holds {index.ntotal} x {index.d} vectors, expected "
+                f"{shape[0]} x {shape[1]}; rebuilding",
+                stacklevel=3,
+            )
+            return None
+        return index, meta, time.perf_counter() - start
+
+
+# -- internals --------------------------------------------------------------------------------
+def _build_cpu(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    n, d = vectors.shape
+    if spec.kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif spec.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, spec.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.ef_construction
+    else:
+        index = _trained_ivfpq(vectors, spec)
+    index.add(vectors)
+    return index
+
+
+def _trained_ivfpq(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    n, d = vectors.shape
+    if d % spec.pq_m:
+        raise ConfigError(f"IVF-PQ: pq_m={spec.pq_m} must divide the dimension {d}")
+    ksub = 2**spec.pq_nbits
+    if n < ksub:
+        raise DataError(
+            f"IVF-PQ with pq_nbits={spec.pq_nbits} needs at least {ksub} vectors to train its "
+            f"codebooks, got {n}; use a flat or hnsw index, or lower pq_nbits"
+        )
+    nlist = max(1, min(spec.nlist, n // MIN_POINTS_PER_CENTROID))
+    if nlist < spec.nlist:
+        warnings.warn(
+            f"IVF-PQ: nlist={spec.nlist} needs {spec.nlist * MIN_POINTS_PER_CENTROID} vectors "
+            f"to train; {n} given, so nlist is clamped to {nlist}",
+            stacklevel=4,
+        )
+    n_train = min(n, MAX_POINTS_PER_CENTROID * max(nlist, ksub))
+    rng = np.random.default_rng(spec.seed)
+    sample = vectors[np.sort(rng.choice(n, size=n_train, replace=False))]
+    index = faiss.IndexIVFPQ(
+        faiss.IndexFlatIP(d), d, nlist, spec.pq_m, spec.pq_nbits, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.seed = spec.seed
+    index.pq.cp.seed = spec.seed
+    index.train(sample)
+    return index
+
+
+def is_gpu_index(index: faiss.Index) -> bool:
+    return hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex)
+
+
+def _wants_gpu(spec: IndexSpec) -> bool:
+    if spec.device == "cpu":
+        return False
+    if spec.device == "cuda" and not gpu_available():
+        raise ConfigError(
+            "index device is 'cuda' but this faiss build has no GPU support or sees no GPU; "
+            "install faiss-gpu-cu12 (pip install -e '.[gpu]') or set the index device to auto/cpu"
+        )
+    if spec.kind == "hnsw":
+        if spec.device == "cuda":
+            warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU", stacklevel=4)
+        return False
+    return gpu_available()
+
+
+def _to_device(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
+    if not _wants_gpu(spec):
+        return index
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    try:
+        return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
+    except RuntimeError as err:  # e.g. a PQ sub-dimension the GPU kernels do not support
+        if spec.device == "cuda":
+            raise ConfigError(f"cannot move the {spec.kind} index to the GPU: {err}") from err
+        warnings.warn(f"{spec.kind} index stays on the CPU: {err}", stacklevel=3)
+        return index
+
+
+def _configure_search(index: faiss.Index, spec: IndexSpec) -> None:
+    if spec.kind == "flat":
+        return
+    gpu = is_gpu_index(index)
+    space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
+    try:
+        if spec.kind == "hnsw":
+            space.set_index_parameter(index, "efSearch", spec.ef_search)
+        else:
+            nlist = index.nlist if gpu else faiss.extract_index_ivf(index).nlist
+            space.set_index_parameter(index, "nprobe", min(spec.nprobe, nlist))
+    except RuntimeError as err:
+        raise ConfigError(
+            f"search: the index ({type(index).__name__}) does not match spec kind {spec.kind!r}"
+        ) from err
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,413 @@
+"""Export a fitted adapter as a self-contained, deployable artifact.
+
+    drift export --adapter-dir ADAPTER_DIR --out artifacts/op-minilm-mpnet \\
+        --old-model sentence-transformers/all-MiniLM-L6-v2 \\
+        --new-model sentence-transformers/all-mpnet-base-v2 [--metrics gate.json]
+
+ADAPTER_DIR is a folder written by `Adapter.save`. The artifact folder holds:
+
+    serving.json         format version, dims, old/new model, normalisation, metrics, provenance,
+                         the computation as a list of operations, the weights file's sha256
+    weights.safetensors  the adapter's arrays, float32 (never a pickle)
+    model.onnx           the same computation as an ONNX graph: input "queries" [n, d_new] ->
+                         output "mapped" [n, d_old]
+    drift_serving.py     a copy of drift/serving/runtime.py: `load(dir).apply(queries)`, numpy + json only
+
+Every export is checked before it is reported done: the artifact is loaded back as a serving
+process would load it, and its numpy and ONNX outputs must equal `adapter.transform` within 1e-6
+on seeded probe queries; otherwise ExportError names the largest difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import math
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.adapters.base import Adapter, load_adapter
+from drift.adapters.scaling import DSM_BIAS, DSM_SCALE, MapAdapter
+from drift.core.errors import ConfigError, DriftError
+from drift.core.provenance import git_info, package_versions
+from drift.core.vectors import l2_normalize
+from drift.serving import runtime as serving
+
+ONNX_FILE = "model.onnx"
+MODULE_FILE = "drift_serving.py"
+ONNX_OPSET = 17  # ReduceL2 takes `axes` as an attribute up to opset 17; Erf exists since 9
+TOLERANCE = 1e-6
+N_PROBES = 64
+L2_EPS = 1e-12  # drift.core.vectors.l2_normalize's default, used by every MapAdapter
+
+Op = dict[str, Any]
+
+
+class ExportError(DriftError):
+    """An adapter cannot be exported, or its artifact does not reproduce `transform`."""
+
+
+# -- the computation as operations ----------------------------------------------------------
+def _affine_ops(weight: str, bias: str | None) -> list[Op]:
+    ops: list[Op] = [{"op": "matmul", "weight": weight}]
+    return ops + ([{"op": "add", "value": bias}] if bias else [])
+
+
+def _procrustes_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
+    return _affine_ops("weight", "bias" if "bias" in params else None)
+
+
+def _low_rank_affine_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
+    # Two matmuls, as in the harness: folding A @ B would cost d_new * d_old per query, not
+    # r * (d_new + d_old).
+    return [
+        {"op": "matmul", "weight": "left"},
+        {"op": "matmul", "weight": "right"},
+        {"op": "add", "value": "bias"},
+    ]
+
+
+def _op_low_rank_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
+    # x @ R + (x @ A) @ B + b as in the harness; `ServingAdapter.affine` folds it for faiss.
+    low_rank = [{"op": "matmul", "weight": "left"}, {"op": "matmul", "weight": "right"}]
+    return [
+        {"op": "sum", "branches": [[{"op": "matmul", "weight": "weight"}], low_rank]},
+        {"op": "add", "value": "bias"},
+    ]
+
+
+def _residual_mlp_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
+    hidden = [
+        {"op": "matmul", "weight": "w1"},
+        {"op": "add", "value": "b1"},
+        {"op": "gelu"},
+        {"op": "matmul", "weight": "w2"},
+    ]
+    return [
+        {"op": "sum", "branches": [[{"op": "matmul", "weight": "w_lin"}], hidden]},
+        {"op": "add", "value": "bias"},
+    ]
+
+
+# Base map of each exportable adapter kind, in terms of its params() names; the shared output
+# stage (DSM, normalisation) is added by `serving_ops`.
+BASE_OPS: dict[str, Callable[[Mapping[str, np.ndarray]], list[Op]]] = {
+    "identity": lambda params: [],
+    "procrustes": _procrustes_ops,
+    "ridge": lambda params: _affine_ops("weight", "bias"),
+    "low_rank_affine": _low_rank_affine_ops,
+    "op_low_rank": _op_low_rank_ops,
+    "residual_mlp": _residual_mlp_ops,
+}
+
+
+def serving_ops(adapter: Adapter) -> list[Op]:
+    """The adapter's transform as serving operations (see drift/serving/runtime.py for their meaning)."""
+    if adapter.d_in is None:
+        raise ExportError(f"{adapter.name}: cannot export an adapter that is not fitted or loaded")
+    if not isinstance(adapter, MapAdapter) or adapter.kind not in BASE_OPS:
+        raise ConfigError(
+            f"cannot export adapter kind {adapter.kind!r}; exportable kinds: "
+            f"{', '.join(sorted(BASE_OPS))}"
+        )
+    params = adapter.params()
+    ops = BASE_OPS[adapter.kind](params)
+    if DSM_SCALE in params:
+        ops.append({"op": "mul", "value": DSM_SCALE})
+    if DSM_BIAS in params:
+        ops.append({"op": "add", "value": DSM_BIAS})
+    if adapter.normalize_output:
+        ops.append({"op": "l2_normalize", "eps": L2_EPS})
+    return ops
+
+
+# -- ONNX -----------------------------------------------------------------------------------
+def onnx_model(ops: list[Op], weights: Mapping[str, np.ndarray], d_in: int, d_out: int):
+    """The operations as an ONNX graph (opset 17): "queries" float32 [n, d_in] -> "mapped"."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as err:
+        raise ExportError(
+            "ONNX export needs the `onnx` package: pip install onnx (or export without ONNX: "
+            "onnx=False, `drift export --no-onnx`)"
+        ) from err
+
+    nodes: list[Any] = []
+    initializers = [
+        numpy_helper.from_array(np.asarray(w, dtype=np.float32), name=name)
+        for name, w in weights.items()
+    ]
+    counter = iter(range(1_000_000))
+
+    def const(value: float) -> str:
+        name = f"const_{next(counter)}"
+        initializers.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name=name))
+        return name
+
+    def node(op_type: str, inputs: list[str], **attrs: Any) -> str:
+        out = f"t{next(counter)}"
+        nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def emit(op_list: list[Op], x: str) -> str:
+        for op in op_list:
+            kind = op["op"]
+            if kind == "matmul":
+                x = node("MatMul", [x, op["weight"]])
+            elif kind == "add":
+                x = node("Add", [x, op["value"]])
+            elif kind == "mul":
+                x = node("Mul", [x, op["value"]])
+            elif kind == "gelu":
+                erf = node("Erf", [node("Mul", [x, const(1.0 / math.sqrt(2.0))])])
+                x = node("Mul", [node("Mul", [x, node("Add", [erf, const(1.0)])]), const(0.5)])
+            elif kind == "l2_normalize":
+                norm = node("ReduceL2", [x], axes=[1], keepdims=1)
+                x = node("Div", [x, node("Max", [norm, const(op["eps"])])])
+            elif kind == "sum":
+                outs = [emit(branch, x) for branch in op["branches"]]
+                x = outs[0]
+                for other in outs[1:]:
+                    x = node("Add", [x, other])
+            else:
+                raise ExportError(f"no ONNX form for operation {kind!r}")
+        return x
+
+    out = emit(ops, "queries")
+    out = node("Identity", [out])  # a named graph output even when ops is empty
+    nodes[-1].output[0] = "mapped"
+    graph = helper.make_graph(
+        nodes,
+        "drift_adapter",
+        [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["n", d_in])],
+        [helper.make_tensor_value_info("mapped", TensorProto.FLOAT, ["n", d_out])],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="drift"
+    )
+    model.ir_version = 8  # what opset 17 needs; keeps older runtimes able to load it
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_onnx(path: str | Path, queries: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["mapped"], {"queries": np.asarray(queries, dtype=np.float32)})[0]
+
+
+# -- FAISS ----------------------------------------------------------------------------------
+def faiss_transforms(adapter: serving.ServingAdapter) -> list[Any]:
+    """The adapter as faiss VectorTransforms: a LinearTransform (y = A x + b), then a
+    NormalizationTransform when the adapter normalises its output (scores then equal the numpy
+    path's; rankings by inner product would not change without it).
+
+    Only for affine adapters (OP, LA, OP + low-rank, ridge, identity, with or without DSM);
+    an MLP raises.
+    """
+    import faiss
+
+    folded = adapter.affine()
+    if folded is None:
+        raise ConfigError(
+            f"adapter {adapter.meta['kind']!r} is not affine: faiss.LinearTransform cannot hold "
+            "it; apply it with drift_serving.apply (numpy) or the ONNX model before searching"
+        )
+    matrix, bias = folded
+    linear = faiss.LinearTransform(adapter.d_in, adapter.d_out, True)
+    # faiss stores A row-major as [d_out, d_in].
+    faiss.copy_array_to_vector(np.ascontiguousarray(matrix.T).ravel(), linear.A)
+    faiss.copy_array_to_vector(bias, linear.b)
+    linear.is_trained = True
+    if adapter.normalizes_output:
+        return [linear, faiss.NormalizationTransform(adapter.d_out, 2.0)]
+    return [linear]
+
+
+def faiss_pretransform(adapter: serving.ServingAdapter, old_index: Any) -> Any:
+    """Wrap the old index so that searching it with new-model queries applies the adapter in C++
+    (faiss.IndexPreTransform). The wrapper keeps the transforms and `old_index` alive."""
+    import faiss
+
+    wrapped = faiss.IndexPreTransform(old_index)
+    for transform in reversed(faiss_transforms(adapter)):
+        wrapped.prepend_transform(transform)
+    return wrapped
+
+
+# -- export ---------------------------------------------------------------------------------
+def export_adapter(
+    adapter: Adapter,
+    out_dir: str | Path,
+    *,
+    old_model: str | Mapping[str, Any],
+    new_model: str | Mapping[str, Any],
+    normalisation: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    onnx: bool = True,
+) -> Path:
+    """Write the artifact (see module docstring) to `out_dir` and verify it; returns `out_dir`.
+
+    serving.json is written last, after the verification: a folder without it is not an artifact.
+
+    Args:
+        adapter: a fitted (or loaded) adapter.
+        old_model, new_model: a model id, or a mapping with at least "name" (e.g. the encoder
+            summary of a result file: name, revision, dim).
+        normalisation: how vectors must be prepared; default: unit-norm new-model queries in,
+            and whether the output is unit-norm (from the adapter) for an inner-product index.
+        metrics: what the adapter reached (e.g. the gate's report); stored verbatim.
+        onnx: also write and verify model.onnx (needs the `onnx` package).
+    """
+    out_dir = Path(out_dir)
+    ops = serving_ops(adapter)
+    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in adapter.params().items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    from safetensors.numpy import save_file
+
+    weights_path = out_dir / serving.WEIGHTS_FILE
+    save_file(weights, str(weights_path))
+    meta = {
+        "format": serving.FORMAT,
+        "format_version": serving.FORMAT_VERSION,
+        "kind": adapter.kind,
+        "name": adapter.name,
+        "d_in": adapter.d_in,
+        "d_out": adapter.d_out,
+        "old_model": _model_entry(old_model, adapter.d_out),
+        "new_model": _model_entry(new_model, adapter.d_in),
+        "normalisation": dict(normalisation or default_normalisation(adapter)),
+        "metrics": dict(metrics or {}),
+        "ops": ops,
+        "weights": {
+            "file": serving.WEIGHTS_FILE,
+            "sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+            "shapes": {k: list(v.shape) for k, v in weights.items()},
+        },
+        "adapter": adapter.describe(),
+        "onnx": ONNX_FILE if onnx else None,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "provenance": {"git": git_info(), "packages": package_versions(("drift", "numpy"))},
+    }
+    shutil.copyfile(Path(serving.__file__), out_dir / MODULE_FILE)
+    if onnx:
+        model = onnx_model(ops, weights, adapter.d_in, adapter.d_out)
+        (out_dir / ONNX_FILE).write_bytes(model.SerializeToString())
+    else:
+        (out_dir / ONNX_FILE).unlink(missing_ok=True)  # never leave a stale graph behind
+    served = serving.ServingAdapter(meta, serving.read_safetensors(weights_path))
+    meta["verification"] = {
+        "max_abs_diff": max_differences(adapter, served, out_dir / ONNX_FILE if onnx else None),
+        "n_probes": N_PROBES,
+        "tolerance": TOLERANCE,
+    }
+    (out_dir / serving.META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return out_dir
+
+
+def default_normalisation(adapter: Adapter) -> dict[str, str]:
+    return {
+        "queries": "l2: unit-norm new-model vectors, as the new encoder returns them",
+        "output": "l2" if getattr(adapter, "normalize_output", False) else "none",
+        "index_metric": "inner_product over unit-norm old-model vectors (cosine)",
+    }
+
+
+def verify_artifact(adapter: Adapter, out_dir: str | Path) -> dict[str, float]:
+    """Check an artifact folder against the adapter it came from: its weights against their
+    recorded sha256 (as `drift_serving.load` does), then its outputs (`max_differences`)."""
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / ONNX_FILE
+    try:
+        served = serving.load(out_dir)
+    except serving.ServingError as err:
+        raise ExportError(f"artifact {out_dir} does not load: {err}") from err
+    return max_differences(adapter, served, onnx_path if onnx_path.exists() else None)
+
+
+def max_differences(
+    adapter: Adapter, served: serving.ServingAdapter, onnx_path: Path | None, *, seed: int = 0
+) -> dict[str, float]:
+    """Max |artifact - adapter.transform| on seeded unit probe queries, per backend.
+
+    Raises ExportError when a backend differs by more than TOLERANCE (scaled by the output's
+    magnitude when that exceeds 1).
+    """
+    probes = l2_normalize(
+        np.random.default_rng(seed).standard_normal((N_PROBES, adapter.d_in)).astype(np.float32)
+    )
+    expected = adapter.transform(probes)
+    try:
+        outputs = {"numpy": served.apply(probes)}
+    except serving.ServingError as err:
+        raise ExportError(f"the exported numpy computation fails on probe queries: {err}") from err
+    if onnx_path is not None:
+        outputs["onnx"] = run_onnx(onnx_path, probes)
+    limit = TOLERANCE * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    diffs = {}
+    for backend, got in outputs.items():
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"{backend} artifact returns shape {got.shape}, expected {expected.shape}"
+            )
+        diffs[backend] = float(np.abs(got - expected).max(initial=0.0))
+        if not diffs[backend] <= limit:
+            raise ExportError(
+                f"the exported {backend} computation differs from {adapter.name}.transform by "
+                f"{diffs[backend]:.3g} (> {limit:.3g}); the export does not reproduce the adapter"
+            )
+    return diffs
+
+
+def _model_entry(model: str | Mapping[str, Any], dim: int) -> dict[str, Any]:
+    entry = {"name": model} if isinstance(model, str) else dict(model)
+    if not entry.get("name"):
+        raise ConfigError(f"model description {model!r} needs a non-empty name")
+    if entry.setdefault("dim", dim) != dim:
+        raise ConfigError(f"model {entry['name']!r} has dim {entry['dim']}, the adapter has {dim}")
+    return entry
+
+
+# -- command line ---------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="drift export", description=__doc__.split("\n")[0])
+    parser.add_argument("--adapter-dir", required=True, help="folder written by Adapter.save")
+    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--old-model", required=True, help="old model id (the index's model)")
+    parser.add_argument("--new-model", required=True, help="new model id (the queries' model)")
+    parser.add_argument(
+        "--metrics", help="JSON file of metrics to record (e.g. `drift gate --json`)"
+    )
+    parser.add_argument("--no-onnx", action="store_true", help="skip model.onnx")
+    args = parser.parse_args(argv)
+    try:
+        adapter = load_adapter(args.adapter_dir)
+        metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+        out = export_adapter(
+            adapter,
+            args.out,
+            old_model=args.old_model,
+            new_model=args.new_model,
+            metrics=metrics,
+            onnx=not args.no_onnx,
+        )
+        diffs = json.loads((out / serving.META_FILE).read_text())["verification"]["max_abs_diff"]
+    except (DriftError, OSError, json.JSONDecodeError) as err:
+        print(f"drift export: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
+    shown = ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
+    print(
+        f"wrote {out} ({adapter.name}, {adapter.d_in} -> {adapter.d_out}); "
+        f"max |artifact - transform| on {N_PROBES} probes: {shown}"
+    )
