@@ -48,8 +48,8 @@ FIGURES ?= results/figures
 TABLES ?= $(FIGURES)
 
 figures: $(STAMP)
-	$(PY) drift/report/collect.py $(RESULTS) --out $(TABLES)
-	$(PY) drift/report/figures.py $(RESULTS) --out $(FIGURES)
+	$(VENV)/bin/drift tables $(RESULTS) --out $(TABLES)
+	$(VENV)/bin/drift figures $(RESULTS) --out $(FIGURES)
 
 # The offline real-weights image upgrade in one command: EfficientNet-Lite0 -> Lite2 on the Tux
 # Paint stamps, 5 seeds (builds the stamps first if data/offline_images/tuxpaint is missing), then
@@ -61,4 +61,4 @@ image-efficientnet: $(STAMP)
 		$(PY) scripts/build_offline_images.py --sets tuxpaint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m drift.run -m experiment=image_efficientnet \
 		paths.results_dir=$(IMAGE_RESULTS) $(ARGS)
-	$(PY) drift/report/strategy_bars.py $(IMAGE_RESULTS)
+	$(VENV)/bin/drift plot-strategies $(IMAGE_RESULTS)

@@ -4,8 +4,8 @@
         --images data/offline_images/tuxpaint --out results/bench/image_load.json
 
 Each image encoder (conf/encoder/*.yaml) on `--device` encodes the same `--n` images with
-drift.core.imaging.MAX_LOAD_THREADS = 1 (decoding and transforms in the calling thread, as before the
-pool) and at the default (one thread per core, at most 8), after one warm-up call of each;
+drift.core.imaging.MAX_LOAD_THREADS = 1 (decoding and transforms in the calling thread, as before
+the pool) and at the default (one thread per core, at most 8), after one warm-up call of each;
 `--repeats` rounds, each timing both settings in a seeded random order; median images/s with the
 range, and whether both settings gave identical vectors (they must: only the decoding moves).
 """

@@ -10,8 +10,8 @@ the sphere instead, HNSW's worst case); the "new model" view of an item is unit(
 
 For each dimension pair (768->384, 1024->768, 768->768) and each adapter (OP, LA r=64, MLP-256,
 each with and without DSM), the adapter is fitted on pairs of indexed items (fit quality does not
-change the arithmetic; the MLP trains one epoch), exported with drift.serving.export, and timed on the
-held-out new-model queries at batch 1, 16 and 256 with these backends, float32 on the CPU:
+change the arithmetic; the MLP trains one epoch), exported with drift.serving.export, and timed on
+the held-out new-model queries at batch 1, 16 and 256 with these backends, float32 on the CPU:
 
 - numpy:       the exported artifact's `drift_serving.apply` (what a Python service would run)
 - harness:     `Adapter.transform` (adds input checks: NaN/inf scan, dtype and shape)

@@ -10,10 +10,10 @@ import pytest
 
 from drift.adapters import load_adapter
 from drift.cli.config import compose
+from drift.cli.export import main as export_main
+from drift.cli.gate import main as gate_main
 from drift.migration.gate import EXIT_STATUS
-from drift.migration.gate import main as gate_main
 from drift.run import run
-from drift.serving.export import main as export_main
 from drift.serving.runtime import load as load_served
 
 

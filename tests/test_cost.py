@@ -1,4 +1,5 @@
-"""drift.migration.cost: the strategy arithmetic on hand-computed cases (no model, no measurement)."""
+"""drift.migration.cost: the strategy arithmetic on hand-computed cases (no model, no
+measurement)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from drift.cli.cost import main, parse_n
 from drift.core.errors import ConfigError
 from drift.migration.cost import (
     Hardware,
@@ -17,9 +19,7 @@ from drift.migration.cost import (
     dual_index,
     full_reembed,
     hnsw_bytes_per_vector,
-    main,
     measure_encode_rate,
-    parse_n,
     partial_backfill,
 )
 

@@ -1,4 +1,5 @@
-"""drift.serving.export / drift.serving.runtime: the exported artifact reproduces Adapter.transform (synthetic)."""
+"""drift.serving.export / drift.serving.runtime: the exported artifact reproduces Adapter.transform
+(synthetic)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from drift.adapters import build_adapter
+from drift.cli.export import main
 from drift.core.errors import ConfigError
 from drift.core.vectors import l2_normalize
 from drift.serving import runtime as serving
@@ -20,7 +22,6 @@ from drift.serving.export import (
     ExportError,
     export_adapter,
     faiss_pretransform,
-    main,
     verify_artifact,
 )
 

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +18,14 @@ import pytest
 from nbclient import NotebookClient
 from test_experiments import EXPERIMENTS, smoke_root, smoke_run  # noqa: F401 (a fixture)
 
+import drift.report.collect as collect_results
+import drift.report.figures as make_figures
+from drift.cli import compare_designs as compare_designs_cli
+from drift.cli import figures as figures_cli
+from drift.cli import plot_strategies as plot_strategies_cli
+from drift.cli import tables as tables_cli
 from drift.core.provenance import REPO_ROOT
 from drift.core.records import config_hash, result_path, write_json_atomic
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import drift.report.collect as collect_results  # noqa: E402
-import drift.report.figures as make_figures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def results_dir(smoke_root: Path) -> Path:  # noqa: F811 (the imported fixture)
 
 
 def test_collect_writes_a_tidy_table_and_a_summary(results_dir: Path, tmp_path: Path) -> None:
-    assert collect_results.main([str(results_dir), "--out", str(tmp_path)]) == 0
+    assert tables_cli.main([str(results_dir), "--out", str(tmp_path)]) == 0
     frame = pd.read_parquet(tmp_path / "results.parquet")
     assert set(frame["experiment"]) == set(EXPERIMENTS)
     assert frame["debug"].all()
@@ -67,15 +68,15 @@ def test_summary_statistics_over_seeds() -> None:
 
 
 def test_collect_fails_clearly_without_results(tmp_path: Path, capsys) -> None:
-    assert collect_results.main([str(tmp_path / "missing")]) == 2
+    assert tables_cli.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "other.json").write_text('{"not": "a result"}')
-    assert collect_results.main([str(tmp_path)]) == 2
+    assert tables_cli.main([str(tmp_path)]) == 2
     assert "no result files" in capsys.readouterr().err
 
 
 def test_make_figures_writes_table_and_every_figure(results_dir: Path, tmp_path: Path) -> None:
-    assert make_figures.main([str(results_dir), "--out", str(tmp_path)]) == 0
+    assert figures_cli.main([str(results_dir), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "main_table.md").read_text()
     assert table.startswith("# SMOKE RUNS, NOT RESULTS")
     for strategy in ("Status quo (old model)", "OP", "LA+DSM", "MLP", "Full re-index (oracle)"):
@@ -160,7 +161,7 @@ def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None
     import drift.report.strategy_bars as plot_strategy_bars
 
     runs = REPO_ROOT / "results" / "asymmetric_pairs" / "runs"
-    assert plot_strategy_bars.main([str(runs), "--out", str(tmp_path)]) == 0
+    assert plot_strategies_cli.main([str(runs), "--out", str(tmp_path)]) == 0
     assert matplotlib.image.imread(tmp_path / "strategies_r10.png").shape[0] > 300
     table = (tmp_path / "strategies.md").read_text()
     frame, _ = plot_strategy_bars.load_runs(runs)
@@ -196,12 +197,11 @@ def test_query_log_pairs_are_no_share_of_the_corpus() -> None:
 def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_path: Path) -> None:
     """The committed query_log_pairs sweep: each design against document pairs at Np = 1,200 with
     the same Procrustes centring; one paired difference recomputed from the result files."""
-    import drift.report.compare_designs as compare_designs
 
     runs = REPO_ROOT / "results" / "query_log_pairs" / "runs"
     out = tmp_path / "paired.md"
     args = [str(runs), "--baseline", "pair_role=document", "np=1200", "--out", str(out)]
-    assert compare_designs.main([*args, "--within", "op_center"]) == 0
+    assert compare_designs_cli.main([*args, "--within", "op_center"]) == 0
     text = out.read_text()
     assert text.count("(baseline)") == 2 * 5  # per metric: OP uncentred and centred, LA, MLP, ridge
 
@@ -219,14 +219,14 @@ def test_compare_designs_pairs_each_design_with_its_baseline_seed_by_seed(tmp_pa
     )  # fmt: skip
     assert f"| {diff:+.3f} [" in row
     with pytest.raises(SystemExit, match="name the settings to hold fixed with --within"):
-        compare_designs.main(args)  # OP uncentred and centred both match the baseline
+        compare_designs_cli.main(args)  # OP uncentred and centred both match the baseline
     with pytest.raises(SystemExit, match="nope: not a setting the runs differ in"):
-        compare_designs.main([*args, "--within", "nope"])
+        compare_designs_cli.main([*args, "--within", "nope"])
     with pytest.raises(SystemExit, match="no design matches --baseline.*document, query, "):
-        compare_designs.main([str(runs), "--baseline", "pair_role=documents"])
+        compare_designs_cli.main([str(runs), "--baseline", "pair_role=documents"])
     # Hydra's spelling of a boolean and a float spelling of a count select the same design.
     spelled = [str(runs), "--baseline", "pair_role=document", "op_center=true", "np=1200.0"]
-    assert compare_designs.main([*spelled, "--out", str(tmp_path / "b.md")]) == 0
+    assert compare_designs_cli.main([*spelled, "--out", str(tmp_path / "b.md")]) == 0
     assert (tmp_path / "b.md").read_text().count("(baseline)") == 2 * 4  # per metric: 4 strategies
 
 

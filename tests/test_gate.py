@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from drift.adapters import build_adapter
+from drift.cli.gate import main
 from drift.core.errors import ConfigError, DataError, VectorError
 from drift.core.vectors import l2_normalize
 from drift.migration.gate import (
@@ -17,7 +18,6 @@ from drift.migration.gate import (
     decide,
     evaluate_gate,
     leave_one_out_knn,
-    main,
     pool_estimates,
     summarise_gate,
 )

@@ -1,5 +1,6 @@
-"""scripts/gpu_check.py (GPU paths against CPU paths) and drift/report/compare_runs.py (one config on
-two machines). The CUDA half of gpu_check runs only where torch sees a GPU (marker gpu)."""
+"""scripts/gpu_check.py (GPU paths against CPU paths) and drift/report/compare_runs.py (one
+config on two machines). The CUDA half of gpu_check runs only where torch sees a GPU (marker
+gpu)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from drift.data.beir import read_beir
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import gpu_check  # noqa: E402
 
-import drift.report.compare_runs as compare_runs  # noqa: E402
+from drift.cli import compare_runs as compare_runs_cli
+from drift.report import compare_runs
 
 E2E = REPO_ROOT / "results" / "gpu_check" / "e2e"
 
@@ -81,7 +83,7 @@ def test_cuda_paths_match_cpu(tmp_path: Path) -> None:
 def test_compare_runs_reports_the_committed_cpu_and_gpu_runs(tmp_path: Path) -> None:
     out = tmp_path / "report.md"
     files = [str(E2E / "cpu.json"), str(E2E / "h200.json")]
-    assert compare_runs.main([*files, "--labels", "cpu", "gpu", "--out", str(out)]) == 0
+    assert compare_runs_cli.main([*files, "--labels", "cpu", "gpu", "--out", str(out)]) == 0
     report = out.read_text()
     assert "NVIDIA H200" in report and "fp16" in report and "### qrels: recall@10" in report
     records = [compare_runs.load(E2E / name) for name in ("cpu.json", "h200.json")]
@@ -97,6 +99,6 @@ def test_compare_runs_refuses_runs_of_different_configs(tmp_path: Path, capsys) 
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path, rec in zip(paths, [record, other], strict=True):
         path.write_text(json.dumps(rec))
-    assert compare_runs.main([str(p) for p in paths]) == 2
+    assert compare_runs_cli.main([str(p) for p in paths]) == 2
     assert "differ in: seed" in capsys.readouterr().err
     assert compare_runs.config_differences(record["config"], other["config"]) == ["seed"]

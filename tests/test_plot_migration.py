@@ -1,8 +1,8 @@
-"""drift/report/migration_figures.py on hand-made records (tests/test_recommend.py) and on a smoke run."""
+"""drift/report/migration_figures.py on hand-made records (tests/test_recommend.py) and on a
+smoke run."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -13,13 +13,11 @@ import pytest
 from matplotlib.text import Text
 from test_recommend import POINTS, make_record, make_stream, make_timeline, write_records
 
+import drift.report.migration_figures as plot_migration
+from drift.cli import plot_migration as plot_migration_cli
 from drift.cli.config import compose
-from drift.core.provenance import REPO_ROOT
+from drift.report.figures import PAPER_STYLE
 from drift.run import run
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import drift.report.migration_figures as plot_migration  # noqa: E402
-from drift.report.figures import PAPER_STYLE  # noqa: E402
 
 
 def assert_drawn(path: Path) -> None:
@@ -41,7 +39,7 @@ def hand_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_output_from_hand_made_records(hand_made: Path, tmp_path: Path, capsys) -> None:
-    assert plot_migration.main([str(hand_made), "--out", str(tmp_path)]) == 0
+    assert plot_migration_cli.main([str(hand_made), "--out", str(tmp_path)]) == 0
     assert "skipped" not in capsys.readouterr().out
     # one design of one experiment: the figure and the experiment (its first tag), no more
     stems = {"pareto--beyond_paper", "stream--beyond_paper", "timeline--beyond_paper"}
@@ -79,7 +77,7 @@ def test_every_output_from_hand_made_records(hand_made: Path, tmp_path: Path, ca
 def test_absent_sections_are_skipped_naming_their_experiment(tmp_path: Path, capsys) -> None:
     only_paper = {k: v for k, v in POINTS.items() if "/" not in k or k.startswith("adapter/")}
     folder = write_records(tmp_path / "runs", [make_record(only_paper, experiment="main_table")])
-    assert plot_migration.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert plot_migration_cli.main([str(folder), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "experiment=beyond_paper" in out and "experiment=query_stream" in out
     assert "experiment=migration_timeline" in out and "experiment=continuous_adaptation" in out
@@ -87,9 +85,9 @@ def test_absent_sections_are_skipped_naming_their_experiment(tmp_path: Path, cap
 
 
 def test_no_result_files_is_an_error(tmp_path: Path, capsys) -> None:
-    assert plot_migration.main([str(tmp_path / "missing")]) == 2
+    assert plot_migration_cli.main([str(tmp_path / "missing")]) == 2
     (tmp_path / "other.json").write_text('{"not": "a result"}')
-    assert plot_migration.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert plot_migration_cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no result files" in capsys.readouterr().err
 
 
@@ -114,7 +112,7 @@ def test_a_smoke_run_gives_the_pareto_figure_and_table(tmp_path: Path, capsys) -
         )
     )
     out = tmp_path / "figures"
-    assert plot_migration.main([str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert plot_migration_cli.main([str(tmp_path / "results"), "--out", str(out)]) == 0
     assert "skipped stream" in capsys.readouterr().out
     assert_drawn(out / "pareto--smoke.png")  # a smoke run's first tag
     table = (out / "strategy_costs.md").read_text()
@@ -132,7 +130,7 @@ def test_one_file_per_dataset_and_design(tmp_path: Path) -> None:
     folder = write_records(
         tmp_path / "runs", [make_record(dataset="a"), make_record(dataset="b", seed=1)]
     )
-    assert plot_migration.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert plot_migration_cli.main([str(folder), "--out", str(tmp_path / "out")]) == 0
     stems = sorted(p.stem for p in (tmp_path / "out").glob("pareto--*.png"))
     assert stems == [
         "pareto--beyond_paper--a--old-model-to-new-model",
@@ -172,7 +170,7 @@ def test_designs_are_named_by_the_settings_that_differ(
     ]
     folder = write_records(tmp_path / "runs", records)
     out = tmp_path / "out"
-    assert plot_migration.main([str(folder), "--out", str(out)]) == 0
+    assert plot_migration_cli.main([str(folder), "--out", str(out)]) == 0
     key = path.rsplit(".", 1)[1]
     expected = {f"{name}--{experiment}--{key}-{v}" for name in ("pareto", figure) for v in values}
     assert {p.stem for p in out.glob("*.png")} == expected

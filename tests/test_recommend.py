@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from drift.cli import COMMANDS
+from drift.cli.recommend import main
 from drift.core.errors import ConfigError, DataError
 from drift.migration.measured import pareto_frontier, read_records, strategy_rows
 from drift.migration.recommend import (
     Request,
     TargetUnreachableError,
-    main,
     on_demand_share,
     recommend,
 )
@@ -202,7 +202,8 @@ def make_timeline(n_corpus: int = N_MEASURED) -> dict[str, Any]:
             "adapter_refit": {
                 "qrels/ndcg@10": curve(refit),
                 "knn/recall@10": curve([0.6 + 0.01 * h for h in hours]),
-                "refit_seconds": [0.1] * 21,  # drift.migration.timeline adds these beside the metrics
+                # drift.migration.timeline adds these beside the metrics
+                "refit_seconds": [0.1] * 21,
                 "notes": [],
             },
         },
@@ -532,7 +533,7 @@ def test_several_datasets_need_a_choice() -> None:
 
 
 def test_command_line_text_json_and_errors(tmp_path: Path, capsys) -> None:
-    assert COMMANDS["recommend"] == "drift.migration.recommend:main"
+    assert COMMANDS["recommend"][0] == "drift.cli.recommend:main"
     folder = write_records(tmp_path, [make_record()])
     args = ["--results", str(folder), "--corpus-size", "1e6", "--encode-rate", "100",
             "--query-rate", "0.1", "--target", "0.95"]  # fmt: skip

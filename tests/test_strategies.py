@@ -12,9 +12,10 @@ import pytest
 
 from drift.adapters.base import Adapter
 from drift.core.errors import ConfigError, VectorError
+from drift.core.rankings import StrategyResult
 from drift.core.vectors import l2_normalize
 from drift.retrieval.index import IndexSpec, build_index, exact_search
-from drift.retrieval.strategies import StrategyResult, rrf_fuse, run_strategies
+from drift.retrieval.strategies import rrf_fuse, run_strategies
 from drift.scoring.evaluate import evaluate, format_table
 
 N, NQ, D_NEW, K = 400, 60, 16, 10

@@ -1,28 +1,72 @@
-"""`drift <command> [args]`: one entry point for the harness's commands.
+"""`drift <command> [args]` (or `python -m drift <command>`): the harness's command line.
 
-drift run [hydra overrides]     # = python -m drift.run
+Every command is a thin wrapper: it parses arguments and calls the library (drift/ below cli/),
+which never sees argparse or Hydra. `drift --help` lists the commands; `drift <command> --help`
+lists a command's options.
+
+Exit codes, for every command: 0 done; 1 done, and the answer is "no" (`drift gate`: re-index,
+the adapter falls below the threshold; `drift recommend`: no strategy reaches the target); 2 bad
+input (a config, an argument or a file that cannot be used), with one message on stderr naming
+the problem; 3 (`drift gate` only) the adapter is below the status quo: serve old-model queries.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Sequence
 
-COMMANDS = {
-    "run": "drift.run:main",
-    "export": "drift.serving.export:main",
-    "gate": "drift.migration.gate:main",
-    "cost": "drift.migration.cost:main",
-    "recommend": "drift.migration.recommend:main",
+# command -> ("module:function", one line of help). `run` reads Hydra overrides from sys.argv;
+# the others take their argument list.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("drift.run:main", "run one experiment from Hydra configs (= python -m drift.run)"),
+    "export": ("drift.cli.export:main", "write a verified serving artifact of a fitted adapter"),
+    "gate": ("drift.cli.gate:main", "judge from held-out pairs whether an adapter may serve"),
+    "cost": ("drift.cli.cost:main", "price adapter, full re-index and dual index at scale"),
+    "recommend": ("drift.cli.recommend:main", "choose a migration strategy from measured results"),
+    "tables": ("drift.cli.tables:main", "tables (md, tex, csv) from folders of result files"),
+    "figures": ("drift.cli.figures:main", "the paper's figures from folders of result files"),
+    "plot-migration": ("drift.cli.plot_migration:main", "cost-quality, stream, timeline figures"),
+    "plot-strategies": ("drift.cli.plot_strategies:main", "every strategy's R@10 as bars + table"),
+    "compare-designs": ("drift.cli.compare_designs:main", "paired design differences in a sweep"),
+    "compare-runs": ("drift.cli.compare_runs:main", "two runs of one config side by side"),
+    "gate-calibration": ("drift.cli.gate_calibration:main", "gate estimates against measured ARR"),
 }
+EXIT_CODES = (
+    "exit codes: 0 done; 1 done, and the answer is no (gate: re-index; recommend: no strategy",
+    "            reaches the target); 2 bad input; 3 (gate) serve old-model queries",
+)
 
 
-def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        names = ", ".join(sorted(COMMANDS))
-        print(f"usage: drift <command> [args]; commands: {names}", file=sys.stderr)
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_line}" for name, (_, help_line) in COMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: drift <command> [args]   (drift <command> --help for its options)",
+            "",
+            "commands:",
+            *lines,
+            "",
+            *EXIT_CODES,
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"drift: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    command = sys.argv.pop(1)
-    module_name, func_name = COMMANDS[command].split(":")
-    import importlib
-
-    getattr(importlib.import_module(module_name), func_name)()
+    module_name, func_name = COMMANDS[command][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    if command == "run":  # Hydra parses sys.argv itself
+        sys.argv = [f"drift {command}", *rest]
+        func()
+        return
+    status = func(rest)
+    sys.exit(status or 0)

@@ -2,7 +2,8 @@
 
 Both reuse what the experiment already computed (vectors from the embedding cache, indexes,
 strategy answers, ground truth), so they cost no encode beyond measuring the new model's
-throughput once. Called by drift.experiment.pipeline when `stream.enabled` / `timeline.enabled` is set.
+throughput once. Called by drift.experiment.pipeline when `stream.enabled` or
+`timeline.enabled` is set.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from drift.core.errors import ConfigError
+from drift.core.rankings import StrategyResult
 from drift.encoders import Encoder
 from drift.migration.cost import measure_encode_rate
 from drift.migration.stream import StreamStrategy, make_stream, simulate_stream
 from drift.migration.timeline import TimelineConfig
-from drift.retrieval.strategies import StrategyResult
 from drift.scoring.metrics import Qrels, knn_metrics, qrels_metrics
 
 # Per-query quality tracked along streams and timelines: each protocol's primary metric.

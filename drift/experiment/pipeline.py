@@ -1,7 +1,7 @@
 """One experiment of the paper: encode, sample pairs, fit adapters, index, answer, score.
 
-`run_experiment(config)` takes the resolved config as a plain dict (see drift.cli.config.to_plain) and
-returns the result record that drift.core.records writes to JSON. It is the only place where the
+`run_experiment(config)` takes the resolved config as a plain dict (see drift.cli.config.to_plain)
+and returns the result record that drift.core.records writes to JSON. It is the only place where the
 stages meet; each stage takes plain values.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from drift.adapters import Adapter, build_adapter
 from drift.core.errors import ConfigError, DataError, VectorError
+from drift.core.rankings import StrategyResult
 from drift.core.records import config_hash
 from drift.core.seeding import derive_seed, seed_everything
 from drift.core.timing import Timings
@@ -43,7 +44,7 @@ from drift.migration.gate import pool_estimates
 from drift.migration.timeline import TimelineData, run_timeline
 from drift.retrieval.index import IndexCache, IndexSpec, exact_search
 from drift.retrieval.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
-from drift.retrieval.strategies import StrategyResult, run_strategies
+from drift.retrieval.strategies import run_strategies
 from drift.scoring.drift_measures import drift_measures
 from drift.scoring.evaluate import evaluate
 

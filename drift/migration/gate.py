@@ -12,8 +12,8 @@ from the old index).
 Estimate: the paper's kNN protocol, on the held-out pool. Each held-out item is a query; the truth
 is its k nearest *other* held-out items by the new model (what a re-embedded index would return);
 the adapter's answer is the k nearest other held-out items by old vector, queried with
-adapter(new vector). ARR@k is the mean recall@k of that answer (drift.scoring.metrics.knn_metrics), with a
-percentile bootstrap CI over queries. The status quo (keeping the old model for queries) is
+adapter(new vector). ARR@k is the mean recall@k of that answer (drift.scoring.metrics.knn_metrics),
+with a percentile bootstrap CI over queries. The status quo (keeping the old model for queries) is
 estimated the same way from the same pairs: each item's old vector queries the other items' old
 vectors, against the same new-model truth. In both, a held-out item stands for a query (in the
 role the pairs were encoded in), and their difference is paired over the same queries, with its
@@ -54,8 +54,6 @@ queries, 2 bad input.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,8 +61,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drift.adapters.base import Adapter, load_adapter
-from drift.core.errors import ConfigError, DataError, DriftError, VectorError
+from drift.adapters.base import Adapter
+from drift.core.errors import ConfigError, DataError, VectorError
 from drift.core.vectors import check_vectors
 from drift.retrieval.index import exact_search
 from drift.scoring.metrics import knn_metrics, summarize
@@ -474,45 +472,3 @@ def refuse_seen_pairs(
             f"{pairs_path}: adapter {name!r} stopped early on these pairs, so they are not "
             "held out for it; rerun with adapter.gate_fraction > 0 for pairs no adapter sees"
         )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="drift gate", description=__doc__.split("\n")[0])
-    parser.add_argument("--adapter-dir", required=True, help="folder written by Adapter.save")
-    parser.add_argument("--pairs", required=True, help=".npz with new, old (, old_corpus)")
-    parser.add_argument("--threshold", type=float, default=0.9, help="minimum ARR@k to keep")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument(
-        "--corpus-size", type=int, help="items in the index: estimate ARR at corpus scale"
-    )
-    parser.add_argument("--rule", choices=("ci_low", "mean"), default="ci_low")
-    parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the report here (e.g. for drift export --metrics)")
-    args = parser.parse_args(argv)
-    try:
-        pairs = load_pairs(args.pairs)
-        refuse_seen_pairs(args.adapter_dir, args.pairs, pairs)
-        report = evaluate_gate(
-            load_adapter(args.adapter_dir),
-            pairs["new"],
-            pairs["old"],
-            old_corpus=pairs.get("old_corpus"),
-            corpus_size=args.corpus_size,
-            threshold=args.threshold,
-            k=args.k,
-            rule=args.rule,
-            n_boot=args.n_boot,
-            confidence=args.confidence,
-            seed=args.seed,
-        )
-    except (DriftError, OSError) as err:
-        print(f"drift gate: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(report.text())
-    if args.json:
-        from drift.core.records import to_jsonable, write_json_atomic
-
-        write_json_atomic(Path(args.json), to_jsonable({"gate": report.to_dict()}))
-    sys.exit(EXIT_STATUS[report.decision])

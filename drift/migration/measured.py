@@ -1,8 +1,8 @@
 """Measured quality and cost per strategy, read from result files.
 
-The rows and curves that `drift recommend` prices and drift/report/migration_figures.py draws: one row per
-run x protocol x deployable strategy x metric with its cost in new-model document encodes, the
-Pareto frontier of cost against quality, and stream and timeline curves averaged over runs.
+The rows and curves that `drift recommend` prices and drift/report/migration_figures.py draws: one
+row per run x protocol x deployable strategy x metric with its cost in new-model document encodes,
+the Pareto frontier of cost against quality, and stream and timeline curves averaged over runs.
 """
 
 from __future__ import annotations

@@ -32,10 +32,7 @@ target no measured strategy reaches.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,12 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from drift.core.errors import ConfigError, DataError, DriftError
-from drift.core.records import design_labels, to_jsonable
+from drift.core.errors import ConfigError, DataError
+from drift.core.records import design_labels
 from drift.migration.measured import (
     mean_of,
     mean_sd,
-    read_records,
     strategy_rows,
     stream_curve,
     timeline_curves,
@@ -513,7 +509,8 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
 
 
 def latency_note(latency: dict[str, float | None], n_streams: int, rate: float) -> str:
-    """The stream's latency per query (`drift.migration.stream.stream_latency`, mean over runs) in words."""
+    """The stream's latency per query in words (`drift.migration.stream.stream_latency`, mean
+    over runs)."""
     cold, warm = latency["cold_query_mean"], latency["warm_mean"] or 0.0
     text = f"latency per query in the stream (mean of {n_streams} run(s), its measured encode rate)"
     if cold is None:
@@ -874,64 +871,3 @@ def rank(option: Option) -> tuple[Any, ...]:
         )  # priced without a stream
         return (0, round(option.encodes), hours, -option.relative, batch_bound, option.label)
     return (1, -option.relative, round(option.encodes), option.label)
-
-
-# -- command line -----------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="drift recommend", description=__doc__.split("\n")[0])
-    parser.add_argument("--results", required=True, help="folder of result JSON files")
-    parser.add_argument("--corpus-size", type=float, required=True, help="N documents")
-    parser.add_argument(
-        "--encode-rate",
-        type=float,
-        help="new-model documents/s (default: the rate measured in the results' stream runs)",
-    )
-    parser.add_argument("--query-rate", type=float, required=True, help="queries/s")
-    parser.add_argument(
-        "--target",
-        type=float,
-        required=True,
-        help="quality to reach, as a fraction of the full re-index's (e.g. 0.95)",
-    )
-    parser.add_argument(
-        "--metric",
-        help=f"protocol/metric (default: {DEFAULT_METRICS[0]}, else {DEFAULT_METRICS[1]})",
-    )
-    parser.add_argument("--horizon-days", type=float, default=30.0)
-    parser.add_argument(
-        "--popularity",
-        choices=POPULARITIES,
-        help="the traffic's query popularity, as the stream runs measure it (default: the "
-        "costliest measured for each strategy, a worst case)",
-    )
-    parser.add_argument(
-        "--zipf-s", type=float, help="the Zipf exponent of zipf traffic (default: any measured)"
-    )
-    parser.add_argument("--dataset", help="choose a dataset when the results hold several")
-    parser.add_argument("--new-model", help="choose a new model when the results hold several")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    args = parser.parse_args(argv)
-    try:
-        if not (math.isfinite(args.corpus_size) and args.corpus_size == int(args.corpus_size)):
-            raise ConfigError(f"--corpus-size must be a whole number, got {args.corpus_size}")
-        request = Request(
-            corpus_size=int(args.corpus_size),
-            encode_rate=args.encode_rate,
-            query_rate=args.query_rate,
-            target=args.target,
-            metric=args.metric,
-            horizon_days=args.horizon_days,
-            popularity=args.popularity,
-            zipf_s=args.zipf_s,
-        )
-        result = recommend(
-            read_records(args.results), request, dataset=args.dataset, new_model=args.new_model
-        )
-    except (DriftError, OSError) as err:
-        print(f"drift recommend: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
-    if args.json:
-        print(json.dumps(to_jsonable(result.to_dict()), indent=2, allow_nan=False))
-    else:
-        print(result.text(), end="")
-    sys.exit(0 if result.recommended is not None else 1)

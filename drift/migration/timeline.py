@@ -5,8 +5,9 @@
     print(summarise_timeline(result))
 
 At hour t the background job has re-embedded the first round(min(1, rate * t) * N) rows of one
-fixed order (drift.retrieval.mixed.backfill.backfill_order: a job does not reshuffle as it goes). Every
-`step_hours` each serving mode answers all queries and is scored by drift.scoring.evaluate.evaluate:
+fixed order (drift.retrieval.mixed.backfill.backfill_order: a job does not reshuffle as it goes).
+Every `step_hours` each serving mode answers all queries and is scored by
+drift.scoring.evaluate.evaluate:
 
 - adapter_frozen:      the adapter fitted once on the initial pairs; new query -> adapter -> old
                        index. The migrated rows are ignored.
@@ -17,8 +18,9 @@ fixed order (drift.retrieval.mixed.backfill.backfill_order: a job does not reshu
                        rest from the old index (old query), the two lists merged (`merge`).
 - backfill_adapter:    the same, with the refitted adapter's query on the old index.
 - dual_index:          the old index over all rows (old query) and the new-model index over the
-                       migrated rows (new query), rank-fused by RRF (drift.retrieval.strategies.rrf_fuse);
-                       with every row migrated it is drift.retrieval.strategies.dual_index.
+                       migrated rows (new query), rank-fused by RRF
+                       (drift.retrieval.strategies.rrf_fuse); with every row migrated it is
+                       drift.retrieval.strategies.dual_index.
 - rerank_status_quo:   lazy re-rank (drift.retrieval.mixed.rerank.rerank, as the batch strategy
                        rerank/status_quo@K with K = `rerank_k`): the old index's top K for the old
                        query, re-scored with new-model document vectors; those not yet held are
@@ -32,8 +34,8 @@ Choices, and why:
   evaluated queries' own traffic out of it means cross-fitting (each query fold migrated in the
   order the other folds taught). In a timeline that gives every fold its own migrated set, refit
   adapter and partial index: no longer one background job. hubness is the traffic-free stand-in.
-- Calibrated merges are cross-fitted as in drift.retrieval.mixed.backfill.backfill: each query fold is
-  merged with an affine score map fitted on the other folds' traffic (what the base strategy
+- Calibrated merges are cross-fitted as in drift.retrieval.mixed.backfill.backfill: each query
+  fold is merged with an affine score map fitted on the other folds' traffic (what the base strategy
   serves them over the whole old index), on their top-k rows that are already migrated. With too
   few such rows the merge falls back to zscore, and the mode's notes say so.
 - Refit pairs: (initial train pairs ∪ migrated rows) minus the validation pairs (kept out, for
@@ -75,6 +77,7 @@ import numpy as np
 from drift.adapters import Adapter, build_adapter
 from drift.adapters.scaling import mean_cosine
 from drift.core.errors import ConfigError, VectorError
+from drift.core.rankings import StrategyResult
 from drift.core.seeding import derive_seed
 from drift.core.settings import from_mapping
 from drift.core.vectors import check_vectors
@@ -88,7 +91,7 @@ from drift.retrieval.mixed.backfill import (
     serve_fold,
 )
 from drift.retrieval.mixed.rerank import DocumentVectors, rerank, union_candidates
-from drift.retrieval.strategies import StrategyResult, rrf_fuse
+from drift.retrieval.strategies import rrf_fuse
 from drift.scoring.evaluate import PRIMARY_METRIC, evaluate
 from drift.scoring.metrics import Qrels
 
@@ -317,7 +320,8 @@ class RerankStore:
         q_new: np.ndarray,
         k: int,
     ) -> tuple[np.ndarray, int]:
-        """(re-ranked ids [nq, k], documents encoded on demand now): drift.retrieval.mixed.rerank.rerank
+        """(re-ranked ids [nq, k], documents encoded on demand now):
+        drift.retrieval.mixed.rerank.rerank
         with this store, the queries answered in row order."""
         held = self.documents.encoded.copy()
         result = rerank(name, candidates, fallback, q_new, self.documents, k)

@@ -1,7 +1,7 @@
 """Collect result files into one tidy table, and summarise it over seeds.
 
-    python drift/report/collect.py results/runs --out results/collected
-    python drift/report/collect.py results/paper_cpu/runs --out results/paper_cpu/tables
+    drift tables results/runs --out results/collected
+    drift tables results/paper_cpu/runs --out results/paper_cpu/tables
 
 Reads every result JSON under the given folders (the files `python -m drift.run` writes) and
 writes to --out:
@@ -22,7 +22,6 @@ Numbers from debug (smoke) runs are kept, flagged in the `debug` column; they ar
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -354,25 +353,3 @@ def print_reruns(frame: pd.DataFrame) -> None:
         print(f"note: {len(old)} reruns (same design and seed): the newest file of each is used")
         for run in old.itertuples():
             print(f"  set aside: {run.file} ({run.design}, seed {run.seed}, {run.created})")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", default=["results/runs"], help="result folders")
-    parser.add_argument("--out", default="results/collected", help="output folder")
-    args = parser.parse_args(argv)
-    frame = collect_or_say_why(args.results)
-    if frame is None:
-        return 2
-    for path in write_tables(frame, args.out):
-        print(f"wrote {path}")
-    n_runs = frame["file"].nunique()
-    print(f"{n_runs} runs, {len(frame)} rows, {frame['group'].nunique()} designs")
-    print_reruns(frame)
-    if frame["debug"].any():
-        print("WARNING: debug (smoke) runs are included; their numbers are not results.")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Paired differences between the designs of one sweep, seed by seed.
 
-    python drift/report/compare_designs.py results/query_log_pairs/runs \
+    drift compare-designs results/query_log_pairs/runs \
         --baseline pair_role=document --within op_center --out results/query_log_pairs/paired.md
 
 A design is the set of settings in which a folder's runs differ (plot_strategy_bars' `variant`).
@@ -14,10 +14,8 @@ to the baseline (mean [95% t-interval over seeds]) and in how many seeds it is a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from drift.report.figures import ordered
-from drift.report.strategy_bars import load_runs, merged_rows, setting_values, varying_settings
+from drift.report.strategy_bars import merged_rows, setting_values, varying_settings
 
 PAIRED_BY = ["dataset", "pair", "seed"]
 
@@ -165,39 +163,3 @@ def cells_of(row: Any) -> tuple[str, ...]:
     )
     above = f"{int(row.seeds_above)}/{int(row.n_paired)}"
     return f"{row.mean:.3f}", f"{row.diff:+.3f}{interval}", above
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, help="a folder of result files (one sweep)")
-    parser.add_argument(
-        "--baseline", nargs="+", required=True, metavar="KEY=VALUE", help="the baseline design"
-    )
-    parser.add_argument("--within", nargs="*", default=[], help="settings held fixed in a pair")
-    parser.add_argument(
-        "--metrics", default="knn/recall@10,qrels/ndcg@10", help="protocol/metric, comma-separated"
-    )
-    parser.add_argument("--strategies", default="adapter/", help="strategy name prefix")
-    parser.add_argument("--out", type=Path, help="write the Markdown table here too")
-    args = parser.parse_args(argv)
-
-    frame, note = load_runs(args.results)
-    wanted = [tuple(m.split("/", 1)) for m in args.metrics.split(",")]
-    keep = pd.Series(False, index=frame.index)
-    for protocol, metric in wanted:
-        keep |= (frame["protocol"] == protocol) & (frame["metric"] == metric)
-    frame = frame[keep & frame["strategy"].str.startswith(args.strategies)]
-    if frame.empty:
-        print(f"error: no {args.strategies}* rows with {args.metrics}", file=sys.stderr)
-        return 2
-    baseline = parse_settings(args.baseline)
-    text = note + markdown(paired_table(frame, baseline, args.within), baseline, args.within)
-    print(text, end="")
-    if args.out:
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Two result files of one configuration, metric by metric: did a machine change the answer?
 
-    python drift/report/compare_runs.py cpu.json gpu.json --labels cpu gpu --metric recall@10 \
+    drift compare-runs cpu.json gpu.json --labels cpu gpu --metric recall@10 \
         --out results/gpu_check/e2e_cpu_vs_gpu.md
 
 The same config on two machines (CPU and GPU, two package versions) should give the same
@@ -13,10 +13,8 @@ file holds are listed under the table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,28 +106,3 @@ def compare(
             lines += ["", f"In one file only: {', '.join(only)}"]
     lines += ["", f"Largest |difference| over strategies and protocols: {worst:.3f}"]
     return "\n".join(lines) + "\n", worst
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs=2, type=Path)
-    parser.add_argument("--labels", nargs=2, default=["A", "B"])
-    parser.add_argument("--metric", default="recall@10")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    records = [load(path) for path in args.files]
-    differing = config_differences(records[0]["config"], records[1]["config"])
-    if differing:
-        print(f"the two runs' configs differ in: {', '.join(differing)}", file=sys.stderr)
-        return 2
-    report, _ = compare(records, args.labels, args.metric)
-    header = f"{' vs '.join(f'`{p.name}`' for p in args.files)} (same resolved config)\n\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(header + report)
-    print(header + report)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

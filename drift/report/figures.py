@@ -1,6 +1,6 @@
 """The paper's tables and figures, from result files only.
 
-    python drift/report/figures.py results/runs --out results/figures
+    drift figures results/runs --out results/figures
     make figures RESULTS=results/paper_cpu/runs FIGURES=results/paper_cpu/figures
 
 Writes to --out the main table as main_table.md and main_table.tex, and per figure a PNG, a PDF
@@ -32,9 +32,7 @@ Error bars: +-1 standard deviation over seeds (none with one seed), as each subt
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -48,9 +46,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from drift.report.collect import (
     PooledDesignsError,
-    collect_or_say_why,
     one_run_per_seed,
-    print_reruns,
     setting_values,
     short_model,
     summarize,
@@ -152,7 +148,8 @@ def runs_of(frame: pd.DataFrame, experiments: Sequence[str]) -> tuple[pd.DataFra
     if rows.empty:
         raise Skip(
             f"the runs of experiment {'/'.join(experiments)} hold only strategies beyond the "
-            "paper (drift/report/migration_figures.py draws those); add the paper's to eval.strategies"
+            "paper (drift/report/migration_figures.py draws those); add the paper's to "
+            "eval.strategies"
         )
     if (~rows["debug"]).any():
         return rows[~rows["debug"]], ""
@@ -811,31 +808,3 @@ def save_figures(figures: dict[str, tuple[Figure, pd.DataFrame]], out: Path) -> 
         written.append(out / f"{stem}.csv")
         plt.close(figure)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", default=["results/runs"], help="result folders")
-    parser.add_argument("--out", default="results/figures", help="output folder")
-    args = parser.parse_args(argv)
-    plt.switch_backend("Agg")
-    frame = collect_or_say_why(args.results)
-    if frame is None:
-        return 2
-    try:
-        written, skipped = write_all(frame, args.out)
-    except PooledDesignsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path}")
-    for name, why in skipped.items():
-        print(f"skipped {name}: {why}")
-    print_reruns(frame)
-    if frame["debug"].any():
-        print("WARNING: debug (smoke) runs were found; figures made only of them say so.")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

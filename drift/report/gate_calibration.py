@@ -1,12 +1,12 @@
 """How far to trust `drift gate`: its held-out-pool ARR estimate against the ARR each run measured.
 
-    python drift/report/gate_calibration.py results/paper_cpu/runs results/query_log_pairs/runs \
+    drift gate-calibration results/paper_cpu/runs results/query_log_pairs/runs \
         --adapters-dir cache/adapters --out results/gate_calibration
 
 `drift gate` estimates an adapter's ARR@10 from held-out pairs alone (the kNN protocol inside the
-pool; drift/migration/gate.py), because a practitioner deciding whether to re-index has no new-model corpus.
-Every run of `drift.run` records the gate's two estimates for each adapter (the result file's
-`gate`: the pool at depth k, as without --corpus-size, and at depth k n / N, as with
+pool; drift/migration/gate.py), because a practitioner deciding whether to re-index has no new-model
+corpus. Every run of `drift.run` records the gate's two estimates for each adapter (the result
+file's `gate`: the pool at depth k, as without --corpus-size, and at depth k n / N, as with
 `--corpus-size N`, N the run's corpus) and measures the real thing: ARR@10 = kNN R@10 of
 new-model queries through the adapter into the old index. This script sets them side by side for
 every adapter of every run found, and writes:
@@ -27,11 +27,8 @@ cache folder (by the last two parts of the recorded path: <config hash>/<adapter
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +39,8 @@ from scipy import stats
 from drift.adapters import build_adapter
 from drift.adapters.base import load_adapter
 from drift.core.errors import DataError
-from drift.core.records import read_results
 from drift.migration.gate import load_pairs, measured_recall, pool_estimates
-from drift.report.figures import PAPER_STYLE, SAVE
+from drift.report.figures import PAPER_STYLE
 
 K = 10
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -253,45 +249,3 @@ def figure(table: pd.DataFrame) -> plt.Figure:
         axes[1].legend(fontsize=7, loc="lower right")
         fig.suptitle(f"drift gate against measurement: {len(table)} fitted adapters")
     return fig
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", type=Path, help="folders of result files")
-    parser.add_argument("--adapters-dir", type=Path, help="where moved artifacts now live")
-    parser.add_argument("--out", type=Path, default=Path("results/gate_calibration"))
-    parser.add_argument("--n-boot", type=int, default=200)
-    args = parser.parse_args(argv)
-
-    records = [(p, r) for p, r in read_results(args.results) if not r.get("debug")]
-    skipped: Counter[str] = Counter()
-    rows = [
-        {"file": str(path), **row}
-        for path, record in records
-        for row in rows_of(record, args.adapters_dir, args.n_boot, skipped)
-    ]
-    if not rows:
-        print(f"error: no run with its artifacts under {args.results}", file=sys.stderr)
-        return 2
-    table = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "calibration.csv", index=False)
-    summary = summary_of(table)
-    summary["skipped"] = dict(skipped)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    fig = figure(table)
-    for suffix in (".png", ".pdf"):
-        fig.savefig(args.out / f"calibration{suffix}", **SAVE)
-    for name, acc in summary["estimators"].items():
-        print(
-            f"{name}: mean error {acc['bias_mean']:+.3f}, "
-            f"mean |error| {acc['abs_error_mean']:.3f}, "
-            f"Spearman {acc['spearman'] or float('nan'):.3f} "
-            f"({len(table)} adapters, {summary['n_runs']} runs)"
-        )
-    print(f"wrote {args.out}/calibration.csv, summary.json, calibration.png/.pdf")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

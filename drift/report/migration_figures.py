@@ -1,6 +1,6 @@
 """Upgrade strategies beyond the paper: quality vs cost, query-stream costs, migration timelines.
 
-    python drift/report/migration_figures.py results/runs --out results/figures/migration
+    drift plot-migration results/runs --out results/figures/migration
 
 Reads every result file under RESULTS_DIR (the files `python -m drift.run` writes) and writes to
 --out, per figure a PNG, a PDF and a CSV of the plotted points:
@@ -40,8 +40,6 @@ The pareto figure numbers its frontier points by cost and names them in a key be
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +55,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
-from drift.core.errors import DriftError
 from drift.core.records import design_settings, differences, read_results
 from drift.migration.measured import as_floats, mean_stream, pareto_frontier, strategy_rows
 from drift.migration.stream import format_us, mean_latency
@@ -97,8 +94,8 @@ MODES = {
     "rerank_status_quo": ("Re-rank status quo top {k}", "#D55E00"),
     "rerank_union": ("Re-rank union of top {k}s", "#882255"),
 }
-# Per-step encode counts of the rerank modes (drift.migration.timeline), added to the timeline CSV: all
-# new-model encodes so far as a share of the corpus, and the background / on-demand counts.
+# Per-step encode counts of the rerank modes (drift.migration.timeline), added to the timeline CSV:
+# all new-model encodes so far as a share of the corpus, and the background / on-demand counts.
 ENCODE_QUANTITIES = ("share_encoded", "background_encodes", "on_demand_encodes")
 REFERENCES = {
     "full_reindex": ("Full re-index", "#000000", "--"),
@@ -500,15 +497,16 @@ def cell(mean: float, std: float) -> str:
 
 
 # -- stream -----------------------------------------------------------------------------------
-# Latency keys of drift.migration.stream.stream_latency that are not in µs (the others get a _us suffix).
+# Latency keys of drift.migration.stream.stream_latency that are not in µs (the others get a
+# _us suffix).
 NOT_US = ("cold_query_encodes", "queries_with_encodes")
 
 
 def stream_points(records: Sequence[dict]) -> pd.DataFrame:
     """Long table of the runs' stream curves averaged over seeds: per strategy and checkpoint,
     the share encoded and each running quality metric, with the strategy's latency per query
-    (drift.migration.stream.stream_latency, mean over runs; empty where the files did not record it):
-    cold_query_* over the queries that encoded, amortised_* over every served query, added_*
+    (drift.migration.stream.stream_latency, mean over runs; empty where the files did not record
+    it): cold_query_* over the queries that encoded, amortised_* over every served query, added_*
     minus the status quo's."""
     streams = [r["stream"] for r in records]
     names = list(dict.fromkeys(n for s in streams for n in s["strategies"]))
@@ -823,25 +821,3 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
                 skipped[name] = str(why)
     written += save_figures(figures, out)
     return written, skipped
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, help="folder of result files (searched recursively)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures/migration"))
-    args = parser.parse_args(argv)
-    plt.switch_backend("Agg")
-    try:
-        written, skipped = write_all(args.results, args.out)
-    except (DriftError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path}")
-    for name, why in skipped.items():
-        print(f"skipped {name}: {why}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

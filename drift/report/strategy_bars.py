@@ -1,7 +1,7 @@
 """One experiment's strategies side by side: R@10 bars with 95% CIs, and a Markdown table.
 
-    python drift/report/strategy_bars.py results/image_efficientnet
-    python drift/report/strategy_bars.py results/asymmetric_pairs/runs \
+    drift plot-strategies results/image_efficientnet
+    drift plot-strategies results/asymmetric_pairs/runs \
         --out results/asymmetric_pairs
 
 Reads the result files under the folder (full runs only when there are any; the seeds of one
@@ -17,7 +17,6 @@ design are pooled), and writes beside them (or to --out):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from drift.report.collect import collect, setting_values, summarize, varying_settings
-from drift.report.figures import PAPER_STYLE, SAVE, describe, label_of, ordered, style
+from drift.report.figures import PAPER_STYLE, describe, label_of, ordered, style
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
 TITLES = {
@@ -192,23 +191,3 @@ def cell(row: pd.Series) -> str:
     if row["n_seeds"] > 1:
         return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
     return f"{row['mean']:.3f}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, help="a folder of result files")
-    parser.add_argument("--out", type=Path, default=None, help="default: the results folder")
-    args = parser.parse_args(argv)
-    out = args.out or args.results
-    out.mkdir(parents=True, exist_ok=True)
-    frame, note = load_runs(args.results)
-    fig = figure(frame, note)
-    for suffix in (".png", ".pdf"):
-        fig.savefig(out / f"strategies_r10{suffix}", **SAVE)
-    (out / "strategies.md").write_text(table(frame, note), encoding="utf-8")
-    print(f"wrote {out / 'strategies_r10.png'}, .pdf and {out / 'strategies.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 Each strategy returns ranked corpus row ids [nq, k] (-1 padded) plus timings for the whole query
 batch (one faiss call, using faiss's OpenMP threads: a throughput figure, not single-query
-latency; drift/serving/latency.py measures that). Row ids are shared: row i of the old and new corpus
-vectors is the same item.
+latency; drift/serving/latency.py measures that). Row ids are shared: row i of the old and new
+corpus vectors is the same item.
 
 - full_reindex:    new queries into a new-model index of the same kind: the oracle (it costs a
                    full re-embedding of the corpus and a rebuilt index).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import faiss
@@ -26,6 +25,7 @@ import numpy as np
 
 from drift.adapters.base import Adapter
 from drift.core.errors import ConfigError, VectorError
+from drift.core.rankings import StrategyResult
 from drift.core.vectors import check_vectors, l2_normalize
 from drift.retrieval.index import IndexSpec, search
 
@@ -33,42 +33,6 @@ from drift.retrieval.index import IndexSpec, search
 RRF_K = 60
 # The ceiling averages the old vectors of this many ground-truth documents per query.
 CEILING_DOCS = 10
-
-
-@dataclass
-class StrategyResult:
-    """One strategy's answers. `ids`/`scores` are None when it is not applicable (`reason`)."""
-
-    name: str
-    applicable: bool
-    reason: str = ""
-    ids: np.ndarray | None = None
-    scores: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: str = ""
-    # What it costs in new-model document encodes (see drift.retrieval.mixed.encode_cost) and
-    # the settings it ran with (family, depth, fraction, ...), both as stored in result files.
-    cost: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    # Rows [nq, C] (-1 padded) whose new-model vectors each query needs on demand (rerank), for
-    # the query-stream simulation; None when a strategy encodes no document per query.
-    candidates: np.ndarray | None = None
-
-    @classmethod
-    def not_applicable(cls, name: str, reason: str) -> StrategyResult:
-        return cls(name=name, applicable=False, reason=reason)
-
-    def summary(self) -> dict[str, Any]:
-        """Everything but the arrays, as stored in result files."""
-        return {
-            "name": self.name,
-            "applicable": self.applicable,
-            "reason": self.reason,
-            "timings": self.timings,
-            "notes": self.notes,
-            "cost": self.cost,
-            "params": self.params,
-        }
 
 
 def full_reindex(

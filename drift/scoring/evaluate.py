@@ -3,8 +3,8 @@
     evaluation = evaluate(results, knn_truth_ids=truth, qrels=qrels_per_row)
     print(format_table(evaluation, "knn"))
 
-Protocols (definitions in drift/scoring/metrics.py): "knn" (the paper's: relevance is the exact top-k of
-the new-model query over the new-model corpus) and "qrels" (relevance labels, as in MTEB).
+Protocols (definitions in drift/scoring/metrics.py): "knn" (the paper's: relevance is the exact
+top-k of the new-model query over the new-model corpus) and "qrels" (relevance labels, as in MTEB).
 All metrics are higher-is-better; the CIs are 95% percentile bootstraps over queries, drawn with
 the same seed for every strategy (so the resamples are paired across strategies).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from drift.core.errors import ConfigError
-from drift.retrieval.strategies import StrategyResult
+from drift.core.rankings import StrategyResult
 from drift.scoring.metrics import KS, Qrels, knn_metrics, qrels_metrics, summarize_many
 
 REFERENCE = "full_reindex"

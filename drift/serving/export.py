@@ -11,7 +11,8 @@ ADAPTER_DIR is a folder written by `Adapter.save`. The artifact folder holds:
     weights.safetensors  the adapter's arrays, float32 (never a pickle)
     model.onnx           the same computation as an ONNX graph: input "queries" [n, d_new] ->
                          output "mapped" [n, d_old]
-    drift_serving.py     a copy of drift/serving/runtime.py: `load(dir).apply(queries)`, numpy + json only
+    drift_serving.py     a copy of drift/serving/runtime.py: `load(dir).apply(queries)`,
+                         numpy + json only
 
 Every export is checked before it is reported done: the artifact is loaded back as a serving
 process would load it, and its numpy and ONNX outputs must equal `adapter.transform` within 1e-6
@@ -20,20 +21,18 @@ on seeded probe queries; otherwise ExportError names the largest difference.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
 import math
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drift.adapters.base import Adapter, load_adapter
+from drift.adapters.base import Adapter
 from drift.adapters.scaling import DSM_BIAS, DSM_SCALE, MapAdapter
 from drift.core.errors import ConfigError, DriftError
 from drift.core.provenance import git_info, package_versions
@@ -109,7 +108,8 @@ BASE_OPS: dict[str, Callable[[Mapping[str, np.ndarray]], list[Op]]] = {
 
 
 def serving_ops(adapter: Adapter) -> list[Op]:
-    """The adapter's transform as serving operations (see drift/serving/runtime.py for their meaning)."""
+    """The adapter's transform as serving operations (see drift/serving/runtime.py for their
+    meaning)."""
     if adapter.d_in is None:
         raise ExportError(f"{adapter.name}: cannot export an adapter that is not fitted or loaded")
     if not isinstance(adapter, MapAdapter) or adapter.kind not in BASE_OPS:
@@ -377,37 +377,3 @@ def _model_entry(model: str | Mapping[str, Any], dim: int) -> dict[str, Any]:
     if entry.setdefault("dim", dim) != dim:
         raise ConfigError(f"model {entry['name']!r} has dim {entry['dim']}, the adapter has {dim}")
     return entry
-
-
-# -- command line ---------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="drift export", description=__doc__.split("\n")[0])
-    parser.add_argument("--adapter-dir", required=True, help="folder written by Adapter.save")
-    parser.add_argument("--out", required=True, help="artifact folder to write")
-    parser.add_argument("--old-model", required=True, help="old model id (the index's model)")
-    parser.add_argument("--new-model", required=True, help="new model id (the queries' model)")
-    parser.add_argument(
-        "--metrics", help="JSON file of metrics to record (e.g. `drift gate --json`)"
-    )
-    parser.add_argument("--no-onnx", action="store_true", help="skip model.onnx")
-    args = parser.parse_args(argv)
-    try:
-        adapter = load_adapter(args.adapter_dir)
-        metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
-        out = export_adapter(
-            adapter,
-            args.out,
-            old_model=args.old_model,
-            new_model=args.new_model,
-            metrics=metrics,
-            onnx=not args.no_onnx,
-        )
-        diffs = json.loads((out / serving.META_FILE).read_text())["verification"]["max_abs_diff"]
-    except (DriftError, OSError, json.JSONDecodeError) as err:
-        print(f"drift export: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
-    shown = ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
-    print(
-        f"wrote {out} ({adapter.name}, {adapter.d_in} -> {adapter.d_out}); "
-        f"max |artifact - transform| on {N_PROBES} probes: {shown}"
-    )

@@ -13,9 +13,10 @@ import faiss
 import numpy as np
 
 from drift.core.errors import ConfigError
+from drift.core.rankings import StrategyResult
 from drift.retrieval.index import IndexCache, IndexSpec, exact_search, is_gpu_index, search
 from drift.retrieval.mixed import encode_cost
-from drift.retrieval.strategies import StrategyResult, rrf_fuse, stage_timings, timed, timed_search
+from drift.retrieval.strategies import rrf_fuse, stage_timings, timed, timed_search
 
 MERGES = ("rrf", "zscore", "calibrated")
 ORDERS = ("random", "popularity", "hubness")

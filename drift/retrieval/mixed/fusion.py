@@ -7,9 +7,10 @@ from typing import Any, Literal
 import numpy as np
 
 from drift.core.errors import ConfigError
+from drift.core.rankings import StrategyResult
 from drift.retrieval.mixed import encode_cost
 from drift.retrieval.mixed.rerank import union_candidates
-from drift.retrieval.strategies import RRF_K, StrategyResult, stage_timings, timed
+from drift.retrieval.strategies import RRF_K, stage_timings, timed
 
 Normalisation = Literal["zscore", "minmax", "none", "rrf"]
 NORMALISATIONS = ("zscore", "minmax", "none", "rrf")

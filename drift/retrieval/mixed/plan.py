@@ -9,12 +9,13 @@ import faiss
 import numpy as np
 
 from drift.core.errors import ConfigError
+from drift.core.rankings import StrategyResult
 from drift.retrieval.index import IndexCache, IndexSpec
 from drift.retrieval.mixed import encode_cost
 from drift.retrieval.mixed.backfill import BackfillSetting, backfill
 from drift.retrieval.mixed.fusion import fusion
 from drift.retrieval.mixed.rerank import RERANK_SOURCES, DocumentVectors, rerank, union_candidates
-from drift.retrieval.strategies import StrategyResult, timed_search
+from drift.retrieval.strategies import timed_search
 
 MIXED_FAMILIES = ("rerank", "fusion", "backfill")
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from drift.core.errors import VectorError
+from drift.core.rankings import StrategyResult
 from drift.retrieval.mixed import encode_cost
-from drift.retrieval.strategies import StrategyResult, stage_timings, timed
+from drift.retrieval.strategies import stage_timings, timed
 
 RERANK_SOURCES = ("status_quo", "adapter", "union")
 
@@ -104,7 +105,8 @@ def rerank(
         scores=scores,
         timings=stage_timings(len(q_new), search_seconds=search_seconds, rerank_seconds=seconds),
         notes="re-scores old-index candidates with new-model document vectors encoded on "
-        "demand; timings include the candidate searches, not the encodes (see drift.migration.stream)",
+        "demand; timings include the candidate searches, not the encodes (see "
+        "drift.migration.stream)",
         cost=encode_cost(
             documents.n_encoded,
             documents.n_items,

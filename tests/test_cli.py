@@ -1,0 +1,50 @@
+"""The command line: `drift --help` lists every command with one line, each command explains
+its options, `python -m drift` is the same program, and the exit codes are those documented."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from drift.cli import COMMANDS, main, usage
+
+
+def test_help_lists_every_command_on_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out == usage() + "\n"
+    for name, (_, help_line) in COMMANDS.items():
+        (line,) = [line for line in out.splitlines() if line.strip().startswith(f"{name} ")]
+        assert help_line in line
+
+
+@pytest.mark.parametrize("args", [[], ["nope"]])
+def test_no_or_unknown_command_is_exit_2_on_stderr(args: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: drift <command>" in captured.err
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "run"])
+def test_every_command_has_help_for_every_option(command: str, capsys) -> None:
+    module_name, func_name = COMMANDS[command][0].split(":")
+    with pytest.raises(SystemExit) as exit_:
+        getattr(importlib.import_module(module_name), func_name)(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: drift {command} ")
+
+
+def test_python_dash_m_drift_is_the_drift_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "drift", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == usage() + "\n"
