@@ -77,6 +77,25 @@ def test_empty_corpus_or_queries_is_a_data_error(tmp_path: Path, empty: str) -> 
         RetrievalData(name="e", corpus_ids=[], corpus=[], query_ids=["q"], queries=["q"]).validate()
 
 
+@pytest.mark.parametrize("stem", ["corpus", "queries"])
+def test_repeated_ids_in_a_beir_file_are_named(tmp_path: Path, stem: str) -> None:
+    """A repeated query id used to let the last text win while the labels stayed: refused now,
+    naming the id and its lines, for documents and queries alike."""
+    write_beir(toy(), tmp_path)
+    path = tmp_path / f"{stem}.jsonl"
+    first = f"{'d' if stem == 'corpus' else 'q'}0"
+    with open(path, "a") as f:
+        f.write(f'{{"_id": "{first}", "text": "another text under the same id"}}\n')
+    n_lines = len(path.read_text().splitlines())
+    repeated = rf"1 `_id`s appear more than once: '{first}' on lines 1, {n_lines}"
+    with pytest.raises(DataError, match=repeated):
+        read_beir(tmp_path)
+    twice = RetrievalData(name="t", corpus_ids=["a", "b", "a"], corpus=["x", "y", "z"],
+                          query_ids=["q"], queries=["q"])  # fmt: skip
+    with pytest.raises(DataError, match=r"1 corpus ids appear more than once \(e.g. \['a'\]\)"):
+        twice.validate()
+
+
 def test_missing_folder_and_bad_json_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_beir(tmp_path / "nope")

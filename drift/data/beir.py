@@ -88,13 +88,13 @@ def read_beir(folder: str | Path, *, split: str = "test", name: str | None = Non
         raise DataError(f"dataset {name!r}: BEIR folder {folder} does not exist")
     digest = hashlib.sha256()
     corpus_ids, corpus = [], []
-    for row in _read_jsonl(_find(folder, "corpus.jsonl", name), digest):
+    for row in _unique_ids(_find(folder, "corpus.jsonl", name), digest):
         title, text = str(row.get("title") or ""), str(row.get("text") or "")
         corpus_ids.append(row["_id"])
         corpus.append(f"{title} {text}" if title else text)
     all_queries = {
         row["_id"]: str(row.get("text") or "")
-        for row in _read_jsonl(_find(folder, "queries.jsonl", name), digest)
+        for row in _unique_ids(_find(folder, "queries.jsonl", name), digest)
     }
     if not corpus_ids or not all_queries:
         raise DataError(
@@ -174,7 +174,8 @@ def _read_bytes(path: Path, digest: hashlib._Hash) -> str:
         raise DataError(f"{path}: cannot read ({e})") from e
 
 
-def _read_jsonl(path: Path, digest: hashlib._Hash) -> Iterator[dict]:
+def _read_jsonl(path: Path, digest: hashlib._Hash) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of every non-blank line."""
     for lineno, line in enumerate(_read_bytes(path, digest).splitlines(), start=1):
         if not line.strip():
             continue
@@ -185,7 +186,24 @@ def _read_jsonl(path: Path, digest: hashlib._Hash) -> Iterator[dict]:
         if not isinstance(row, dict) or "_id" not in row:
             raise DataError(f"{path}:{lineno}: a row needs an `_id` field")
         row["_id"] = str(row["_id"])
-        yield row
+        yield lineno, row
+
+
+def _unique_ids(path: Path, digest: hashlib._Hash) -> list[dict]:
+    """The rows of a BEIR jsonl file; DataError naming the ids that appear more than once (a
+    repeated query id would otherwise attach its labels to whichever text came last)."""
+    rows, first_line, repeats = [], {}, {}
+    for lineno, row in _read_jsonl(path, digest):
+        if row["_id"] in first_line:
+            repeats.setdefault(row["_id"], [first_line[row["_id"]]]).append(lineno)
+        first_line.setdefault(row["_id"], lineno)
+        rows.append(row)
+    if repeats:
+        shown = "; ".join(
+            f"{i!r} on lines {', '.join(map(str, lines))}" for i, lines in list(repeats.items())[:5]
+        )
+        raise DataError(f"{path}: {len(repeats)} `_id`s appear more than once: {shown}")
+    return rows
 
 
 def _read_qrels(

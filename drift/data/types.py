@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,10 +48,13 @@ class RetrievalData:
                 f"dataset {self.name!r}: {len(self.query_ids)} query ids for "
                 f"{len(self.queries)} queries"
             )
-        if len(set(self.corpus_ids)) != len(self.corpus_ids):
-            raise DataError(f"dataset {self.name!r}: corpus ids are not unique")
-        if len(set(self.query_ids)) != len(self.query_ids):
-            raise DataError(f"dataset {self.name!r}: query ids are not unique")
+        for what, ids in (("corpus", self.corpus_ids), ("query", self.query_ids)):
+            repeated = [i for i, n in Counter(ids).items() if n > 1]
+            if repeated:
+                raise DataError(
+                    f"dataset {self.name!r}: {len(repeated)} {what} ids appear more than once "
+                    f"(e.g. {repeated[:5]})"
+                )
         if self.qrels is not None:
             doc_ids = set(self.corpus_ids)
             missing = {d for rel in self.qrels.values() for d in rel if d not in doc_ids}
