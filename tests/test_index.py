@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import faiss
 import numpy as np
 import pytest
 
@@ -116,7 +119,26 @@ def test_cache_rebuilds_a_corrupt_file(tmp_path, corpus):
     _, info = cache.get_or_build(corpus, spec)
     with open(info["path"], "r+b") as handle:
         handle.truncate(100)
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match="does not match the sha256"):
         index, again = cache.get_or_build(corpus, spec)
     assert not again["cached"] and index.ntotal == corpus.shape[0]
+    assert cache.get_or_build(corpus, spec)[1]["cached"]
+
+
+def test_cache_rebuilds_an_index_overwritten_in_place(tmp_path, corpus, queries):
+    """Same size, still parses, answers wrongly: caught by the checksum written beside it."""
+    cache = IndexCache(tmp_path)
+    spec = IndexSpec(kind="flat", device="cpu")
+    built, info = cache.get_or_build(corpus, spec)
+    path = Path(info["path"])
+    raw = bytearray(path.read_bytes())
+    raw[-4096:] = bytes(4096)  # zero the last vectors' bytes
+    path.write_bytes(bytes(raw))
+    assert faiss.read_index(str(path)).ntotal == corpus.shape[0]  # it still loads
+    with pytest.warns(UserWarning, match="does not match the sha256"):
+        index, again = cache.get_or_build(corpus, spec)
+    assert not again["cached"]
+    np.testing.assert_array_equal(
+        search(index, queries, 5, spec)[1], search(built, queries, 5, spec)[1]
+    )
     assert cache.get_or_build(corpus, spec)[1]["cached"]

@@ -161,9 +161,11 @@ class IndexCache:
     """Built indexes on disk, keyed by a hash of the vectors' bytes and the spec's build fields.
 
     Files: `<root>/<kind>-<key>.faiss` (faiss.write_index) and `<kind>-<key>.json` (spec, sizes,
-    build time), each written to a temporary file and moved into place with os.replace, so a
-    killed build never leaves a half-written index under the final name. A file that cannot be
-    read, or whose size disagrees with the vectors, is rebuilt with a warning, never trusted.
+    build time and the index file's sha256), each written to a temporary file and moved into place
+    with os.replace, so a killed build never leaves a half-written index under the final name. An
+    index file whose sha256 differs from the one recorded when it was written (a file overwritten
+    in place still parses, and answers wrongly), that cannot be read, or whose size disagrees with
+    the vectors, is rebuilt with a warning, never trusted.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -211,7 +213,9 @@ class IndexCache:
             "faiss_version": faiss.__version__,
         }
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: faiss.write_index(to_cpu(index), str(tmp)))
+        raw = faiss.serialize_index(to_cpu(index)).tobytes()
+        meta["sha256"] = hashlib.sha256(raw).hexdigest()
+        _atomic_write(path, lambda tmp: tmp.write_bytes(raw))
         _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
         info |= {"cached": False, "build_seconds": build_seconds, "load_seconds": 0.0}
         return index, info
@@ -225,7 +229,15 @@ class IndexCache:
         start = time.perf_counter()
         try:
             meta = json.loads(meta_path.read_text())
-            index = faiss.read_index(str(path))
+            raw = path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+                warnings.warn(
+                    f"index cache: {path} does not match the sha256 recorded when it was written "
+                    "(changed on disk, or written before checksums were recorded); rebuilding",
+                    stacklevel=3,
+                )
+                return None
+            index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
         except (OSError, RuntimeError, ValueError) as err:
             warnings.warn(f"index cache: {path} is unreadable ({err}); rebuilding", stacklevel=3)
             return None
