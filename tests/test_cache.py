@@ -16,7 +16,13 @@ import pytest
 from drift.core.errors import CacheCorruptError, ImageReadError, VectorError
 from drift.encoders import cache as cache_module
 from drift.encoders.base import Encoder
-from drift.encoders.cache import CachedEncoder, EmbeddingCache, folder_name, item_digest
+from drift.encoders.cache import (
+    CachedEncoder,
+    EmbeddingCache,
+    file_sha256,
+    folder_name,
+    item_digest,
+)
 
 
 class FakeEncoder:
@@ -170,7 +176,19 @@ def break_sidecar(path: Path) -> None:
     sidecar.write_text(sidecar.read_text()[:40])
 
 
-@pytest.mark.parametrize("damage", [truncate, flip_bit, break_sidecar])
+def nan_with_matching_sidecar(path: Path) -> None:
+    """A shard whose sidecar agrees with its bytes, but whose vectors hold a NaN (written by a
+    tool that bypassed the cache's own checks): only a finiteness check on reading catches it."""
+    vectors = np.load(path)
+    vectors[3, 1] = np.nan
+    np.save(path, vectors)
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta.update(nbytes=path.stat().st_size, sha256=file_sha256(path))
+    sidecar.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_bit, break_sidecar, nan_with_matching_sidecar])
 def test_corrupt_shard_is_quarantined_and_reencoded(tmp_path, caplog, damage):
     encoder, items = FakeEncoder(), texts(30)
     clean = EmbeddingCache(tmp_path).encode(encoder, items, chunk_size=10, show_progress=False)

@@ -7,6 +7,7 @@ model folder:
         manifest.json              what wrote this folder; written once, checked on every open
         shards/<id>.npy            float32 [n, dim] vectors of one encoded chunk
         shards/<id>.json           sidecar: item digests, shape, dtype, sha256 of the .npy bytes
+                                   (checked, with the vectors' finiteness, when first read)
         quarantine/                shards found corrupt, moved aside (never deleted)
 
 Each chunk is committed on its own: the .npy is written to a temp file, fsynced and renamed, then
@@ -268,6 +269,8 @@ class ModelStore:
                 f"holds {array.dtype} {array.shape}, sidecar says float32 "
                 f"{(len(shard.digests), self.dim)}"
             )
+        if not np.isfinite(array).all():  # vectors are checked when written, and again here
+            return "holds NaN or inf"
         self.verified.add(key)
         return None
 
