@@ -6,6 +6,9 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drift.core import files
 from drift.core.errors import CacheCorruptError, ImageReadError, VectorError
 from drift.encoders import cache as cache_module
 from drift.encoders.base import Encoder
@@ -140,15 +144,15 @@ def test_resume_after_kill_encodes_only_the_rest(tmp_path):
 
 def test_vectors_without_sidecar_are_not_trusted(tmp_path, monkeypatch):
     """Killed between writing a chunk's vectors and its sidecar: the chunk is encoded again."""
-    real_commit = cache_module._commit
+    real_write = cache_module.atomic_write
 
-    def commit_then_die_on_sidecar(path, data):
+    def write_then_die_on_sidecar(path, write):
         if path.suffix == ".json":
             raise KeyboardInterrupt
-        real_commit(path, data)
+        real_write(path, write)
 
     encoder, items = FakeEncoder(), texts(10)
-    monkeypatch.setattr(cache_module, "_commit", commit_then_die_on_sidecar)
+    monkeypatch.setattr(cache_module, "atomic_write", write_then_die_on_sidecar)
     with pytest.raises(KeyboardInterrupt):
         EmbeddingCache(tmp_path).encode(encoder, items, show_progress=False)
     monkeypatch.undo()
@@ -158,7 +162,35 @@ def test_vectors_without_sidecar_are_not_trusted(tmp_path, monkeypatch):
     out = cache.encode(encoder, items, show_progress=False)
     assert encoder.items_encoded == 20
     np.testing.assert_array_equal(out, np.stack([encoder.vector(x) for x in items]))
-    assert list((cache.folder(encoder) / "shards").glob(".tmp-*")) == []
+    assert list((cache.folder(encoder) / "shards").glob(".*.tmp")) == []
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    """A writer killed mid-write leaves `.<name>.<host>-<pid>-<random>.tmp`: the next run removes
+    it when no process of that pid runs on this host, and keeps a live writer's (and another
+    host's) temporaries."""
+    encoder = FakeEncoder()
+    cache = EmbeddingCache(tmp_path)
+    cache.encode(encoder, texts(3), show_progress=False)
+    shards = cache.folder(encoder) / "shards"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    host = files.HOST.replace(".", "_")
+    left = {
+        "dead": shards / f".x.npy.{host}-{dead}-0123abcd.tmp",
+        "live": shards / f".x.npy.{host}-{os.getpid()}-0123abcd.tmp",
+        "other host": shards / f".x.npy.elsewhere-{dead}-0123abcd.tmp",
+        "not ours": shards / ".x.npy.tmp",
+    }
+    for path in left.values():
+        path.write_bytes(b"partial")
+    partial = cache.folder(encoder) / f".manifest.json.{host}-{dead}-89abcdef.partial"
+    partial.mkdir()
+    EmbeddingCache(tmp_path).encode(encoder, texts(3), show_progress=False)
+    assert {k for k, p in left.items() if p.exists()} == {"live", "other host", "not ours"}
+    assert not partial.exists()
+    written = next(shards.glob("*.npy"))
+    assert written.stat().st_mode & 0o777 == files.FILE_MODE  # the umask's, not mkstemp's 0600
 
 
 def truncate(path: Path) -> None:

@@ -28,10 +28,9 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from drift.core.errors import CacheCorruptError, ConfigError, DataError, ImageReadError, VectorError
+from drift.core.files import atomic_write, clean_stale, fsync_folder, write_temporary
 from drift.encoders.base import Encoder, Modality, Role
 
 log = logging.getLogger(__name__)
@@ -95,39 +95,17 @@ def new_stats() -> dict[str, int]:
     )
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_data(data: bytes | np.ndarray) -> Callable[[Path], None]:
+    """A writer of bytes (or an array, as .npy) for drift.core.files."""
 
-
-def _write_temp(folder: Path, data: bytes | np.ndarray) -> Path:
-    """Write bytes (or an array, as .npy) to a fsynced temp file in `folder`; return its path."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write(path: Path) -> None:
+        with open(path, "wb") as handle:
             if isinstance(data, np.ndarray):
                 np.save(handle, data, allow_pickle=False)
             else:
                 handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
-
-def _commit(path: Path, data: bytes | np.ndarray) -> None:
-    """Atomically create or replace `path`: temp file in the same folder, fsync, rename."""
-    tmp = _write_temp(path.parent, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return write
 
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:
@@ -158,6 +136,9 @@ class ModelStore:
         self.index: dict[str, tuple[str, int]] = {}  # digest -> (shard name, row)
         self.verified: set[tuple[str, int, int, int]] = set()
         self.shard_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.folder, self.shard_dir):  # what killed writers left
+            for path in clean_stale(folder):
+                log.info("removed %s, a temporary of a writer that is gone", path)
         self._open_manifest(meta)
 
     # ---- manifest -------------------------------------------------------------------------
@@ -167,10 +148,10 @@ class ModelStore:
         path = self.folder / "manifest.json"
         if not path.exists():
             payload = {"format": FORMAT_VERSION, **meta, "created": _now()}
-            tmp = _write_temp(self.folder, _json_bytes(payload))
+            tmp = write_temporary(path, _write_data(_json_bytes(payload)))
             try:
                 os.link(tmp, path)  # fails if another process published first
-                _fsync_dir(self.folder)
+                fsync_folder(self.folder)
             except FileExistsError:
                 pass
             finally:
@@ -329,7 +310,7 @@ class ModelStore:
         """Commit one shard (vectors, then its sidecar); return its name."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         npy = self.shard_dir / f"{name}.npy"
-        _commit(npy, vectors)
+        atomic_write(npy, _write_data(vectors))
         nbytes, sha = npy.stat().st_size, file_sha256(npy)
         sidecar = {
             "format": FORMAT_VERSION,
@@ -340,8 +321,8 @@ class ModelStore:
             "created": _now(),
             "digests": digests,
         }
-        _commit(self.shard_dir / f"{name}.json", _json_bytes(sidecar))
-        _fsync_dir(self.shard_dir)
+        atomic_write(self.shard_dir / f"{name}.json", _write_data(_json_bytes(sidecar)))
+        fsync_folder(self.shard_dir)
         self.shards[name] = Shard(name, digests, nbytes, sha)
         st = npy.stat()
         self.verified.add((name, st.st_size, st.st_mtime_ns, st.st_ino))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import faiss
 import numpy as np
 
 from drift.core.errors import ConfigError, DataError
+from drift.core.files import atomic_write, clean_stale
 from drift.core.settings import from_mapping
 from drift.core.vectors import check_vectors
 
@@ -170,6 +170,7 @@ class IndexCache:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        clean_stale(self.root)  # what killed builds left
 
     def key(self, vectors: np.ndarray, spec: IndexSpec) -> str:
         vectors = check_vectors(vectors, name="vectors to index")
@@ -215,8 +216,8 @@ class IndexCache:
         self.root.mkdir(parents=True, exist_ok=True)
         raw = faiss.serialize_index(to_cpu(index)).tobytes()
         meta["sha256"] = hashlib.sha256(raw).hexdigest()
-        _atomic_write(path, lambda tmp: tmp.write_bytes(raw))
-        _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        atomic_write(path, lambda tmp: tmp.write_bytes(raw))
+        atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
         info |= {"cached": False, "build_seconds": build_seconds, "load_seconds": 0.0}
         return index, info
 
@@ -343,12 +344,3 @@ def _configure_search(index: faiss.Index, spec: IndexSpec) -> None:
         raise ConfigError(
             f"search: the index ({type(index).__name__}) does not match spec kind {spec.kind!r}"
         ) from err
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
