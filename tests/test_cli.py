@@ -4,6 +4,7 @@ its options, `python -m drift` is the same program, and the exit codes are those
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -48,3 +49,29 @@ def test_python_dash_m_drift_is_the_drift_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == usage() + "\n"
+
+
+def test_runs_started_together_get_their_own_output_folders() -> None:
+    """Hydra names a run's folder by the second it started; the process id keeps two runs
+    started in the same second (and their logs) apart."""
+    from hydra import compose, initialize_config_dir
+
+    from drift.cli.config import CONFIG_DIR
+
+    script = (
+        "from hydra import compose, initialize_config_dir\n"
+        "from drift.cli.config import CONFIG_DIR\n"
+        "with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base='1.3'):\n"
+        "    cfg = compose('config', return_hydra_config=True)\n"
+        "print(cfg.hydra.run.dir, cfg.hydra.sweep.dir)\n"
+    )
+    folders = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    assert cfg.hydra.run.dir.endswith(f"-{os.getpid()}")

@@ -1,10 +1,11 @@
-"""Hydra/OmegaConf glue: the `drift_root` resolver and config composition for scripts and tests.
+"""Hydra/OmegaConf glue: the `drift_root` and `drift_pid` resolvers and config composition.
 
 Only drift.run, scripts/ and tests use this module; stages below receive plain Python values.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
@@ -17,6 +18,10 @@ CONFIG_DIR = REPO_ROOT / "conf"
 
 if not OmegaConf.has_resolver("drift_root"):
     OmegaConf.register_new_resolver("drift_root", lambda: str(REPO_ROOT))
+# The process id, in Hydra's output folder names: two runs started in the same second get
+# folders (and logs) of their own (conf/hydra/default.yaml).
+if not OmegaConf.has_resolver("drift_pid"):
+    OmegaConf.register_new_resolver("drift_pid", os.getpid)
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
