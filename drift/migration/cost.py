@@ -356,7 +356,7 @@ ASSUMED_HARDWARE: tuple[Hardware, ...] = (
         new_items_per_s=80.0,
         usd_per_hour=0.10,
         source="assumed: MiniLM-L6 ~450 and mpnet ~80 sentences/s seen on this project's 2-core "
-        "machines (shared/OFFLINE.md); price assumed (a 2-vCPU cloud VM)",
+        "machines; price assumed (a 2-vCPU cloud VM)",
     ),
     Hardware(
         "V100 GPU",
