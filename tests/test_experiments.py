@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -155,7 +156,11 @@ def test_experiment_runs_on_smoke_setting(smoke_root: Path, experiment: str) -> 
     record = smoke_run(smoke_root, experiment)
     assert record["debug"] is True and record["config"]["tags"][0] == experiment
     knn = record["metrics"]["protocols"]["knn"]["strategies"]
-    assert knn["full_reindex"]["metrics"]["recall@10"]["mean"] is not None
+    recall = {name: s["metrics"]["recall@10"]["mean"] for name, s in knn.items()}
+    # A few hundred items: the re-index's own ANN search finds nearly all of the exact top 10
+    # (0.99-1.0 on every smoke setting), and keeping the old model misses some of them.
+    assert recall["full_reindex"] >= 0.95
+    assert recall["status_quo"] < recall["full_reindex"]
     assert any(name.startswith("adapter/") for name in knn)
     assert 0.0 <= record["drift"]["knn_overlap@10"] <= 1.0
 
@@ -268,7 +273,14 @@ def test_stream_and_timeline_become_long_tables_for_wandb(smoke_root: Path) -> N
     rows = timeline_rows(timeline)
     modes = {r["mode"] for r in rows}
     assert modes == set(timeline["modes"]) and {r["hours"] for r in rows} == set(timeline["hours"])
-    assert all(r["ci_low"] <= r["ci_high"] for r in rows if r["mean"] is not None)
+    # Each row carries the timeline's own numbers for its mode, hour and metric.
+    for row in rows[:: max(1, len(rows) // 25)]:
+        hour = timeline["hours"].index(row["hours"])
+        summary = timeline["modes"][row["mode"]][row["metric"]]
+        np.testing.assert_equal(
+            [row["mean"], row["ci_low"], row["ci_high"]],
+            [summary["mean"][hour], summary["ci_low"][hour], summary["ci_high"][hour]],
+        )
     assert stream_rows(None) == [] and timeline_rows(None) == []
 
 
