@@ -26,6 +26,7 @@ log = logging.getLogger("drift")
 def run(cfg: DictConfig) -> dict:
     """Run the experiment `cfg` describes, write its result file, return the record."""
     from drift.core.records import build_record, result_path, write_json_atomic
+    from drift.core.registry import import_plugins
     from drift.experiment.pipeline import run_experiment
     from drift.experiment.tracking import tracked_run
     from drift.migration.gate import summarise_gate
@@ -34,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
     from drift.scoring.evaluate import format_table, table_rows
 
     config = to_plain(cfg)
+    import_plugins(config.get("plugins") or [])  # modules registering the user's components
     with tracked_run(config["logger"], config) as tracker:
         outcome = run_experiment(config)
         record = build_record(config, outcome, debug=config["run_mode"] != "full")

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from drift.core.records import read_results, write_json_atomic
+from drift.core.records import ResultRecord, write_json_atomic
 from drift.serving.latency import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def main() -> None:
         runs = []
         for label in ("cold", "warm"):
             seconds, load = timed_run(base)
-            record = read_results(f"{tmp}/results")[-1][1]
+            record = ResultRecord.iter(f"{tmp}/results")[-1].data
             runs.append(
                 {
                     "label": label,

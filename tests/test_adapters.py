@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from drift.adapters import ADAPTERS, build_adapter, load_adapter
+from drift.adapters import ADAPTERS, build_adapter, hparam_columns, load_adapter
 from drift.adapters.residual_mlp import gelu
 from drift.adapters.scaling import DiagonalScaling
 from drift.core.errors import CacheCorruptError, ConfigError, VectorError
@@ -331,9 +331,19 @@ ALL_CONFIGS = [
 ]
 
 
-def test_every_registered_adapter_is_covered():
-    build_adapter("identity")  # registers all
-    assert {kind for kind, _ in ALL_CONFIGS} == set(ADAPTERS)
+def test_every_built_in_adapter_is_covered_and_registers_under_its_name():
+    assert {kind for kind, _ in ALL_CONFIGS} == set(ADAPTERS.builtins)
+    for kind, cls in ADAPTERS.items():
+        assert cls.kind == kind
+
+
+def test_built_in_hyper_parameter_columns_keep_their_names_and_order():
+    assert list(hparam_columns().items()) == [
+        ("op_center", ("procrustes", "center")),
+        ("la_rank", ("low_rank_affine", "rank")),
+        ("mlp_hidden", ("residual_mlp", "hidden")),
+        ("mlp_loss", ("residual_mlp", "loss")),
+    ]
 
 
 @pytest.mark.parametrize(("kind", "hparams"), ALL_CONFIGS)

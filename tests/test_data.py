@@ -201,7 +201,7 @@ def test_offline_default_is_a_seeded_subset_with_its_relevant_docs() -> None:
 
 def test_query_log_pool_is_every_offline_default_query_the_run_holds_out() -> None:
     from drift.data.pairs import held_out_queries
-    from drift.experiment.pipeline import load_unlimited
+    from drift.experiment.stages import load_unlimited
 
     spec = to_plain(compose())["dataset"]  # offline_mix, limited by the dataset config itself
     data = load_data(spec, seed=3, data_dir=DATA_DIR)

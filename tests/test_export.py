@@ -263,6 +263,13 @@ def test_unfitted_adapter_is_refused(tmp_path):
         export_adapter(build_adapter("procrustes"), tmp_path, old_model="a", new_model="b")
 
 
+def test_an_adapter_without_a_serving_form_is_refused(pairs, tmp_path):
+    x_new, x_old = pairs
+    routed = build_adapter("routed", n_clusters=1).fit(x_new, x_old)
+    with pytest.raises(ConfigError, match=r"kind 'routed'; exportable kinds: identity, .*ridge$"):
+        export_adapter(routed, tmp_path, old_model="a", new_model="b")
+
+
 def test_model_dim_disagreeing_with_adapter_is_refused(exported, tmp_path):
     adapter, _ = exported["op"]
     with pytest.raises(ConfigError, match="dim"):

@@ -25,7 +25,7 @@ from drift.cli import figures as figures_cli
 from drift.cli import plot_strategies as plot_strategies_cli
 from drift.cli import tables as tables_cli
 from drift.core.provenance import REPO_ROOT
-from drift.core.records import config_hash, result_path, write_json_atomic
+from drift.core.records import ResultRecord, config_hash, result_path, write_json_atomic
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,9 @@ def test_make_figures_writes_table_and_every_figure(results_dir: Path, tmp_path:
         assert f"| {strategy} |" in table
     tex = (tmp_path / "main_table.tex").read_text()
     assert "\\toprule" in tex and "Status quo (old model) &" in tex
+    wide = pd.read_csv(tmp_path / "main_table.csv")
+    assert "Status quo (old model)" in set(wide["Strategy"])
+    assert any(column.endswith(": R@10 (kNN ARR)") for column in wide.columns)
     # The smoke runs also answer with the strategies beyond the paper; the paper's table and
     # figures leave those to drift/report/migration_figures.py.
     assert "rerank" not in table and "backfill" not in table
@@ -106,6 +109,27 @@ def test_absent_runs_skip_their_figure_with_the_command(results_dir: Path, tmp_p
     assert {p.name for p in written} == {"la_rank.png", "la_rank.pdf", "la_rank.csv"}
     assert set(skipped) == {"main_table", *make_figures.FIGURES} - {"la_rank"}
     assert "python -m drift.run -m experiment=mlp_width" in skipped["mlp_width"]
+
+
+def test_main_table_says_per_block_what_its_blocks_do_not_share() -> None:
+    """Blocks of different pairs and seed counts: each block's heading names its pair and its
+    caption its seeds; the LaTeX groups the columns by block under \\multicolumn."""
+    blocks = [
+        make_figures.Block(dataset, pair, (), [("R@10 kNN", "R@10 (kNN ARR)")], seeds, "facts.")
+        for dataset, pair, seeds in (("faq", "a -> b", 5), ("tuxpaint", "c -> d", 3))
+    ]
+    table = make_figures.Table("T", blocks, [("OP", ["0.5 ± 0.1", "0.7 ± 0.2"])], ["note"])
+    assert table.pair is None and table.n_seeds is None
+    markdown = table.markdown()
+    assert "## faq, a -> b\n\n5 seeds; facts.\n" in markdown
+    assert "## tuxpaint, c -> d\n\n3 seeds; facts.\n" in markdown
+    assert "| OP | 0.5 ± 0.1 |" in markdown and "| OP | 0.7 ± 0.2 |" in markdown
+    assert "Model pair" not in markdown
+    latex = table.latex()
+    assert r"\multicolumn{1}{c}{faq, a $\to$ b} & \multicolumn{1}{c}{tuxpaint, c $\to$ d}" in latex
+    assert list(table.wide().columns) == [
+        "Strategy", "faq, a -> b: R@10 (kNN ARR)", "tuxpaint, c -> d: R@10 (kNN ARR)",
+    ]  # fmt: skip
 
 
 def test_latex_escaping() -> None:
@@ -186,7 +210,7 @@ def test_strategy_bars_keep_the_designs_of_a_sweep_apart(tmp_path: Path) -> None
 def test_query_log_pairs_are_no_share_of_the_corpus() -> None:
     """The committed query_log_pairs runs: Np held-out queries are not Np / corpus of it."""
     runs = REPO_ROOT / "results" / "query_log_pairs" / "runs"
-    infos = [collect_results.run_info(json.loads(p.read_text())) for p in runs.rglob("*.json")]
+    infos = [record.run_columns() for record in ResultRecord.iter(runs)]
     by_role = {info["pair_role"]: info for info in infos}
     assert set(by_role) == {"document", "query", "query_log"}
     assert by_role["query_log"]["np_fraction"] is None
@@ -415,17 +439,29 @@ def test_main_table_gives_each_index_its_own_block(tmp_path: Path) -> None:
     for record in flat:
         record["index"]["spec"]["kind"] = "flat"
     table = make_figures.main_table(collect_results.collect(write(tmp_path, hnsw + flat)))
-    pair = "offline_mix, all-MiniLM-L6-v2 -> all-mpnet-base-v2"
-    titles = [title for title, _ in table.blocks]
-    assert titles == [
-        f"{pair}, index_kind=flat, ef_search=none",
-        f"{pair}, index_kind=hnsw, ef_search=50",
+    titles = [block.title(with_pair=False) for block in table.blocks]
+    assert titles == ["offline_mix, index_kind=flat, ef_search=none",
+                      "offline_mix, index_kind=hnsw, ef_search=50"]  # fmt: skip
+    # The pair is said once, in the caption; each block is a table of its own in Markdown.
+    assert table.pair == "all-MiniLM-L6-v2 -> all-mpnet-base-v2" and table.n_seeds == 2
+    markdown = table.markdown()
+    assert "Model pair (old -> new): all-MiniLM-L6-v2 -> all-mpnet-base-v2." in markdown
+    assert markdown.count("-> all-mpnet-base-v2") == 1
+    assert [line for line in markdown.splitlines() if line.startswith("## ")] == [
+        f"## {title}" for title in titles
     ]
+    assert markdown.count("| Strategy | R@10 kNN | MRR@10 kNN | nDCG@10 qrels |") == 2
     op = dict(table.rows)["OP"]
-    width = len(table.blocks[0][1])
+    width = len(table.blocks[0].columns)
     for block, records in ((0, flat), (1, hnsw)):
         mean = sum(r10(r, "adapter/procrustes") for r in records) / 2
         assert op[block * width].startswith(f"{mean:.3f} ± ")
+    # The wide CSV keeps a column per block and metric, named in full.
+    wide = table.wide()
+    assert list(wide["Strategy"]) == [label for label, _ in table.rows]
+    column = "offline_mix, all-MiniLM-L6-v2 -> all-mpnet-base-v2, index_kind=hnsw, ef_search=50"
+    assert wide[f"{column}: R@10 (kNN ARR)"].tolist() == [cells[width] for _, cells in table.rows]
+    assert wide.shape[1] == 1 + 2 * width
 
 
 def test_designs_differing_in_a_setting_without_a_column_stop_the_figure(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from drift.core.errors import ConfigError
 from drift.core.provenance import REPO_ROOT
+from drift.core.records import ResultRecord
 from drift.data.beir import read_beir
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -86,13 +87,13 @@ def test_compare_runs_reports_the_committed_cpu_and_gpu_runs(tmp_path: Path) -> 
     assert compare_runs_cli.main([*files, "--labels", "cpu", "gpu", "--out", str(out)]) == 0
     report = out.read_text()
     assert "NVIDIA H200" in report and "fp16" in report and "### qrels: recall@10" in report
-    records = [compare_runs.load(E2E / name) for name in ("cpu.json", "h200.json")]
+    records = [ResultRecord.from_path(E2E / name) for name in ("cpu.json", "h200.json")]
     _, worst = compare_runs.compare(records, ["cpu", "gpu"], "recall@10")
     assert worst < 0.01  # fp16 encodes change single neighbours, not the answer
 
 
 def test_compare_runs_refuses_runs_of_different_configs(tmp_path: Path, capsys) -> None:
-    record = compare_runs.load(E2E / "cpu.json")
+    record = ResultRecord.from_path(E2E / "cpu.json").data
     other = copy.deepcopy(record)
     other["config"]["seed"] = 1
     other["config"]["paths"]["results_dir"] = "/elsewhere"  # where files go: not a difference

@@ -65,7 +65,8 @@ def test_bad_gate_fractions_are_clear_errors():
 
 def test_no_adapter_sees_the_gate_pairs_and_the_run_saves_them_for_the_gate(tmp_path):
     from drift.core.timing import Timings
-    from drift.experiment.pipeline import fit_adapters, gate_pairs, save_artifacts
+    from drift.experiment.fitting import fit_adapters
+    from drift.migration.gate import gate_pairs, save_gate_pairs
 
     split = sample_pairs(100, 60, val_fraction=0.2, gate_fraction=0.1, seed=2)
     x_new = np.zeros((100, 4), dtype=np.float32)
@@ -92,9 +93,9 @@ def test_no_adapter_sees_the_gate_pairs_and_the_run_saves_them_for_the_gate(tmp_
     np.testing.assert_array_equal(seen["val_old"], split.val)
     assert not set(split.gate) & (set(seen["train"]) | set(seen["val"]))
 
-    held_out = gate_pairs(pairs, fitted)
+    held_out = gate_pairs(pairs.gate, pairs.val, fitted)
     assert held_out.source == "gate" and held_out.seen_by == ()
-    saved = save_artifacts(tmp_path, {}, held_out)
+    saved = save_gate_pairs(tmp_path, held_out)
     assert saved == {"gate_pairs": str(tmp_path / "gate_pairs.npz")}
     with np.load(saved["gate_pairs"], allow_pickle=False) as gate:
         np.testing.assert_array_equal(gate["new"][:, 0], split.gate)
@@ -223,7 +224,7 @@ def _config(strategies, stream=False, timeline=False):
 def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
     from types import SimpleNamespace
 
-    from drift.experiment.pipeline import check_pair_role
+    from drift.experiment.checks import check_pair_role
 
     e5 = SimpleNamespace(name="e5", asymmetric=True)
     minilm = SimpleNamespace(name="minilm", asymmetric=False)
@@ -248,7 +249,7 @@ def test_query_role_needs_one_encoder_per_side_and_no_document_reuse():
 def test_query_log_pairs_are_never_reused_as_corpus_documents():
     from types import SimpleNamespace
 
-    from drift.experiment.pipeline import check_pair_role
+    from drift.experiment.checks import check_pair_role
 
     minilm = SimpleNamespace(name="minilm", asymmetric=False)
     clip_text = SimpleNamespace(name="clip-text", asymmetric=False)

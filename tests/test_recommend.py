@@ -18,7 +18,8 @@ import pytest
 from drift.cli import COMMANDS
 from drift.cli.recommend import main
 from drift.core.errors import ConfigError, DataError
-from drift.migration.measured import pareto_frontier, read_records, strategy_rows
+from drift.core.records import ResultRecord
+from drift.migration.measured import pareto_frontier, priced_rows
 from drift.migration.recommend import (
     Request,
     TargetUnreachableError,
@@ -228,8 +229,8 @@ def write_records(folder: Path, records: list[dict[str, Any]]) -> Path:
     return folder
 
 
-def records_of(*records: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"run-{i}.json", record) for i, record in enumerate(records)]
+def records_of(*records: dict[str, Any]) -> list[ResultRecord]:
+    return [ResultRecord(Path(f"run-{i}.json"), record) for i, record in enumerate(records)]
 
 
 def ask(**changes: Any) -> Request:
@@ -512,17 +513,6 @@ def test_bad_numbers_are_config_errors(changes: dict, message: str) -> None:
         ask(**changes)
 
 
-def test_results_folder_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist"):
-        read_records(tmp_path / "missing")
-    (tmp_path / "other.json").write_text('{"not": "a result"}')
-    with pytest.raises(DataError, match="no result files"):
-        read_records(tmp_path)
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(DataError, match="not valid JSON"):
-        read_records(tmp_path)
-
-
 def test_several_datasets_need_a_choice() -> None:
     records = records_of(make_record(dataset="a"), make_record(dataset="b"))
     with pytest.raises(ConfigError, match="--dataset a --new-model org/new-model"):
@@ -575,16 +565,24 @@ def test_pareto_frontier_excludes_dominated_points() -> None:
         pareto_frontier([0.0, 1.0], [1.0])
 
 
-def test_strategy_rows_skip_the_ceiling_and_compute_relative_quality() -> None:
+def test_priced_rows_skip_the_ceiling_and_arr_and_compute_relative_quality() -> None:
     record = make_record()
-    record["metrics"]["protocols"]["qrels"]["strategies"]["ceiling"] = {
+    qrels = record["metrics"]["protocols"]["qrels"]["strategies"]
+    qrels["ceiling"] = {
         "metrics": {"ndcg@10": {"mean": 0.9}}, "cost": {}, "params": {}, "timings": {},
     }  # fmt: skip
-    rows = strategy_rows(record, "f.json")
-    assert not any(r["strategy"] == "ceiling" for r in rows)
-    row = next(r for r in rows if r["strategy"] == "status_quo" and r["metric"] == "qrels/ndcg@10")
+    qrels["status_quo"]["arr"] = {"arr_ndcg@10": {"mean": 0.8}}
+    rows = priced_rows(ResultRecord(Path("f.json"), record))
+    assert {r["strategy"] for r in rows} == set(POINTS)  # not the ceiling: no cost
+    assert not any(r["metric"].startswith("arr_") for r in rows)
+    row = next(
+        r
+        for r in rows
+        if (r["strategy"], r["protocol"], r["metric"]) == ("status_quo", "qrels", "ndcg@10")
+    )
     assert math.isclose(row["relative"], 0.8) and row["family"] == "paper"
     assert row["experiment"] == "beyond_paper" and row["share_encoded"] == 0.0
+    assert row["file"] == "f.json" and row["new_doc_encodes"] == 0
 
 
 def test_one_strategy_from_several_experiments_is_labelled_by_experiment() -> None:

@@ -14,7 +14,7 @@ from drift.cli.config import compose, to_plain
 from drift.core.errors import ConfigError
 from drift.core.vectors import l2_normalize
 from drift.encoders.synthetic import Drift, LatentSpace, SyntheticEncoder, SyntheticModel
-from drift.experiment.pipeline import build_adapters
+from drift.experiment.fitting import build_adapters
 
 
 def orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:

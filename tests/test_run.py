@@ -11,7 +11,7 @@ import pytest
 
 from drift.cli.config import compose
 from drift.core.errors import ConfigError, DataError
-from drift.experiment.pipeline import warn_uncentred_procrustes
+from drift.experiment.checks import warn_uncentred_procrustes
 from drift.run import run
 
 SYNTHETIC = [

@@ -323,6 +323,9 @@ def test_from_dict_rejects_unknown_keys_and_bad_inputs(tmp_path) -> None:
 
 
 def test_cost_curves_price_a_rerank_mode_by_its_own_encodes():
+    from pathlib import Path
+
+    from drift.core.records import ResultRecord
     from drift.migration.measured import timeline_curves
 
     quality = {"ndcg@10": {"mean": [0.5, 0.5]}}
@@ -337,6 +340,6 @@ def test_cost_curves_price_a_rerank_mode_by_its_own_encodes():
             "rerank_status_quo": {**quality, "new_doc_encodes": [90, 92]},
         },
     }
-    curves = timeline_curves([{"timeline": timeline}], "ndcg@10")
+    curves = timeline_curves([ResultRecord(Path("run.json"), {"timeline": timeline})], "ndcg@10")
     assert curves["backfill_status_quo"]["share_encoded"] == [0.1, 0.2]
     assert curves["rerank_status_quo"]["share_encoded"] == [0.9, 0.92]

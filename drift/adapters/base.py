@@ -6,6 +6,10 @@ no configs, no FAISS. A newcomer can test one with two arrays and nothing else:
     from drift.adapters import build_adapter
     adapter = build_adapter("procrustes").fit(x_new, x_old)
     x_mapped = adapter.transform(x_new)
+
+What other stages need to know about a kind lives on its class too: how figures show it
+(`display`), the hyper-parameters the result tables give a column each (`hparam_columns`), and its
+serving form for `drift export` (`serving_ops`). docs/extending.md adds a new kind.
 """
 
 from __future__ import annotations
@@ -14,27 +18,48 @@ import json
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from drift.core.errors import VectorError
+from drift.core.registry import Registry
 from drift.core.vectors import check_vectors
 
-ADAPTERS: dict[str, type[Adapter]] = {}
+# The built-in kinds in the order figures and tables list them, and the modules defining them.
+ADAPTERS: Registry[type[Adapter]] = Registry(
+    "adapter",
+    "adapters",
+    builtins={
+        "procrustes": "drift.adapters.procrustes",
+        "low_rank_affine": "drift.adapters.low_rank_affine",
+        "op_low_rank": "drift.adapters.op_low_rank",
+        "residual_mlp": "drift.adapters.residual_mlp",
+        "ridge": "drift.adapters.baselines",
+        "identity": "drift.adapters.baselines",
+        "routed": "drift.adapters.routed",
+    },
+)
 
 MIN_PAIRS = 2  # below this no adapter (and no validation split) is defined
 
 
 def register_adapter(name: str):
-    """Class decorator adding an adapter class to the registry under `name`."""
+    """Class decorator adding an adapter class to the registry under `name` (its `kind`)."""
 
     def wrap(cls: type[Adapter]) -> type[Adapter]:
         cls.kind = name
-        ADAPTERS[name] = cls
-        return cls
+        return ADAPTERS.register(name)(cls)
 
     return wrap
+
+
+class Display(NamedTuple):
+    """How figures and tables show an adapter kind: its label, colour and matplotlib marker."""
+
+    label: str
+    color: str
+    marker: str
 
 
 class Adapter(ABC):
@@ -49,6 +74,10 @@ class Adapter(ABC):
     # Whether `fit` looks at the validation pairs (early stopping): such an adapter has seen them,
     # so they are no held-out pairs for its re-index gate.
     uses_validation: ClassVar[bool] = False
+    # How figures show the kind; None: by its kind name, in grey, after the known strategies.
+    display: ClassVar[Display | None] = None
+    # Result-table column -> the hyper-parameter (a key of adapter.methods.<kind>) it holds.
+    hparam_columns: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self.d_in: int | None = None
@@ -80,6 +109,12 @@ class Adapter(ABC):
     def hparams(self) -> dict[str, Any]:
         """Constructor arguments, JSON-able (so `type(self)(**hparams)` rebuilds it)."""
         return {}
+
+    def serving_ops(self) -> list[dict[str, Any]] | None:
+        """The fitted transform as serving operations over the names of `params()`, in the
+        vocabulary of drift/serving/runtime.py; None (the default): it has no serving form, so
+        `drift export` refuses it. Every MapAdapter has one."""
+        return None
 
     # -- shared -------------------------------------------------------------------------------
     @property

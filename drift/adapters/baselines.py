@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg
 
-from drift.adapters.base import register_adapter
+from drift.adapters.base import Display, register_adapter
 from drift.adapters.scaling import MapAdapter
 from drift.core.errors import ConfigError
 
@@ -69,6 +69,9 @@ class Identity(MapAdapter):
     def _map(self, x: np.ndarray) -> np.ndarray:
         return x
 
+    def _map_ops(self) -> list[dict[str, Any]]:
+        return []
+
 
 @register_adapter("ridge")
 class Ridge(MapAdapter):
@@ -78,6 +81,8 @@ class Ridge(MapAdapter):
         alpha: relative ridge penalty (see `fit_affine_ridge`).
         dsm, dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
     """
+
+    display = Display("Ridge", "#CC79A7", "v")
 
     def __init__(
         self,
@@ -105,3 +110,6 @@ class Ridge(MapAdapter):
 
     def _map_hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
+
+    def _map_ops(self) -> list[dict[str, Any]]:
+        return [{"op": "matmul", "weight": "weight"}, {"op": "add", "value": "bias"}]

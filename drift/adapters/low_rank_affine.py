@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from drift.adapters.base import register_adapter
+from drift.adapters.base import Display, register_adapter
 from drift.adapters.baselines import check_alpha, fit_affine_ridge
 from drift.adapters.scaling import MapAdapter
 from drift.core.errors import ConfigError, VectorError
@@ -85,6 +85,9 @@ class LowRankAffine(MapAdapter):
         dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
     """
 
+    display = Display("LA", "#E69F00", "^")
+    hparam_columns = {"la_rank": "rank"}
+
     def __init__(
         self,
         *,
@@ -118,3 +121,12 @@ class LowRankAffine(MapAdapter):
 
     def _map_hparams(self) -> dict[str, Any]:
         return {"rank": self.rank, "alpha": self.alpha}
+
+    def _map_ops(self) -> list[dict[str, Any]]:
+        # Two matmuls, as in `_map`: folding A @ B would cost d_new * d_old per query, not
+        # r * (d_new + d_old).
+        return [
+            {"op": "matmul", "weight": "left"},
+            {"op": "matmul", "weight": "right"},
+            {"op": "add", "value": "bias"},
+        ]

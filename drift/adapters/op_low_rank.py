@@ -18,9 +18,11 @@ of towards zero. It stores d_new d_old + r (d_new + d_old) + d_old numbers (abou
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from drift.adapters.base import register_adapter
+from drift.adapters.base import Display, register_adapter
 from drift.adapters.low_rank_affine import LowRankAffine, fit_low_rank_affine
 from drift.adapters.procrustes import orthogonal_procrustes
 
@@ -30,6 +32,9 @@ class ProcrustesLowRank(LowRankAffine):
     """OP map plus a reduced-rank ridge correction of its residual; see the module docstring.
     Same arguments as LowRankAffine: rank r and ridge penalty alpha of the correction, dsm (on by
     default, as for LA), dsm_bias, normalize_output."""
+
+    display = Display("OP + low-rank", "#8C564B", "<")
+    hparam_columns: dict[str, str] = {}  # LA's la_rank column is LA's rank, not this correction's
 
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
         x64, y64 = np.asarray(x_new, dtype=np.float64), np.asarray(x_old, dtype=np.float64)
@@ -58,3 +63,12 @@ class ProcrustesLowRank(LowRankAffine):
 
     def _param_names(self) -> tuple[str, ...]:
         return ("weight", "left", "right", "bias")
+
+    def _map_ops(self) -> list[dict[str, Any]]:
+        # x @ R + (x @ A) @ B + b as in `_map`; ServingAdapter.affine (drift/serving/runtime.py)
+        # folds it for faiss.
+        low_rank = [{"op": "matmul", "weight": "left"}, {"op": "matmul", "weight": "right"}]
+        return [
+            {"op": "sum", "branches": [[{"op": "matmul", "weight": "weight"}], low_rank]},
+            {"op": "add", "value": "bias"},
+        ]

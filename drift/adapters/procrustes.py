@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from drift.adapters.base import register_adapter
+from drift.adapters.base import Display, register_adapter
 from drift.adapters.scaling import MapAdapter
 
 
@@ -36,6 +36,9 @@ class Procrustes(MapAdapter):
         center: fit on mean-centred pairs and add the old mean back (default off).
         dsm, dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
     """
+
+    display = Display("OP", "#0072B2", "o")
+    hparam_columns = {"op_center": "center"}
 
     def __init__(
         self,
@@ -69,3 +72,7 @@ class Procrustes(MapAdapter):
 
     def _map_hparams(self) -> dict[str, Any]:
         return {"center": self.center}
+
+    def _map_ops(self) -> list[dict[str, Any]]:
+        ops: list[dict[str, Any]] = [{"op": "matmul", "weight": "weight"}]
+        return [*ops, {"op": "add", "value": "bias"}] if self.center else ops

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import scipy.special
 
-from drift.adapters.base import register_adapter
+from drift.adapters.base import Display, register_adapter
 from drift.adapters.baselines import check_alpha, fit_affine_ridge
 from drift.adapters.procrustes import orthogonal_procrustes
 from drift.adapters.scaling import MapAdapter
@@ -84,6 +84,8 @@ class ResidualMLP(MapAdapter):
     """
 
     uses_validation = True
+    display = Display("MLP", "#009E73", "D")
+    hparam_columns = {"mlp_hidden": "hidden", "mlp_loss": "loss"}
 
     def __init__(
         self,
@@ -176,6 +178,18 @@ class ResidualMLP(MapAdapter):
 
     def _param_names(self) -> tuple[str, ...]:
         return ("w_lin", "w1", "b1", "w2", "bias")
+
+    def _map_ops(self) -> list[dict[str, Any]]:
+        hidden = [
+            {"op": "matmul", "weight": "w1"},
+            {"op": "add", "value": "b1"},
+            {"op": "gelu"},
+            {"op": "matmul", "weight": "w2"},
+        ]
+        return [
+            {"op": "sum", "branches": [[{"op": "matmul", "weight": "w_lin"}], hidden]},
+            {"op": "add", "value": "bias"},
+        ]
 
     def _map_hparams(self) -> dict[str, Any]:
         return {

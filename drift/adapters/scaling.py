@@ -12,7 +12,7 @@ An adapter here is `base map -> optional DSM -> optional unit renormalisation`:
   vectors (a positive per-query factor), but keeps scores comparable to the old queries'.
 
 `MapAdapter` implements that pipeline once; a subclass supplies only the base map (`_fit_map`,
-`_map`, `_param_names`, `_map_hparams`).
+`_map`, `_param_names`, `_map_hparams`, and `_map_ops`, its serving form).
 
 Why DSM changes almost nothing after ridge, low-rank affine (LA) and the MLP. The least-squares
 scale of output j is s_j = <yhat_j, y_j> / <yhat_j, yhat_j> (yhat_j: the base map's output j over
@@ -56,6 +56,7 @@ from drift.core.errors import CacheCorruptError, ConfigError
 from drift.core.vectors import l2_normalize
 
 DSM_SCALE, DSM_BIAS = "dsm_scale", "dsm_bias"
+OUTPUT_EPS = 1e-12  # the unit renormalisation's floor on a row's norm (as served, too)
 
 
 class DiagonalScaling:
@@ -137,6 +138,11 @@ class MapAdapter(Adapter):
         """The base map's own constructor arguments."""
         return {}
 
+    @abstractmethod
+    def _map_ops(self) -> list[dict[str, Any]]:
+        """The base map as serving operations (drift/serving/runtime.py's vocabulary) over the
+        names of `_param_names()`; the output stage is added by `serving_ops`."""
+
     # -- Adapter ------------------------------------------------------------------------------
     def _fit(self, x_new, x_old, x_new_val, x_old_val, seed) -> None:
         self._weights = self._fit_map(x_new, x_old, x_new_val, x_old_val, seed)
@@ -151,7 +157,18 @@ class MapAdapter(Adapter):
         y = self._map(x_new)
         if self._scaling is not None:
             y = self._scaling.apply(y)
-        return l2_normalize(y) if self.normalize_output else y
+        return l2_normalize(y, OUTPUT_EPS) if self.normalize_output else y
+
+    def serving_ops(self) -> list[dict[str, Any]]:
+        """The base map's operations (`_map_ops`), then the output stage's."""
+        ops = self._map_ops()
+        if self._scaling is not None:
+            ops.append({"op": "mul", "value": DSM_SCALE})
+            if self._scaling.bias is not None:
+                ops.append({"op": "add", "value": DSM_BIAS})
+        if self.normalize_output:
+            ops.append({"op": "l2_normalize", "eps": OUTPUT_EPS})
+        return ops
 
     def params(self) -> dict[str, np.ndarray]:
         scaling = self._scaling.params() if self._scaling is not None else {}

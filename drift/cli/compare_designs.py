@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drift.core.errors import DriftError
 from drift.report.compare_designs import markdown, paired_table, parse_settings
 from drift.report.strategy_bars import load_runs
 
@@ -31,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the Markdown table here too")
     args = parser.parse_args(argv)
 
-    frame, note = load_runs(args.results)
+    try:
+        frame, note = load_runs(args.results)
+    except DriftError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     wanted = [tuple(m.split("/", 1)) for m in args.metrics.split(",")]
     keep = pd.Series(False, index=frame.index)
     for protocol, metric in wanted:

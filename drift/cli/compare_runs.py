@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from drift.report.compare_runs import compare, config_differences, load
+from drift.core.errors import DataError
+from drift.core.records import ResultRecord
+from drift.report.compare_runs import compare, config_differences
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default="recall@10")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    records = [load(path) for path in args.files]
-    differing = config_differences(records[0]["config"], records[1]["config"])
+    try:
+        records = [ResultRecord.from_path(path) for path in args.files]
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    differing = config_differences(records[0].config, records[1].config)
     if differing:
         print(f"the two runs' configs differ in: {', '.join(differing)}", file=sys.stderr)
         return 2

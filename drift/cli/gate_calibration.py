@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drift.core.records import read_results
+from drift.core.errors import DataError
+from drift.core.records import ResultRecord
 from drift.report.figures import SAVE
 from drift.report.gate_calibration import figure, rows_of, summary_of
 
@@ -28,12 +29,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args(argv)
 
-    records = [(p, r) for p, r in read_results(args.results) if not r.get("debug")]
+    try:
+        records = [r for r in ResultRecord.iter(args.results) if not r.debug]
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     skipped: Counter[str] = Counter()
     rows = [
-        {"file": str(path), **row}
-        for path, record in records
-        for row in rows_of(record, args.adapters_dir, args.n_boot, skipped)
+        {"file": record.file, **row}
+        for record in records
+        for row in rows_of(record.data, args.adapters_dir, args.n_boot, skipped)
     ]
     if not rows:
         print(f"error: no run with its artifacts under {args.results}", file=sys.stderr)

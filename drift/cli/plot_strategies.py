@@ -6,9 +6,11 @@ drift plot-strategies --help
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drift.core.errors import DriftError
 from drift.report.figures import SAVE
 from drift.report.strategy_bars import figure, load_runs, table
 
@@ -19,9 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("results", type=Path, help="a folder of result files")
     parser.add_argument("--out", type=Path, default=None, help="default: the results folder")
     args = parser.parse_args(argv)
+    try:
+        frame, note = load_runs(args.results)
+    except DriftError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = args.out or args.results
     out.mkdir(parents=True, exist_ok=True)
-    frame, note = load_runs(args.results)
     fig = figure(frame, note)
     for suffix in (".png", ".pdf"):
         fig.savefig(out / f"strategies_r10{suffix}", **SAVE)

@@ -11,8 +11,7 @@ import math
 import sys
 
 from drift.core.errors import ConfigError, DriftError
-from drift.core.records import to_jsonable
-from drift.migration.measured import read_records
+from drift.core.records import ResultRecord, to_jsonable
 from drift.migration.recommend import DEFAULT_METRICS, Request, recommend
 from drift.migration.stream import POPULARITIES
 
@@ -65,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
             zipf_s=args.zipf_s,
         )
         result = recommend(
-            read_records(args.results), request, dataset=args.dataset, new_model=args.new_model
+            ResultRecord.iter(args.results),
+            request,
+            dataset=args.dataset,
+            new_model=args.new_model,
         )
     except (DriftError, OSError) as err:
         print(f"drift recommend: {type(err).__name__}: {err}", file=sys.stderr)

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,30 +84,6 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
 # Config parts that differ between the seeds of one design, or say nothing about it.
 NOT_DESIGN = ("seed", "paths", "logger", "encode")
 
-
-def is_result(record: Any) -> bool:
-    """A run's result record (rather than any other JSON file)."""
-    return isinstance(record, dict) and "schema_version" in record and "metrics" in record
-
-
-def read_results(roots: str | Path | Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """(path relative to its root, record) for every result file under `roots`, in path order;
-    other JSON files are skipped. A missing folder or unreadable JSON is a DataError."""
-    roots = [roots] if isinstance(roots, str | Path) else list(roots)
-    found = []
-    for root in map(Path, roots):
-        if not root.is_dir():
-            raise DataError(f"results folder {root} does not exist")
-        for path in sorted(root.rglob("*.json")):
-            try:
-                record = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise DataError(f"{path} is not valid JSON: {err}") from err
-            if is_result(record):
-                found.append((path.relative_to(root), record))
-    return found
-
-
 # Encoder settings that change how fast, not what: texts per forward pass (the embedding cache
 # ignores them too).
 EXECUTION_ONLY = ("batch_size",)
@@ -174,21 +151,289 @@ def value_text(value: str | None) -> str:
     return "none" if loaded is None else str(loaded)
 
 
-def experiment_of(record: dict[str, Any]) -> str:
-    """The experiment a run belongs to: the first tag its experiment file sets, else its task."""
-    tags = list(record.get("config", {}).get("tags") or [])
-    return str(tags[0]) if tags else str(record.get("task_name", ""))
-
-
-def design_labels(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+def design_labels(records: Iterable[ResultRecord]) -> dict[str, str]:
     """{design_key: "experiment key=value ..."}: each design named by its experiment and the
     settings in which it differs from the experiment's other designs."""
     configs: dict[str, dict[str, dict[str, str]]] = {}
     for record in records:
-        config = record.get("config", {})
-        configs.setdefault(experiment_of(record), {})[design_key(config)] = design_settings(config)
+        by_design = configs.setdefault(record.experiment, {})
+        by_design[record.design_key] = design_settings(record.config)
     labels = {}
     for experiment, by_design in configs.items():
         for design, settings in differences(by_design).items():
             labels[design] = " ".join([experiment, *(f"{k}={v}" for k, v in settings)])
     return labels
+
+
+# -- reading result files -------------------------------------------------------------------
+# The ARR of metric m is stored as arr_<m> beside the metrics (drift/scoring/evaluate.py).
+ARR_PREFIX = "arr_"
+REFERENCE = "full_reindex"  # the strategy `relative` divides by
+
+
+class NotAResultError(DataError):
+    """A JSON file that is not a result file (ResultRecord.iter skips those)."""
+
+
+def is_result(data: Any) -> bool:
+    """A run's result record (rather than any other JSON)."""
+    return isinstance(data, dict) and "schema_version" in data and "metrics" in data
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One result file: where it is and its JSON, with what the tables, figures and `drift
+    recommend` read from it. `root` is the folder it was found under: tables name the file by its
+    path below that folder (`file`), so that they do not depend on where the folder lies."""
+
+    path: Path
+    data: dict[str, Any]
+    root: Path | None = None
+
+    @classmethod
+    def from_path(cls, path: str | Path, root: str | Path | None = None) -> ResultRecord:
+        """The result file at `path`; a DataError naming it when it cannot be read, is not JSON
+        or is some other JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as err:
+            raise DataError(f"{path} cannot be read: {err}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{path} is not valid JSON: {err}") from err
+        if not is_result(data):
+            raise NotAResultError(
+                f"{path} is not a result file of python -m drift.run (it has no schema_version "
+                "and metrics)"
+            )
+        return cls(path, data, None if root is None else Path(root))
+
+    @classmethod
+    def iter(cls, roots: str | Path | Iterable[str | Path]) -> list[ResultRecord]:
+        """Every result file under `roots` (a folder or several, searched recursively), in path
+        order per folder; other JSON files are skipped. DataError for a missing folder, a file
+        that is not valid JSON, or no result file at all."""
+        roots = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
+        found = []
+        for root in roots:
+            if not root.is_dir():
+                raise DataError(f"results folder {root} does not exist")
+            for path in sorted(root.rglob("*.json")):
+                try:
+                    found.append(cls.from_path(path, root))
+                except NotAResultError:
+                    continue
+        if not found:
+            raise DataError(
+                f"no result files under {', '.join(map(str, roots))}; make them with "
+                "python -m drift.run"
+            )
+        return found
+
+    # -- what a run is -------------------------------------------------------------------------
+    @property
+    def file(self) -> str:
+        """The file's path below the folder it was found under (the path itself without one)."""
+        return str(self.path if self.root is None else self.path.relative_to(self.root))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.data.get("config", {})
+
+    @property
+    def experiment(self) -> str:
+        """The experiment the run belongs to: the first tag its experiment file sets, else its
+        task."""
+        tags = list(self.config.get("tags") or [])
+        return str(tags[0]) if tags else str(self.data.get("task_name", ""))
+
+    @property
+    def design_key(self) -> str:
+        """`design_key` of the run's config: the runs of one design differ only in their seed."""
+        return design_key(self.config)
+
+    @property
+    def seed(self) -> int | None:
+        return self.data.get("seed")
+
+    @property
+    def debug(self) -> bool:
+        """A debug (smoke) run: its numbers are not results."""
+        return bool(self.data.get("debug"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.data["dataset"]["name"])
+
+    @property
+    def old_model(self) -> str:
+        return str(self.data["models"]["old"]["name"])
+
+    @property
+    def new_model(self) -> str:
+        return str(self.data["models"]["new"]["name"])
+
+    @property
+    def pair(self) -> str:
+        """The model pair, hub owners left out: "all-MiniLM-L6-v2 -> all-mpnet-base-v2"."""
+        return f"{short_model(self.old_model)} -> {short_model(self.new_model)}"
+
+    @property
+    def n_corpus(self) -> int:
+        return int(self.data["dataset"]["n_corpus"])
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.data["dataset"]["n_queries"])
+
+    @property
+    def protocols(self) -> dict[str, dict[str, Any]]:
+        """{protocol: its block}: the strategies' metrics, ARR, timings and cost."""
+        return self.data["metrics"]["protocols"]
+
+    @property
+    def stream(self) -> dict[str, Any] | None:
+        """The query-stream section (experiment=query_stream and kin); None without one."""
+        return self.data.get("stream") or None
+
+    @property
+    def timeline(self) -> dict[str, Any] | None:
+        """The migration-timeline section; None without one."""
+        return self.data.get("timeline") or None
+
+    # -- flat rows -----------------------------------------------------------------------------
+    def run_columns(self) -> dict[str, Any]:
+        """The run-level columns of every row: its design, measured drift and provenance."""
+        record, config = self.data, self.config
+        old, new = record["models"]["old"], record["models"]["new"]
+        pairs = record["pairs"]
+        n_pairs = sum(pairs.get(part, 0) for part in ("n_train", "n_val", "n_gate"))
+        from_corpus = pairs.get("source", "corpus") == "corpus"  # else held-out queries
+        index = record["index"]["spec"]
+        drift = record.get("drift") or {}
+        overlap = next((v for k, v in drift.items() if k.startswith("knn_overlap@")), None)
+        not_applicable = record["metrics"].get("not_applicable", {})
+        design = design_config(config)
+        return {
+            "experiment": self.experiment,
+            "task_name": record["task_name"],
+            "tags": ",".join(config.get("tags") or []),
+            "seed": record["seed"],
+            "debug": bool(record["debug"]),
+            "real_weights": bool(record["real_weights"]),
+            "synthetic": bool(record["synthetic"]),
+            "dataset": self.dataset,
+            "old_model": old["name"],
+            "new_model": new["name"],
+            "pair": self.pair,
+            "old_dim": old["dim"],
+            "new_dim": new["dim"],
+            "n_corpus": self.n_corpus,
+            "n_queries": self.n_queries,
+            "level": synthetic_level(config["new_encoder"]),
+            "np_requested": pairs["n_requested"],
+            "np_fraction_requested": design["adapter"]["n_pairs_fraction"],
+            "np": n_pairs,
+            "np_fraction": n_pairs / self.n_corpus if self.n_corpus and from_corpus else None,
+            "corpus_subset": design.get("data_limits", {}).get("corpus_subset"),
+            "pair_role": pairs.get("role", "document"),  # older files: the only role then
+            "index_kind": index["kind"],
+            "ef_search": index["ef_search"] if index["kind"] == "hnsw" else None,
+            "nprobe": index["nprobe"] if index["kind"] == "ivfpq" else None,
+            "drift_knn_overlap": overlap,
+            "drift_cka": drift.get("linear_cka"),
+            "drift_mean_cosine_old": drift.get("mean_cosine_old"),
+            "drift_mean_cosine_new": drift.get("mean_cosine_new"),
+            "not_applicable": "; ".join(f"{name} ({why})" for name, why in not_applicable.items()),
+            "group": self.design_key,
+            "config_hash": record["config_hash"],
+            "created": record["created"],
+            "git_commit": record.get("provenance", {}).get("git", {}).get("commit"),
+            "file": self.file,
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per protocol x strategy x metric (the metrics, then their ARR), each with
+        `run_columns`, the strategy's timings, fit and cost, and the metric's mean over queries
+        with its bootstrap CI. `relative`: the mean divided by the full re-index's in the same run
+        and protocol (None without one); `family`: the strategy's family beyond the paper (rerank,
+        fusion, backfill), else "paper"; the cost columns are None for a strategy that records no
+        cost (the ground-truth ceiling: not deployable)."""
+        run = self.run_columns()
+        rows = []
+        for protocol, block in self.protocols.items():
+            strategies = block["strategies"]
+            reference = measured_means(strategies.get(REFERENCE) or {})
+            for strategy, result in strategies.items():
+                common = {
+                    **run,
+                    "protocol": protocol,
+                    "strategy": strategy,
+                    **self.strategy_columns(strategy, result),
+                }
+                for metric, summary in [
+                    *result.get("metrics", {}).items(),
+                    *result.get("arr", {}).items(),
+                ]:
+                    value, ref = summary.get("mean"), reference.get(metric)
+                    rows.append(
+                        {
+                            **common,
+                            "metric": metric,
+                            "value": value,
+                            "relative": value / ref if value is not None and ref else None,
+                            "ci_low": summary.get("ci_low"),
+                            "ci_high": summary.get("ci_high"),
+                            "n": summary.get("n"),
+                        }
+                    )
+        return rows
+
+    def strategy_columns(self, strategy: str, result: dict[str, Any]) -> dict[str, Any]:
+        """One strategy's columns: what it is, its timings, its adapter's fit and its cost."""
+        method, dsm = strategy_method(strategy)
+        adapter = self.data.get("adapters", {}).get(strategy.removeprefix("adapter/"), {})
+        timings = result.get("timings") or {}
+        cost = result.get("cost") or {}
+        deployable = "share_encoded" in cost
+        return {
+            "method": method,
+            "dsm": dsm,
+            "family": (result.get("params") or {}).get("family", "paper"),
+            "us_per_query": timings.get("us_per_query"),
+            "search_us_per_query": timings.get("search_us_per_query"),
+            "adapter_us_per_query": timings.get("adapter_us_per_query"),
+            "threads": timings.get("threads"),
+            "fit_seconds": adapter.get("fit_seconds") if method else None,
+            "val_cosine": adapter.get("fit_info", {}).get("cosine/val") if method else None,
+            "share_encoded": float(cost["share_encoded"]) if deployable else None,
+            "new_doc_encodes": int(cost["new_doc_encodes"]) if deployable else None,
+            "cold_encodes_per_query": cost.get("cold_encodes_per_query"),
+            "candidates_per_query": cost.get("candidates_per_query"),
+        }
+
+
+def measured_means(result: dict[str, Any]) -> dict[str, float]:
+    """{metric or ARR name: mean} of one strategy's result, those measured."""
+    summaries = {**result.get("metrics", {}), **result.get("arr", {})}
+    return {k: s["mean"] for k, s in summaries.items() if s.get("mean") is not None}
+
+
+def short_model(name: str) -> str:
+    """Drop the hub owner: sentence-transformers/all-MiniLM-L6-v2 -> all-MiniLM-L6-v2."""
+    return name if name.startswith("synthetic/") else name.rsplit("/", 1)[-1]
+
+
+def synthetic_level(encoder: dict[str, Any]) -> float | None:
+    return encoder.get("level") if encoder.get("type") == "synthetic" else None
+
+
+def strategy_method(strategy: str) -> tuple[str | None, bool | None]:
+    """Adapter method and DSM flag: adapter/low_rank_affine+dsm -> (low_rank_affine, True).
+
+    Strategies that are not adapters give (None, None).
+    """
+    if not strategy.startswith("adapter/"):
+        return None, None
+    name = strategy.removeprefix("adapter/")
+    return name.removesuffix("+dsm"), name.endswith("+dsm")

@@ -1,7 +1,8 @@
 """Datasets by config type name: every loader returns one validated `RetrievalData`.
 
-`load_data(spec, seed=..., data_dir=...)` turns one `conf/dataset/*.yaml` mapping into data.
-Loader modules are imported lazily, so a BEIR or synthetic run never imports mteb or datasets.
+`load_data(spec, seed=..., data_dir=...)` turns one `conf/dataset/*.yaml` mapping into data: the
+loader registered (`@DATASETS.register(type)`) under the spec's `type`. A loader's module is
+imported when its type is first loaded, so a BEIR or synthetic run never imports mteb or datasets.
 
     type: beir            one BEIR folder (drift.data.beir)
     type: beir_mix        several BEIR folders as one task, ids prefixed by part (drift.data.beir)
@@ -14,25 +15,30 @@ Loader modules are imported lazily, so a BEIR or synthetic run never imports mte
 
 from __future__ import annotations
 
-import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drift.core.errors import ConfigError
+from drift.core.registry import Registry
 from drift.data.types import RetrievalData
 
-# config `type` -> "module:loader"; each loader takes the spec's remaining keys as keyword
-# arguments plus seed and data_dir.
-DATA_TYPES: dict[str, str] = {
-    "beir": "drift.data.beir:load_beir",
-    "beir_mix": "drift.data.beir:load_beir_mix",
-    "mteb": "drift.data.mteb_tasks:load_mteb_task",
-    "classification": "drift.data.classification:load_classification",
-    "synthetic": "drift.data.synthetic:load_synthetic",
-    "image_folder": "drift.data.images:load_image_folder",
-    "webdataset": "drift.data.images:load_webdataset",
-}
+# config `type` -> its loader; each loader takes the spec's remaining keys as keyword arguments
+# plus seed and data_dir.
+DATASETS: Registry[Callable[..., RetrievalData]] = Registry(
+    "dataset type",
+    "types",
+    builtins={
+        "beir": "drift.data.beir",
+        "beir_mix": "drift.data.beir",
+        "mteb": "drift.data.mteb_tasks",
+        "classification": "drift.data.classification",
+        "synthetic": "drift.data.synthetic",
+        "image_folder": "drift.data.images",
+        "webdataset": "drift.data.images",
+    },
+)
 
 # conf/dataset names that need no network: what an error about an unreachable hub suggests.
 OFFLINE_DATASETS: tuple[str, ...] = (
@@ -55,18 +61,13 @@ def load_data(spec: dict[str, Any], *, seed: int, data_dir: str | Path) -> Retri
     """
     spec = dict(spec)
     kind = spec.pop("type", None)
-    if kind not in DATA_TYPES:
-        raise ConfigError(
-            f"unknown dataset type {kind!r}; known types: {', '.join(sorted(DATA_TYPES))}"
-        )
+    loader = DATASETS.get(kind)
     reserved = sorted({"seed", "data_dir"} & spec.keys())
     if reserved:
         raise ConfigError(
             f"dataset config sets {reserved}, which the run passes itself (seed: the run's seed; "
             "data_dir: paths.data_dir); a dataset's own seed is called data_seed or sample_seed"
         )
-    module_name, loader_name = DATA_TYPES[kind].split(":")
-    loader = getattr(importlib.import_module(module_name), loader_name)
     kwargs = {**spec, "seed": seed, "data_dir": Path(data_dir)}
     try:
         inspect.signature(loader).bind(**kwargs)
@@ -75,4 +76,4 @@ def load_data(spec: dict[str, Any], *, seed: int, data_dir: str | Path) -> Retri
     return loader(**kwargs).validate()
 
 
-__all__ = ["DATA_TYPES", "OFFLINE_DATASETS", "RetrievalData", "load_data"]
+__all__ = ["DATASETS", "OFFLINE_DATASETS", "RetrievalData", "load_data"]

@@ -21,10 +21,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from drift.core.errors import DataError
+from drift.data import DATASETS
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 
 
+@DATASETS.register("beir")
 def load_beir(
     *,
     path: str | Path,
@@ -44,6 +46,7 @@ def load_beir(
     return subsample(data, max_corpus=max_corpus, max_queries=max_queries, seed=seed).validate()
 
 
+@DATASETS.register("beir_mix")
 def load_beir_mix(
     *,
     parts: Mapping[str, str | Path],

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from drift.core.errors import DataError
+from drift.data import DATASETS
 from drift.data.hub import hub_error
 from drift.data.types import RetrievalData
 
 
+@DATASETS.register("classification")
 def load_classification(
     *,
     path: str,

@@ -55,6 +55,7 @@ import numpy as np
 
 from drift.core.errors import ConfigError, DataError, ImageReadError
 from drift.core.imaging import load_image, load_threads
+from drift.data import DATASETS
 from drift.data.types import RetrievalData
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class SkipLog:
         }
 
 
-# -- loaders (registered in drift.data.DATA_TYPES) ---------------------------------------------
+# -- loaders (registered in drift.data.DATASETS) -----------------------------------------------
+@DATASETS.register("image_folder")
 def load_image_folder(
     *,
     path: str | Path,
@@ -165,6 +167,7 @@ def load_image_folder(
     )
 
 
+@DATASETS.register("webdataset")
 def load_webdataset(
     *,
     shards: str | Sequence[str],

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from drift.core.errors import DataError
+from drift.data import DATASETS
 from drift.data.hub import hub_error
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 
 
+@DATASETS.register("mteb")
 def load_mteb_task(
     *,
     task: str,

@@ -194,6 +194,14 @@ def pair_vectors(
     return PairVectors(encode_new(chosen, "query"), encode_old(chosen, "query"), **sizes)
 
 
+def query_text_mask(data: RetrievalData) -> np.ndarray:
+    """Corpus rows whose item equals a query item: never used as adapter training pairs."""
+    queries = set(data.queries)
+    return np.fromiter(
+        (item in queries for item in data.corpus), dtype=bool, count=len(data.corpus)
+    )
+
+
 def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]:
     """The queries of `full` a run does not evaluate, for `adapter.pair_role=query_log`.
 

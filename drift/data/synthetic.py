@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from drift.core.errors import ConfigError
+from drift.data import DATASETS
 from drift.data.types import RetrievalData
 
 
+@DATASETS.register("synthetic")
 def load_synthetic(
     *,
     n_corpus: int,

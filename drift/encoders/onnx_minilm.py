@@ -6,22 +6,19 @@ sentence-transformers config prescribes, from the ONNX graph's last hidden state
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from drift.core.errors import ConfigError, ModelUnavailableError
-from drift.encoders.base import Role
-from drift.encoders.common import (
-    CPU,
-    batch_size_on,
-    encode_items,
-)
+from drift.encoders.base import ENCODERS, BatchedEncoder, Role
+from drift.encoders.common import CPU, batch_size_on
 from drift.encoders.resolver import hub_errors, require_format, resolve_model
 
 
-class OnnxMiniLMEncoder:
+@ENCODERS.register("onnx_minilm")
+class OnnxMiniLMEncoder(BatchedEncoder):
     """An ONNX MiniLM text encoder (mean-pooled last hidden state).
 
     Args:
@@ -36,8 +33,7 @@ class OnnxMiniLMEncoder:
     """
 
     modality = "text"
-    real_weights = True
-    asymmetric = False
+    sort_by_length = True
 
     def __init__(
         self,
@@ -88,29 +84,8 @@ class OnnxMiniLMEncoder:
             "runtime=onnx"
         )
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: Role = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
-    ) -> np.ndarray:
-        """Encode texts to float32 [n, dim] (unit norm when normalize); `role` has no effect."""
-        return encode_items(
-            items,
-            self._encode_batch,
-            role=role,
-            what="text",
-            name=self.name,
-            dim=self.dim,
-            normalize=self.normalize,
-            batch_size=batch_size or self.batch_size,
-            show_progress=show_progress,
-            sort_by_length=True,
-        )
-
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _encode_batch(self, texts: list[str], role: Role) -> np.ndarray:
+        """Mean-pooled states of one batch; `role` has no effect."""
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -20,18 +20,15 @@ import numpy as np
 
 from drift.core.errors import ConfigError, ModelUnavailableError
 from drift.core.imaging import IMAGE_LOADING, load_batch
-from drift.encoders.base import Role
-from drift.encoders.common import (
-    batch_size_on,
-    encode_items,
-    resolve_torch_device,
-)
+from drift.encoders.base import ENCODERS, BatchedEncoder, Role
+from drift.encoders.common import batch_size_on, resolve_torch_device
 from drift.encoders.resolver import hub_errors, is_offline, weights_record
 
 log = logging.getLogger(__name__)
 
 
-class OpenClipEncoder:
+@ENCODERS.register("open_clip")
+class OpenClipEncoder(BatchedEncoder):
     """The image or text tower of an open_clip model; both map into the same embedding space.
 
     Args:
@@ -46,7 +43,6 @@ class OpenClipEncoder:
     """
 
     real_weights: bool
-    asymmetric = False
 
     def __init__(
         self,
@@ -148,6 +144,7 @@ class OpenClipEncoder:
         self.name = f"{architecture}/{pretrained if pretrained else 'random'}"
         self.tower = tower
         self.modality = tower
+        self.sort_by_length = tower == "text"
         self.dim = int(open_clip.get_model_config(architecture)["embed_dim"])
         self.batch_size = batch_size_on(batch_size, self._device)
         self.normalize = bool(normalize)
@@ -165,28 +162,13 @@ class OpenClipEncoder:
             f"tower={tower};normalize={self.normalize};{tower_prep};dtype={self._device.dtype_name}"
         )
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: Role = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
-    ) -> np.ndarray:
-        """Encode image paths (image tower) or texts (text tower) to float32 [n, dim]."""
-        images = self.tower == "image"
-        return encode_items(
-            items,
-            self._encode_images if images else self._encode_texts,
-            role=role,
-            what="image path" if images else "text",
-            name=f"{self.name} {self.tower}",
-            dim=self.dim,
-            normalize=self.normalize,
-            batch_size=batch_size or self.batch_size,
-            show_progress=show_progress,
-            sort_by_length=not images,
-        )
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.tower}"
+
+    def _encode_batch(self, items: list[str], role: Role) -> np.ndarray:
+        """Image paths (image tower) or texts (text tower) of one batch."""
+        return self._encode_images(items) if self.tower == "image" else self._encode_texts(items)
 
     def _encode_images(self, paths: list[str]) -> np.ndarray:
         import torch

@@ -7,20 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from drift.encoders.base import Role
-from drift.encoders.common import (
-    batch_size_on,
-    check_batch_size,
-    check_items,
-    check_role,
-    finish,
-    resolve_torch_device,
-)
+from drift.encoders.base import ENCODERS, BaseEncoder, Role
+from drift.encoders.common import batch_size_on, check_items, resolve_torch_device
 from drift.encoders.resolver import hub_errors, require_format, resolve_model
 
 
-class SentenceTransformerEncoder:
-    """A sentence-transformers text model.
+@ENCODERS.register("sentence_transformers")
+class SentenceTransformerEncoder(BaseEncoder):
+    """A sentence-transformers text model; sentence-transformers batches (and length-sorts) the
+    texts itself.
 
     Args:
         model_id: hub id; offline it resolves to a bundled copy (drift.encoders.resolver).
@@ -36,7 +31,6 @@ class SentenceTransformerEncoder:
     """
 
     modality = "text"
-    real_weights = True
 
     def __init__(
         self,
@@ -99,27 +93,14 @@ class SentenceTransformerEncoder:
             len(tokenizer(t, truncation=False)["input_ids"]) for t in check_items(texts, "text")
         ]
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: Role = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
+    def _encode(
+        self, items: list[str], role: Role, batch_size: int, show_progress: bool
     ) -> np.ndarray:
-        """Encode texts to float32 [n, dim] (unit norm when normalize)."""
-        check_role(role)
-        texts = check_items(items, "text")
         prefix = self._prefixes[role]
-        if prefix:
-            texts = [prefix + t for t in texts]
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
-            texts,
-            batch_size=check_batch_size(batch_size or self.batch_size),
+        return self._model.encode(
+            [prefix + t for t in items] if prefix else items,
+            batch_size=batch_size,
             show_progress_bar=show_progress,
             convert_to_numpy=True,
             normalize_embeddings=self.normalize,
         )
-        return finish(vectors, name=self.name, dim=self.dim, normalize=self.normalize)

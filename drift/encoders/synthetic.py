@@ -47,6 +47,7 @@ import numpy as np
 
 from drift.core.errors import ConfigError
 from drift.core.vectors import l2_normalize
+from drift.encoders.base import ENCODERS, BaseEncoder, Role
 from drift.encoders.resolver import weights_record
 
 GENERATOR_VERSION = "synthetic-v2"
@@ -301,19 +302,24 @@ def paired_vectors(
     return SyntheticModel(space, d_old).encode(ids), SyntheticModel(space, d_new, drift).encode(ids)
 
 
-class SyntheticEncoder:
+@ENCODERS.register("synthetic")
+class SyntheticEncoder(BaseEncoder):
     """The Encoder protocol over the synthetic generator: items are item id strings.
 
     `role="old"` is the reference space (no drift parameters allowed); `role="new"` applies
     `Drift.at_level(level)` with any component overridden by `rotation`, `anisotropy`, `warp`,
     `noise`, with `regimes` rotations (one per region of the latent space). Old and new
-    encoders must share `latent_dim`, `n_clusters`, `cluster_std`, `seed`.
+    encoders must share `latent_dim`, `n_clusters`, `cluster_std`, `seed`. Queries and
+    documents encode alike.
     """
 
     modality = "synthetic"
     real_weights = False
     preprocessing = "l2norm"
-    asymmetric = False
+    # The generator returns unit vectors itself, _BLOCK items at a time whatever the batch size
+    # asked for (so that no vector depends on it).
+    normalize = False
+    batch_size = _BLOCK
 
     def __init__(
         self,
@@ -353,13 +359,7 @@ class SyntheticEncoder:
             self.revision += f",{self.drift.describe()}"
         self.weights = weights_record("synthetic", note="generated vectors, not a model")
 
-    def encode(
-        self,
-        items: Sequence[str],
-        *,
-        role: str = "document",
-        batch_size: int | None = None,
-        show_progress: bool = False,
+    def _encode(
+        self, items: list[str], role: Role, batch_size: int, show_progress: bool
     ) -> np.ndarray:
-        """Float32 [len(items), dim] unit vectors; queries and documents encode alike."""
-        return self.model.encode(list(items))
+        return self.model.encode(items)

@@ -2,8 +2,7 @@
 
 Both reuse what the experiment already computed (vectors from the embedding cache, indexes,
 strategy answers, ground truth), so they cost no encode beyond measuring the new model's
-throughput once. Called by drift.experiment.pipeline when `stream.enabled` or
-`timeline.enabled` is set.
+throughput once. `run_analyses` runs those that `stream.enabled` and `timeline.enabled` ask for.
 """
 
 from __future__ import annotations
@@ -15,10 +14,15 @@ import numpy as np
 
 from drift.core.errors import ConfigError
 from drift.core.rankings import StrategyResult
+from drift.data.pairs import query_text_mask
+from drift.data.types import RetrievalData
 from drift.encoders import Encoder
+from drift.encoders.cache import EncodedVectors, ModelPair
+from drift.experiment.stages import RunContext, RunPairs, Truth
 from drift.migration.cost import measure_encode_rate
 from drift.migration.stream import StreamStrategy, make_stream, simulate_stream
-from drift.migration.timeline import TimelineConfig
+from drift.migration.timeline import TimelineConfig, TimelineData, run_timeline
+from drift.retrieval.index import IndexPair
 from drift.scoring.metrics import Qrels, knn_metrics, qrels_metrics
 
 # Per-query quality tracked along streams and timelines: each protocol's primary metric.
@@ -145,3 +149,59 @@ def timeline_config(
     return TimelineConfig.from_dict(
         {**values, "adapter": {"kind": name, **(adapter_methods[name] or {})}}
     )
+
+
+def run_analyses(
+    run: RunContext,
+    results: Mapping[str, StrategyResult],
+    truth: Truth,
+    *,
+    data: RetrievalData,
+    models: ModelPair,
+    vectors: EncodedVectors,
+    indexes: IndexPair,
+    pairs: RunPairs,
+) -> dict[str, Any]:
+    """The `stream` and `timeline` sections of a result record, for those the config enables
+    (timed as stream and timeline); {} when it enables neither."""
+    cfg, timings = run.cfg, run.timings
+    analyses: dict[str, Any] = {}
+    if cfg["stream"]["enabled"]:
+        with timings("stream"):
+            analyses["stream"] = query_stream(
+                cfg["stream"],
+                results,
+                knn_truth=truth.knn,
+                qrels=truth.qrels,
+                pair_rows=pairs.split.rows,
+                encoder=models.corpus["new"].encoder,
+                documents=data.corpus,
+                n_queries=len(data.queries),
+                seed=run.seed_for("stream"),
+            )
+    if cfg["timeline"]["enabled"]:
+        with timings("timeline"):
+            analyses["timeline"] = run_timeline(
+                timeline_config(cfg["timeline"], cfg["adapter"]["methods"]),
+                TimelineData(
+                    x_old=vectors.x_old,
+                    x_new=vectors.x_new,
+                    q_old=vectors.q_old,
+                    q_new=vectors.q_new,
+                    old_index=indexes.old,
+                    new_index=indexes.new,
+                    spec=indexes.spec,
+                    index_cache=indexes.cache,
+                    train_rows=pairs.split.train,
+                    # Its own refits never feed the gate: the gate pairs validate them too,
+                    # and count among the documents both models encoded.
+                    val_rows=np.union1d(pairs.split.val, pairs.split.gate),
+                    excluded=query_text_mask(data),
+                    k=run.k,
+                    seed=run.seed_for("timeline"),
+                ),
+                knn_truth=truth.knn,
+                qrels=truth.qrels,
+                n_boot=int(cfg["timeline"]["n_boot"]),
+            )
+    return analyses

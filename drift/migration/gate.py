@@ -295,6 +295,73 @@ def pool_estimates(
     return estimates
 
 
+# -- a run's held-out pairs ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class GatePairs:
+    """The held-out pairs of a run's gate, and which fitted adapters have seen them."""
+
+    new: np.ndarray
+    old: np.ndarray
+    source: str  # "gate": no adapter saw them; "validation": the early-stopping adapters did
+    seen_by: tuple[str, ...]
+
+    def why_not(self, name: str) -> str:
+        return (
+            f"{name} stopped early on the validation pairs the gate would use; set "
+            "adapter.gate_fraction > 0 to hold out pairs no adapter sees"
+        )
+
+
+def gate_pairs(
+    gate: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    adapters: Mapping[str, Adapter],
+) -> GatePairs:
+    """The gate's own split (new, old) when the run holds one out (adapter.gate_fraction > 0);
+    otherwise (the paper's 80/20 split) the validation pairs, held out from every adapter that
+    does not stop early on them."""
+    if gate[0].shape[0]:
+        return GatePairs(*gate, source="gate", seen_by=())
+    seen = tuple(name for name, adapter in adapters.items() if adapter.uses_validation)
+    return GatePairs(*val, source="validation", seen_by=seen)
+
+
+def save_gate_pairs(folder: Path, held_out: GatePairs) -> dict[str, str]:
+    """Save the held-out pairs with the names of the adapters that have seen them, for
+    `drift gate --pairs` (which refuses those): {"gate_pairs": path}, or {} with no pairs."""
+    if not held_out.new.size:
+        return {}
+    np.savez(
+        folder / "gate_pairs.npz",
+        new=held_out.new,
+        old=held_out.old,
+        seen_by=np.array(held_out.seen_by, dtype=str),
+    )
+    return {"gate_pairs": str(folder / "gate_pairs.npz")}
+
+
+def gate_estimates(
+    adapters: Mapping[str, Adapter],
+    held_out: GatePairs,
+    *,
+    corpus_size: int,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """A result record's `gate` section: what `drift gate` estimates for each adapter from pairs
+    it has not seen; `{"skipped": why}` for the adapters that have seen them."""
+    estimates = pool_estimates(
+        {name: a for name, a in adapters.items() if name not in held_out.seen_by},
+        held_out.new,
+        held_out.old,
+        corpus_size=corpus_size,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    estimates.update({name: {"skipped": held_out.why_not(name)} for name in held_out.seen_by})
+    return estimates
+
+
 def measured_recall(record: Mapping[str, Any], strategy: str, k: int) -> float | None:
     """A result record's kNN R@k of one strategy (ARR@k as the run measured it); None where the
     run did not measure it."""

@@ -1,84 +1,39 @@
 """Measured quality and cost per strategy, read from result files.
 
-The rows and curves that `drift recommend` prices and drift/report/migration_figures.py draws: one
-row per run x protocol x deployable strategy x metric with its cost in new-model document encodes,
-the Pareto frontier of cost against quality, and stream and timeline curves averaged over runs.
+The rows and curves that `drift recommend` prices and drift/report/migration_figures.py draws:
+the rows of deployable strategies (ResultRecord.rows: one per run x protocol x strategy x metric,
+with its cost in new-model document encodes), the Pareto frontier of cost against quality, and
+stream and timeline curves averaged over runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from drift.core.errors import DataError
-from drift.core.records import design_key, experiment_of, read_results
+from drift.core.records import ARR_PREFIX, ResultRecord
 
 
-def read_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, record) of every result JSON under `root`; DataError when there is none."""
-    found = [(Path(root) / path, record) for path, record in read_results(root)]
-    if not found:
-        raise DataError(
-            f"no result files under {root}; make them with python -m drift.run "
-            "(e.g. -m experiment=beyond_paper)"
-        )
-    return found
+def priced_rows(record: ResultRecord) -> list[dict[str, Any]]:
+    """The rows of `record` (ResultRecord.rows) that price a deployable strategy: those with a
+    cost (the ground-truth ceiling has none) and a measured value, of the metrics themselves
+    (their ARR rows repeat `relative`: they are divided by the full re-index's already)."""
+    return [
+        row
+        for row in record.rows()
+        if row["share_encoded"] is not None
+        and row["value"] is not None
+        and not row["metric"].startswith(ARR_PREFIX)
+    ]
 
 
-def strategy_rows(record: dict[str, Any], file: str | Path = "") -> list[dict[str, Any]]:
-    """One row per protocol x deployable strategy x metric of one result record.
-
-    `metric` is "<protocol>/<metric>" (e.g. qrels/ndcg@10); `relative` is the value divided by
-    the full re-index's in the same run and protocol (None without one). Strategies without a
-    cost (the ground-truth ceiling: not deployable) are left out.
-    """
-    models = record["models"]
-    run = {
-        "file": str(file),
-        "dataset": record["dataset"]["name"],
-        "old_model": models["old"]["name"],
-        "new_model": models["new"]["name"],
-        "experiment": experiment_of(record),
-        "design": design_key(record.get("config", {})),
-        "seed": record.get("seed"),
-        "debug": bool(record.get("debug")),
-        "n_corpus": int(record["dataset"]["n_corpus"]),
-        "n_queries": int(record["dataset"]["n_queries"]),
-    }
-    rows = []
-    for protocol, block in record["metrics"]["protocols"].items():
-        strategies = block["strategies"]
-        reference = (strategies.get("full_reindex") or {}).get("metrics", {})
-        for name, result in strategies.items():
-            cost = result.get("cost") or {}
-            if "share_encoded" not in cost:
-                continue
-            params = result.get("params") or {}
-            for metric, summary in result.get("metrics", {}).items():
-                value = summary.get("mean")
-                if value is None:
-                    continue
-                ref = (reference.get(metric) or {}).get("mean")
-                rows.append(
-                    {
-                        **run,
-                        "strategy": name,
-                        "family": params.get("family", "paper"),
-                        "protocol": protocol,
-                        "metric": f"{protocol}/{metric}",
-                        "value": float(value),
-                        "relative": float(value) / ref if ref else None,
-                        "share_encoded": float(cost["share_encoded"]),
-                        "new_doc_encodes": int(cost["new_doc_encodes"]),
-                        "cold_encodes_per_query": cost.get("cold_encodes_per_query"),
-                        "candidates_per_query": cost.get("candidates_per_query"),
-                        "us_per_query": result.get("timings", {}).get("us_per_query"),
-                    }
-                )
-    return rows
+def measure_name(row: dict[str, Any]) -> str:
+    """A row's metric as `drift recommend --metric` and the migration figures name it:
+    "<protocol>/<metric>" (e.g. qrels/ndcg@10)."""
+    return f"{row['protocol']}/{row['metric']}"
 
 
 def pareto_frontier(costs: Sequence[float], qualities: Sequence[float]) -> np.ndarray:
@@ -136,20 +91,23 @@ def as_floats(values: Sequence[float | None]) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=float)
 
 
-def stream_curve(records: Sequence[dict[str, Any]], strategy: str) -> dict[str, Any] | None:
-    """The strategy's stream curves averaged over the records that have one; None if none."""
-    streams = [
-        r["stream"]
-        for r in records
-        if strategy in ((r.get("stream") or {}).get("strategies") or {})
+def streams_of(records: Sequence[ResultRecord], strategy: str) -> list[dict[str, Any]]:
+    """The stream sections of the records that streamed `strategy`."""
+    return [
+        r.stream for r in records if r.stream and strategy in (r.stream.get("strategies") or {})
     ]
+
+
+def stream_curve(records: Sequence[ResultRecord], strategy: str) -> dict[str, Any] | None:
+    """The strategy's stream curves averaged over the records that have one; None if none."""
+    streams = streams_of(records, strategy)
     return mean_stream(streams, strategy) if streams else None
 
 
-def timeline_curves(records: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+def timeline_curves(records: Sequence[ResultRecord], metric: str) -> dict[str, dict[str, Any]]:
     """Per timeline mode: quality / full re-index vs share of the corpus encoded, averaged over
     the records' timelines (same hours assumed); {} when none measured `metric`."""
-    timelines = [r["timeline"] for r in records if r.get("timeline")]
+    timelines = [r.timeline for r in records if r.timeline]
     curves: dict[str, dict[str, Any]] = {}
     for mode in dict.fromkeys(m for t in timelines for m in t.get("modes", {})):
         relative, shares = [], []

@@ -34,19 +34,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from drift.core.errors import ConfigError, DataError
-from drift.core.records import design_labels
+from drift.core.records import ResultRecord, design_labels
 from drift.migration.measured import (
     mean_of,
     mean_sd,
-    strategy_rows,
+    measure_name,
+    priced_rows,
     stream_curve,
+    streams_of,
     timeline_curves,
 )
 from drift.migration.stream import POPULARITIES, format_us, mean_latency
@@ -141,15 +142,15 @@ class Traffic:
         )
 
 
-def traffic_of(record: dict[str, Any], file: str = "") -> Traffic | None:
+def traffic_of(record: ResultRecord) -> Traffic | None:
     """The traffic shape of a run's stream section; None for a run without a stream."""
-    stream = record.get("stream")
+    stream = record.stream
     if not stream:
         return None
-    config = stream.get("config") or (record.get("config") or {}).get("stream") or {}
+    config = stream.get("config") or record.config.get("stream") or {}
     popularity = stream.get("popularity") or config.get("popularity")
     if popularity is None:
-        raise DataError(f"{file}: its stream section records no query popularity")
+        raise DataError(f"{record.path}: its stream section records no query popularity")
     zipf_s = config.get("zipf_s") if popularity == "zipf" else None
     return Traffic(str(popularity), None if zipf_s is None else float(zipf_s))
 
@@ -158,15 +159,15 @@ def traffic_of(record: dict[str, Any], file: str = "") -> Traffic | None:
 TRAFFIC_SETTINGS = ("popularity", "zipf_s")
 
 
-def without_traffic(record: dict[str, Any]) -> dict[str, Any]:
+def without_traffic(record: ResultRecord) -> ResultRecord:
     """The record with the traffic settings left out of its config, so that runs differing only
     in their traffic count as one design (their traffic is read from the stream section)."""
-    config = record.get("config") or {}
+    config = record.config
     stream = config.get("stream")
     if not isinstance(stream, dict):
         return record
     kept = {k: v for k, v in stream.items() if k not in TRAFFIC_SETTINGS}
-    return {**record, "config": {**config, "stream": kept}}
+    return replace(record, data={**record.data, "config": {**config, "stream": kept}})
 
 
 @dataclass
@@ -373,7 +374,7 @@ class Measured:
     experiment: str
     design: str
     rows: list[dict[str, Any]]
-    records: list[dict[str, Any]]
+    records: list[ResultRecord]
 
 
 def on_demand_share(
@@ -399,7 +400,7 @@ def all_distinct_share(m: Measured) -> float | None:
     """The batch share of m's runs (every distinct evaluation query served once): the most an
     unbounded store can encode from their query pool; None when a run's store was bounded."""
     bounded = any(
-        ((r.get("stream") or {}).get("config") or {}).get("capacity") is not None for r in m.records
+        ((r.stream or {}).get("config") or {}).get("capacity") is not None for r in m.records
     )
     return None if bounded else mean_of(m.rows, "share_encoded")
 
@@ -465,11 +466,7 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
         )
         + f" -> {share:.2%} of the asked corpus",
     ]
-    streams = [
-        r["stream"]
-        for r in m.records
-        if m.strategy in ((r.get("stream") or {}).get("strategies") or {})
-    ]
+    streams = streams_of(m.records, m.strategy)
     if streams:  # read with the names of every file version (drift.migration.stream.stream_latency)
         curve = {**curve, "latency_us": mean_latency(streams, m.strategy)}
         notes.append(latency_note(curve["latency_us"], len(streams), rate))
@@ -616,7 +613,7 @@ def priced(
         relative=relative,
         relative_sd=sd,
         seeds=sorted({row["seed"] for row in m.rows}, key=str),
-        files=sorted({row["file"] for row in m.rows}),
+        files=sorted(str(r.path) for r in m.records),
         measured_n_corpus=int(max(row["n_corpus"] for row in m.rows)),
         share=share,
         encodes=share * request.corpus_size,
@@ -660,7 +657,7 @@ def select_context(
 
 
 def choose_metric(rows: list[dict[str, Any]], metric: str | None) -> str:
-    measured = sorted({r["metric"] for r in rows if r["relative"] is not None})
+    measured = sorted({measure_name(r) for r in rows if r["relative"] is not None})
     if metric is None:
         for name in DEFAULT_METRICS:
             if name in measured:
@@ -673,10 +670,10 @@ def choose_metric(rows: list[dict[str, Any]], metric: str | None) -> str:
     return metric
 
 
-def measured_rate(records: Sequence[dict[str, Any]], given: float | None) -> tuple[float, str]:
+def measured_rate(records: Sequence[ResultRecord], given: float | None) -> tuple[float, str]:
     if given is not None:
         return given, "given"
-    rates = [r["stream"]["encode_rate"] for r in records if r.get("stream")]
+    rates = [r.stream["encode_rate"] for r in records if r.stream]
     if not rates:
         raise ConfigError(
             "--encode-rate (new-model documents/s) is required: no stream section in the "
@@ -686,7 +683,7 @@ def measured_rate(records: Sequence[dict[str, Any]], given: float | None) -> tup
 
 
 def recommend(
-    records: Sequence[tuple[str | Path, dict[str, Any]]],
+    records: Sequence[ResultRecord],
     request: Request,
     *,
     dataset: str | None = None,
@@ -698,8 +695,7 @@ def recommend(
     TargetUnreachableError when no measured strategy reaches the target at all.
     """
     # Runs that differ only in their traffic are one design, priced per traffic shape below.
-    stripped = [(path, without_traffic(record)) for path, record in records]
-    rows = [row for path, record in stripped for row in strategy_rows(record, path)]
+    rows = [row for record in records for row in priced_rows(without_traffic(record))]
     rows = select_context(rows, dataset, new_model)
     warnings = []
     if any(not r["debug"] for r in rows):
@@ -707,12 +703,12 @@ def recommend(
     else:
         warnings.append("only debug (smoke) runs were found: their numbers are not results")
     metric = choose_metric(rows, request.metric)
-    rows = [r for r in rows if r["metric"] == metric and r["relative"] is not None]
+    rows = [r for r in rows if measure_name(r) == metric and r["relative"] is not None]
     files = sorted({r["file"] for r in rows})
-    by_file = {str(path): record for path, record in records}
+    by_file = {record.file: record for record in records}
     rate, rate_source = measured_rate([by_file[f] for f in files], request.encode_rate)
     request = Request(**{**asdict(request), "encode_rate": rate, "metric": metric})
-    traffic = {f: traffic_of(by_file[f], f) for f in files}
+    traffic = {f: traffic_of(by_file[f]) for f in files}
     shapes = sorted({t for t in traffic.values() if t is not None}, key=str)
     asked = [t for t in shapes if t.matches(request)]
     if request.popularity is not None and shapes and not asked:
@@ -729,10 +725,10 @@ def recommend(
 
     groups: dict[tuple[str, str, Traffic | None], Measured] = {}
     for row in rows:
-        key = (row["strategy"], row["design"], traffic[row["file"]])
+        key = (row["strategy"], row["group"], traffic[row["file"]])
         if key not in groups:
             groups[key] = Measured(
-                row["strategy"], row["family"], row["experiment"], row["design"], [], []
+                row["strategy"], row["family"], row["experiment"], row["group"], [], []
             )
         groups[key].rows.append(row)
     for m in groups.values():
@@ -746,7 +742,7 @@ def recommend(
             options.append(option)
     designs = {m.design: m for m in groups.values()}  # one strategy's rows name the design
     for design, m in designs.items():
-        design_files = sorted({r["file"] for r in rows if r["design"] == design})
+        design_files = sorted({r["file"] for r in rows if r["group"] == design})
         for mode, curve in timeline_curves([by_file[f] for f in design_files], metric).items():
             options.append(price_migration(mode, curve, m, request, rate))
     label_options(options, design_labels(without_traffic(by_file[f]) for f in files))
@@ -781,7 +777,7 @@ def recommend(
         "old_model": rows[0]["old_model"],
         "new_model": rows[0]["new_model"],
         "n_corpus": measured_n,
-        "files": files,
+        "files": [str(by_file[f].path) for f in files],
         "seeds": ",".join(str(s) for s in sorted({r["seed"] for r in rows}, key=str)),
         "traffic": traffic_context(request, shapes, asked),
     }

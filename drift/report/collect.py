@@ -5,9 +5,11 @@
 
 Reads every result JSON under the given folders (the files `python -m drift.run` writes) and
 writes to --out:
-- results.csv.gz / results.parquet: one row per run x protocol x strategy x metric (tidy), with the
-  run's design (experiment, dataset, model pair, Np, index, swept hyperparameters), its measured
-  drift and the metric's mean over queries with its bootstrap CI;
+- results.csv.gz / results.parquet: one row per run x protocol x strategy x metric (tidy; the rows
+  of drift.core.records.ResultRecord.rows), with the run's design (experiment, dataset, model
+  pair, Np, index, swept hyperparameters), its measured drift, the strategy's timings and cost in
+  new-model document encodes, and the metric's mean over queries with its bootstrap CI and its
+  ratio to the full re-index's (`relative`);
 - summary.csv.gz / summary.parquet: the same grouped by everything but the seed (the run's config
   without its seed), with mean, standard deviation and a 95% t-interval over seeds. A rerun (a
   second result file of the same design and seed) counts once: the newest file's numbers are used,
@@ -31,8 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from drift.adapters import hparam_columns
 from drift.core.errors import DataError, DriftError
-from drift.core.records import design_config, design_key, design_labels, read_results
+from drift.core.records import ResultRecord, design_labels
 
 # What a row is about; constant within a group of seeds (see `design_key`).
 DESIGN = [
@@ -59,10 +62,9 @@ DESIGN = [
     "index_kind",
     "ef_search",
     "nprobe",
-    "op_center",
-    "la_rank",
-    "mlp_hidden",
-    "mlp_loss",
+    # each adapter kind's `hparam_columns` (the built-ins': op_center, la_rank, mlp_hidden,
+    # mlp_loss; a plugin's when it was imported before this module)
+    *hparam_columns(),
     "protocol",
     "strategy",
     "method",
@@ -93,126 +95,26 @@ MEASURED = [
 ]
 
 
-def short_model(name: str) -> str:
-    """Drop the hub owner: sentence-transformers/all-MiniLM-L6-v2 -> all-MiniLM-L6-v2."""
-    return name if name.startswith("synthetic/") else name.rsplit("/", 1)[-1]
-
-
-def run_info(record: dict[str, Any]) -> dict[str, Any]:
-    """The run-level columns of one result record."""
-    config = record["config"]
-    old, new = record["models"]["old"], record["models"]["new"]
-    n_corpus = record["dataset"]["n_corpus"]
-    n_pairs = sum(record["pairs"].get(part, 0) for part in ("n_train", "n_val", "n_gate"))
-    from_corpus = record["pairs"].get("source", "corpus") == "corpus"  # else held-out queries
-    index = record["index"]["spec"]
-    methods = config["adapter"]["methods"]
-    drift = record.get("drift") or {}
-    overlap = next((v for k, v in drift.items() if k.startswith("knn_overlap@")), None)
-    tags = list(config.get("tags") or [])
+def adapter_settings(record: ResultRecord) -> dict[str, Any]:
+    """The adapters' swept hyper-parameters of one run (each registered adapter kind's
+    `hparam_columns`): design columns of the tidy table."""
+    methods = record.config["adapter"]["methods"]
     return {
-        "experiment": tags[0] if tags else record["task_name"],
-        "task_name": record["task_name"],
-        "tags": ",".join(tags),
-        "seed": record["seed"],
-        "debug": bool(record["debug"]),
-        "real_weights": bool(record["real_weights"]),
-        "synthetic": bool(record["synthetic"]),
-        "dataset": record["dataset"]["name"],
-        "old_model": old["name"],
-        "new_model": new["name"],
-        "pair": f"{short_model(old['name'])} -> {short_model(new['name'])}",
-        "old_dim": old["dim"],
-        "new_dim": new["dim"],
-        "n_corpus": n_corpus,
-        "n_queries": record["dataset"]["n_queries"],
-        "level": synthetic_level(config["new_encoder"]),
-        "np_requested": record["pairs"]["n_requested"],
-        "np_fraction_requested": design_config(config)["adapter"]["n_pairs_fraction"],
-        "np": n_pairs,
-        "np_fraction": n_pairs / n_corpus if n_corpus and from_corpus else None,
-        "corpus_subset": design_config(config).get("data_limits", {}).get("corpus_subset"),
-        "pair_role": record["pairs"].get("role", "document"),  # older files: the only role then
-        "index_kind": index["kind"],
-        "ef_search": index["ef_search"] if index["kind"] == "hnsw" else None,
-        "nprobe": index["nprobe"] if index["kind"] == "ivfpq" else None,
-        "op_center": (methods.get("procrustes") or {}).get("center"),
-        "la_rank": (methods.get("low_rank_affine") or {}).get("rank"),
-        "mlp_hidden": (methods.get("residual_mlp") or {}).get("hidden"),
-        "mlp_loss": (methods.get("residual_mlp") or {}).get("loss"),
-        "drift_knn_overlap": overlap,
-        "drift_cka": drift.get("linear_cka"),
-        "drift_mean_cosine_old": drift.get("mean_cosine_old"),
-        "drift_mean_cosine_new": drift.get("mean_cosine_new"),
-        "not_applicable": "; ".join(
-            f"{name} ({why})" for name, why in record["metrics"].get("not_applicable", {}).items()
-        ),
-        "group": design_key(config),
-        "config_hash": record["config_hash"],
-        "created": record["created"],
-        "git_commit": record.get("provenance", {}).get("git", {}).get("commit"),
+        column: (methods.get(kind) or {}).get(hparam)
+        for column, (kind, hparam) in hparam_columns().items()
     }
 
 
-def synthetic_level(encoder: dict[str, Any]) -> float | None:
-    return encoder.get("level") if encoder.get("type") == "synthetic" else None
-
-
-def tidy_rows(record: dict[str, Any], path: Path | str = "") -> list[dict[str, Any]]:
-    """One row per protocol x strategy x metric (metrics and ARR) of one result record."""
-    run = {**run_info(record), "file": str(path)}
-    rows = []
-    for protocol, block in record["metrics"]["protocols"].items():
-        for strategy, result in block["strategies"].items():
-            method, dsm = strategy_method(strategy)
-            adapter = record.get("adapters", {}).get(strategy.removeprefix("adapter/"), {})
-            timings = result["timings"]
-            common = {
-                **run,
-                "protocol": protocol,
-                "strategy": strategy,
-                "method": method,
-                "dsm": dsm,
-                "us_per_query": timings.get("us_per_query"),
-                "search_us_per_query": timings.get("search_us_per_query"),
-                "adapter_us_per_query": timings.get("adapter_us_per_query"),
-                "threads": timings.get("threads"),
-                "fit_seconds": adapter.get("fit_seconds") if method else None,
-                "val_cosine": adapter.get("fit_info", {}).get("cosine/val") if method else None,
-            }
-            for metric, summary in [*result["metrics"].items(), *result["arr"].items()]:
-                rows.append(
-                    {
-                        **common,
-                        "metric": metric,
-                        "value": summary.get("mean"),
-                        "ci_low": summary.get("ci_low"),
-                        "ci_high": summary.get("ci_high"),
-                        "n": summary.get("n"),
-                    }
-                )
-    return rows
-
-
-def strategy_method(strategy: str) -> tuple[str | None, bool | None]:
-    """Adapter method and DSM flag: adapter/low_rank_affine+dsm -> (low_rank_affine, True).
-
-    Strategies that are not adapters give (None, None).
-    """
-    if not strategy.startswith("adapter/"):
-        return None, None
-    name = strategy.removeprefix("adapter/")
-    return name.removesuffix("+dsm"), name.endswith("+dsm")
-
-
 def collect(roots: str | Path | Sequence[str | Path]) -> pd.DataFrame:
-    """The tidy table of every result file under `roots` (one folder or several)."""
-    roots = [roots] if isinstance(roots, str | Path) else list(roots)
-    found = read_results(roots)
-    frame = pd.DataFrame([row for path, record in found for row in tidy_rows(record, path)])
+    """The tidy table of every result file under `roots` (one folder or several); DataError
+    when there is none."""
+    records = ResultRecord.iter(roots)
+    frame = pd.DataFrame(
+        [{**row, **adapter_settings(record)} for record in records for row in record.rows()]
+    )
     if frame.empty:
         return frame
-    frame["design"] = frame["group"].map(design_labels(record for _, record in found))
+    frame["design"] = frame["group"].map(design_labels(records))
     # Row order: as the runs were written within each experiment.
     frame = frame.sort_values(["experiment", "created", "file"], kind="stable")
     return frame.reset_index(drop=True)
@@ -341,7 +243,10 @@ def collect_or_say_why(roots: Sequence[str | Path]) -> pd.DataFrame | None:
         print(f"error: {err}", file=sys.stderr)
         return None
     if frame.empty:
-        print(f"error: no result files under {', '.join(map(str, roots))}", file=sys.stderr)
+        print(
+            f"error: the result files under {', '.join(map(str, roots))} hold no strategy",
+            file=sys.stderr,
+        )
         return None
     return frame
 

@@ -13,22 +13,13 @@ file holds are listed under the table.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from drift.report.collect import tidy_rows
+from drift.core.records import ResultRecord
 
 IGNORED_CONFIG = ("paths", "hydra")  # where files went, not what was computed
-
-
-def load(path: Path) -> dict[str, Any]:
-    record = json.loads(path.read_text())
-    if "metrics" not in record or "config" not in record:
-        raise SystemExit(f"{path}: not a drift result file (no metrics/config)")
-    return record
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -46,9 +37,9 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return out
 
 
-def context(record: dict[str, Any]) -> dict[str, str]:
+def context(record: ResultRecord) -> dict[str, str]:
     """What besides the config decides the numbers: hardware, key packages, encode precision."""
-    prov = record.get("provenance", {})
+    prov = record.data.get("provenance", {})
     hardware = prov.get("hardware", {})
     packages = prov.get("packages", {})
     return {
@@ -59,7 +50,7 @@ def context(record: dict[str, Any]) -> dict[str, str]:
         ),
         "encode dtype": ", ".join(
             f"{role}: {m.get('preprocessing', '').rsplit('dtype=', 1)[-1]}"
-            for role, m in record.get("models", {}).items()
+            for role, m in record.data.get("models", {}).items()
         ),
         "commit": str(prov.get("git", {}).get("commit", "?"))[:10],
     }
@@ -70,16 +61,16 @@ def faiss_package(packages: dict[str, str]) -> str:
     return next((p for p in ("faiss-gpu-cu12", "faiss-gpu") if p in packages), "faiss-cpu")
 
 
-def means(record: dict[str, Any], protocol: str, metric: str) -> dict[str, float]:
+def means(record: ResultRecord, protocol: str, metric: str) -> dict[str, float]:
     return {
         row["strategy"]: row["value"]
-        for row in tidy_rows(record)
+        for row in record.rows()
         if row["protocol"] == protocol and row["metric"] == metric
     }
 
 
 def compare(
-    records: Sequence[dict[str, Any]], labels: Sequence[str], metric: str
+    records: Sequence[ResultRecord], labels: Sequence[str], metric: str
 ) -> tuple[str, float]:
     """The markdown report and the largest absolute difference over strategies and protocols."""
     a, b = records
@@ -87,7 +78,7 @@ def compare(
     ctx = [context(r) for r in records]
     lines += [f"| {key} | {ctx[0][key]} | {ctx[1][key]} |" for key in ctx[0]]
     worst = 0.0
-    protocols = [p for p in a["metrics"]["protocols"] if p in b["metrics"]["protocols"]]
+    protocols = [p for p in a.protocols if p in b.protocols]
     for protocol in protocols:
         ma, mb = means(a, protocol, metric), means(b, protocol, metric)
         lines += [

@@ -3,8 +3,11 @@
     drift figures results/runs --out results/figures
     make figures RESULTS=results/paper_cpu/runs FIGURES=results/paper_cpu/figures
 
-Writes to --out the main table as main_table.md and main_table.tex, and per figure a PNG, a PDF
-and a CSV of the plotted points (mean, s.d. and count over seeds):
+Writes to --out the main table as main_table.md (one table per dataset and model pair, the pair
+said once when all share it), main_table.tex (one table, a column group per dataset) and
+main_table.csv (the same cells in one wide table, each column headed by its dataset, pair and
+metric in full), and per figure a PNG, a PDF and a CSV of the plotted points (mean, s.d. and count
+over seeds):
 
     figure           runs of                              shows
     drift_severity   experiment=drift_severity            ARR vs measured drift, real model pairs
@@ -44,11 +47,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from drift.adapters import ADAPTERS
+from drift.core.records import short_model
 from drift.report.collect import (
     PooledDesignsError,
     one_run_per_seed,
     setting_values,
-    short_model,
     summarize,
     varying_settings,
 )
@@ -67,16 +71,14 @@ SHORT_MODELS = {
     "all-mpnet-base-v2": "mpnet",
 }
 SHORT = {"knn": "R@10 (kNN ARR)", "qrels": "nDCG@10 (qrels)"}
-# Display order and style (label, colour, marker) of strategies; Okabe-Ito colours.
-STRATEGIES = {
+# Display order and style (label, colour, marker) of the strategies that are no adapter, before
+# and after the adapters; Okabe-Ito colours. Adapters carry theirs (`Adapter.display`).
+STRATEGIES_BEFORE = {
     "full_reindex": ("Full re-index (oracle)", "#000000", "s"),
     "status_quo": ("Status quo (old model)", "#999999", "o"),
     "misaligned": ("Misaligned (no adapter)", "#D55E00", "x"),
-    "adapter/procrustes": ("OP", "#0072B2", "o"),
-    "adapter/low_rank_affine": ("LA", "#E69F00", "^"),
-    "adapter/op_low_rank": ("OP + low-rank", "#8C564B", "<"),
-    "adapter/residual_mlp": ("MLP", "#009E73", "D"),
-    "adapter/ridge": ("Ridge", "#CC79A7", "v"),
+}
+STRATEGIES_AFTER = {
     "dual_index": ("Dual index (RRF)", "#56B4E9", "P"),
     "ceiling": ("Ceiling (uses ground truth)", "#F0E442", "*"),
 }
@@ -105,11 +107,19 @@ class Skip(Exception):
     """A figure cannot be made from the runs at hand; the message says why and what to run."""
 
 
+def strategies() -> dict[str, tuple[str, str, str]]:
+    """Display order and style of the known strategies: those before the adapters, the adapter
+    kinds with a `display` in registry order, those after."""
+    adapters = {f"adapter/{kind}": cls.display for kind, cls in ADAPTERS.items() if cls.display}
+    return {**STRATEGIES_BEFORE, **adapters, **STRATEGIES_AFTER}
+
+
 def strategy_order(strategy: str) -> tuple[int, bool, str]:
-    """Known strategies in STRATEGIES' order, +DSM after its base; the others after them by name
-    (a set's order would change from one process to the next)."""
+    """Known strategies in `strategies()` order, +DSM after its base; the others after them by
+    name (a set's order would change from one process to the next)."""
     base = strategy.removesuffix("+dsm")
-    rank = list(STRATEGIES).index(base) if base in STRATEGIES else len(STRATEGIES)
+    known = list(strategies())
+    rank = known.index(base) if base in known else len(known)
     return rank, strategy.endswith("+dsm"), strategy
 
 
@@ -120,7 +130,9 @@ def ordered(strategies: Sequence[str]) -> list[str]:
 def style(strategy: str) -> dict[str, object]:
     """matplotlib keywords for one strategy: +DSM variants share the colour, dashed and hollow."""
     base = strategy.removesuffix("+dsm")
-    label, color, marker = STRATEGIES.get(base, (base.removeprefix("adapter/"), "#555555", "."))
+    label, color, marker = strategies().get(
+        base, (base.removeprefix("adapter/"), "#555555", ".")
+    )
     dsm = strategy.endswith("+dsm")
     return {
         "label": f"{label}+DSM" if dsm else label,
@@ -588,55 +600,116 @@ def build_figures(
 # The experiments whose runs fill the main table: text (main_table) and image upgrades, one
 # column block per dataset and model pair, as in the paper's Table 1.
 MAIN_TABLE = ("main_table", "image_efficientnet", "image_clip_laion")
-# (protocol, metric, column header) of the main table, per dataset and pair.
+# (protocol, metric, short header, full header) of the main table's columns, per dataset and
+# pair: the Markdown and LaTeX tables head them short (their notes say what the protocols are),
+# main_table.csv in full.
 TABLE_COLUMNS = [
-    ("knn", "recall@10", "R@10 (kNN ARR)"),
-    ("knn", "mrr@10", "MRR@10 (kNN)"),
-    ("qrels", "ndcg@10", "nDCG@10 (qrels)"),
-    ("qrels", "arr_ndcg@10", "ARR nDCG@10 (qrels)"),
+    ("knn", "recall@10", "R@10 kNN", "R@10 (kNN ARR)"),
+    ("knn", "mrr@10", "MRR@10 kNN", "MRR@10 (kNN)"),
+    ("qrels", "ndcg@10", "nDCG@10 qrels", "nDCG@10 (qrels)"),
+    ("qrels", "arr_ndcg@10", "ARR nDCG@10", "ARR nDCG@10 (qrels)"),
 ]
+SPEED = ("us/query", "us/query")  # (short, full) header of each block's last column
+
+
+@dataclass(frozen=True)
+class Block:
+    """A column block of the main table: the runs of one dataset and model pair, and the
+    settings that set them apart from another block of the same dataset and pair."""
+
+    dataset: str
+    pair: str
+    settings: tuple[tuple[str, str], ...]
+    columns: list[tuple[str, str]]  # (short, full) header of each column
+    n_seeds: int
+    facts: str  # its corpus, queries, pairs, index and measured drift
+
+    def title(self, with_pair: bool) -> str:
+        return ", ".join(
+            [self.dataset, *([self.pair] if with_pair else [])]
+            + [f"{k}={v}" for k, v in self.settings]
+        )
 
 
 @dataclass
 class Table:
-    """The main table as cells, rendered to Markdown or LaTeX."""
+    """The main table as cells, rendered to Markdown (one table per block), LaTeX (one table,
+    a column group per block) and a wide frame (main_table.csv). What every block shares, the
+    model pair and the number of seeds, is said once in the caption; else each block says it."""
 
     title: str
-    blocks: list[tuple[str, list[str]]]  # (dataset and pair, column headers)
+    blocks: list[Block]
     rows: list[tuple[str, list[str]]]  # (strategy label, cells across all blocks)
-    notes: list[str]
+    notes: list[str]  # about every block
+
+    @property
+    def pair(self) -> str | None:
+        """The model pair of every block; None when they differ."""
+        pairs = {block.pair for block in self.blocks}
+        return pairs.pop() if len(pairs) == 1 else None
+
+    @property
+    def n_seeds(self) -> int | None:
+        """The number of seeds of every block; None when they differ."""
+        counts = {block.n_seeds for block in self.blocks}
+        return counts.pop() if len(counts) == 1 else None
+
+    def caption(self) -> str:
+        seeds = f"{self.n_seeds} seeds" if self.n_seeds else "seeds (their number per block)"
+        text = (
+            f"Mean ± s.d. over {seeds}; each run's 95% bootstrap CIs over queries are in the "
+            "result files."
+        )
+        return f"Model pair (old -> new): {self.pair}. {text}" if self.pair else text
+
+    def block_caption(self, block: Block) -> str:
+        return block.facts if self.n_seeds else f"{block.n_seeds} seeds; {block.facts}"
+
+    def block_rows(self) -> list[tuple[Block, list[tuple[str, list[str]]]]]:
+        """Each block with its rows: (strategy label, the block's cells)."""
+        found, start = [], 0
+        for block in self.blocks:
+            end = start + len(block.columns)
+            found.append((block, [(label, cells[start:end]) for label, cells in self.rows]))
+            start = end
+        return found
 
     def markdown(self) -> str:
-        """One table; column headers name the dataset and pair only when there are several."""
-        several = len(self.blocks) > 1
-        headers = [
-            f"{block}: {column}" if several else column
-            for block, columns in self.blocks
-            for column in columns
-        ]
-        lines = [
-            f"# {self.title}",
-            "",
-            *([] if several else [f"{self.blocks[0][0]}.", ""]),
-            "| Strategy | " + " | ".join(headers) + " |",
-            "|---|" + "---:|" * len(headers),
-            *[f"| {label} | " + " | ".join(cells) + " |" for label, cells in self.rows],
-            "",
-            *[f"- {note}" for note in self.notes],
-        ]
+        lines = [f"# {self.title}", "", self.caption(), ""]
+        for block, rows in self.block_rows():
+            headers = [short for short, _ in block.columns]
+            lines += [
+                f"## {block.title(with_pair=self.pair is None)}",
+                "",
+                self.block_caption(block),
+                "",
+                "| Strategy | " + " | ".join(headers) + " |",
+                "|---|" + "---:|" * len(headers),
+                *[f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows],
+                "",
+            ]
+        lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
     def latex(self) -> str:
-        n_cols = sum(len(columns) for _, columns in self.blocks)
+        with_pair = self.pair is None
+        n_cols = sum(len(block.columns) for block in self.blocks)
         spans, rules, start = [], [], 2
-        for block, columns in self.blocks:
-            spans.append(rf"\multicolumn{{{len(columns)}}}{{c}}{{{tex(block)}}}")
-            rules.append(rf"\cmidrule(lr){{{start}-{start + len(columns) - 1}}}")
-            start += len(columns)
-        headers = [tex(column) for _, columns in self.blocks for column in columns]
+        for block in self.blocks:
+            width = len(block.columns)
+            spans.append(rf"\multicolumn{{{width}}}{{c}}{{{tex(block.title(with_pair))}}}")
+            rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        headers = [tex(short) for block in self.blocks for short, _ in block.columns]
         body = [
             f"{tex(label)} & " + " & ".join(tex_cell(c) for c in cells) + r" \\"
             for label, cells in self.rows
+        ]
+        caption = [
+            f"{self.title}.",
+            self.caption(),
+            *(f"{block.title(with_pair)}: {self.block_caption(block)}" for block in self.blocks),
+            *self.notes,
         ]
         return "\n".join(
             [
@@ -653,11 +726,23 @@ class Table:
                 *body,
                 r"\bottomrule",
                 r"\end{tabular}",
-                rf"\caption{{{tex(self.title)}. " + " ".join(tex(n) for n in self.notes) + "}",
+                r"\caption{" + " ".join(tex(part) for part in caption) + "}",
                 r"\label{tab:main}",
                 r"\end{table*}",
                 "",
             ]
+        )
+
+    def wide(self) -> pd.DataFrame:
+        """One row per strategy, one column per block and metric, headed in full by the block's
+        dataset, pair and settings and the metric (main_table.csv)."""
+        headers = [
+            f"{block.title(with_pair=True)}: {full}"
+            for block in self.blocks
+            for _, full in block.columns
+        ]
+        return pd.DataFrame(
+            [[label, *cells] for label, cells in self.rows], columns=["Strategy", *headers]
         )
 
 
@@ -693,21 +778,20 @@ def main_table(frame: pd.DataFrame) -> Table:
     Runs of one dataset and pair that differ in a setting (say, the index) get a column block
     each, headed by the setting."""
     rows, note = runs_of(frame, MAIN_TABLE)
-    blocks, columns, runs = [], [], []
+    blocks, columns = [], []
     for context in contexts(rows, ("dataset", "pair"), (), note):
         points = summarize(context.rows, by=["protocol", "strategy", "metric"], same=EQUIVALENT)
         present = [
             c for c in TABLE_COLUMNS if ((points.protocol == c[0]) & (points.metric == c[1])).any()
         ]
-        blocks.append((block_title(context), [header for _, _, header in present] + ["us/query"]))
+        blocks.append(block_of(context, [(short, full) for _, _, short, full in present]))
         columns.append((points, present))
-        runs.append((block_title(context), context.rows))
     table_rows = []
     for strategy in ordered(pd.concat([points for points, _ in columns])["strategy"]):
         cells = []
         for points, present in columns:
             mine = points[points.strategy == strategy]
-            for protocol, metric, _ in present:
+            for protocol, metric, _, _ in present:
                 hit = mine[(mine.protocol == protocol) & (mine.metric == metric)]
                 cells.append(cell(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else "n/a")
             speed = mine[mine.protocol == mine.protocol.iloc[0]] if len(mine) else mine
@@ -717,15 +801,7 @@ def main_table(frame: pd.DataFrame) -> Table:
         title=note + "ARR after an embedding-model upgrade without re-indexing",
         blocks=blocks,
         rows=table_rows,
-        notes=table_notes(runs),
-    )
-
-
-def block_title(context: Context) -> str:
-    """A main-table column block: its dataset and pair, and the settings that set it apart."""
-    first = context.rows.iloc[0]
-    return ", ".join(
-        [str(first["dataset"]), str(first["pair"]), *(f"{k}={v}" for k, v in context.settings)]
+        notes=table_notes(rows),
     )
 
 
@@ -735,37 +811,41 @@ CAPPED = (
 )
 
 
-def table_notes(blocks: Sequence[tuple[str, pd.DataFrame]]) -> list[str]:
-    """The notes under the main table, from its column blocks' (title, rows)."""
-    seeds = [(title, rows["seed"].nunique()) for title, rows in blocks]
-    counts = (
-        f"{seeds[0][1]} seeds"
-        if len(seeds) == 1
-        else f"seeds ({'; '.join(f'{title}: {n}' for title, n in seeds)})"
+def block_of(context: Context, columns: list[tuple[str, str]]) -> Block:
+    """A main-table column block of the context's runs, with what its caption says of them."""
+    first = context.rows.iloc[0]
+    part = context.rows.drop_duplicates("file")
+    np_used = sorted(part["np"].unique())
+    requested = sorted(part["np_requested"].unique())
+    kinds = ", ".join(sorted(part["index_kind"].unique()))
+    facts = (
+        f"{int(part['n_corpus'].iloc[0]):,} documents, "
+        f"{int(part['n_queries'].iloc[0]):,} queries; Np = "
+        + "/".join(f"{int(n):,}" for n in np_used)
+        + f" pairs (requested {'/'.join(f'{int(n):,}' for n in requested)}"
+        + (CAPPED if max(requested) > max(np_used) else "")
+        + f"); index {kinds}; "
+        f"1 - 10-NN overlap {1 - part['drift_knn_overlap'].mean():.3f}, "
+        f"CKA {part['drift_cka'].mean():.3f}."
     )
+    return Block(
+        dataset=str(first["dataset"]),
+        pair=str(first["pair"]),
+        settings=context.settings,
+        columns=[*columns, SPEED],
+        n_seeds=int(context.rows["seed"].nunique()),
+        facts=facts,
+    )
+
+
+def table_notes(rows: pd.DataFrame) -> list[str]:
+    """The notes under the main table that hold for every block of its runs (`rows`)."""
     notes = [
-        f"Mean ± s.d. over {counts}; each run's 95% bootstrap CIs over queries are in the result "
-        "files.",
         "kNN protocol (the paper's): relevance = the new model's exact top-10 over the "
         "re-embedded corpus, so R@10 is the ARR and the full re-index with exact search scores 1; "
         "qrels protocol: dataset relevance labels, ARR = strategy / full re-index.",
     ]
-    for title, rows in blocks:
-        part = rows.drop_duplicates("file")
-        np_used = sorted(part["np"].unique())
-        requested = sorted(part["np_requested"].unique())
-        kinds = ", ".join(sorted(part["index_kind"].unique()))
-        notes.append(
-            f"{title}: {int(part['n_corpus'].iloc[0]):,} documents, "
-            f"{int(part['n_queries'].iloc[0]):,} queries; Np = "
-            + "/".join(f"{int(n):,}" for n in np_used)
-            + f" pairs (requested {'/'.join(f'{int(n):,}' for n in requested)}"
-            + (CAPPED if max(requested) > max(np_used) else "")
-            + f"); index {kinds}; "
-            f"1 - 10-NN overlap {1 - part['drift_knn_overlap'].mean():.3f}, "
-            f"CKA {part['drift_cka'].mean():.3f}."
-        )
-    reasons = sorted({r for _, rows in blocks for r in rows["not_applicable"].dropna() if r})
+    reasons = sorted({r for r in rows["not_applicable"].dropna() if r})
     notes += [f"n/a: {reason}." for reason in reasons]
     notes.append(
         "us/query: whole-batch time / queries, faiss threads as recorded; the adapter's share "
@@ -787,6 +867,8 @@ def write_all(frame: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], dic
             path = out / f"main_table{suffix}"
             path.write_text(text)
             written.append(path)
+        table.wide().to_csv(out / "main_table.csv", index=False)
+        written.append(out / "main_table.csv")
     except Skip as why:
         skipped["main_table"] = str(why)
     except PooledDesignsError as err:

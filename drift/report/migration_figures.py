@@ -55,10 +55,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
-from drift.core.records import design_settings, differences, read_results
-from drift.migration.measured import as_floats, mean_stream, pareto_frontier, strategy_rows
+from drift.core.records import ResultRecord, design_settings, differences
+from drift.migration.measured import (
+    as_floats,
+    mean_stream,
+    measure_name,
+    pareto_frontier,
+    priced_rows,
+)
 from drift.migration.stream import format_us, mean_latency
-from drift.report.collect import run_info
 from drift.report.figures import (
     PAPER_STYLE,
     Skip,
@@ -110,17 +115,17 @@ MAKE = {
 
 
 # -- runs -------------------------------------------------------------------------------------
-def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
-    """(strategy rows with run columns, one row per run, {file: record}) of the result files."""
-    records = {str(path): record for path, record in read_results([results])}
-    if not records:
-        raise ValueError(f"no result files under {results}")
-    runs = pd.DataFrame([{**run_info(r), "file": f} for f, r in records.items()])
+def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, ResultRecord]]:
+    """(the rows of deployable strategies, one row per run, {file: record}) of the result files
+    under `results`; the rows name their metric with its protocol (qrels/ndcg@10), as PANELS
+    do."""
+    records = {record.file: record for record in ResultRecord.iter(results)}
+    runs = pd.DataFrame([record.run_columns() for record in records.values()])
     rows = pd.DataFrame(
         [
-            {**info, **row}
-            for info in runs.to_dict("records")
-            for row in strategy_rows(records[info["file"]], info["file"])
+            {**row, "metric": measure_name(row)}
+            for record in records.values()
+            for row in priced_rows(record)
         ]
     )
     return rows, runs, records
@@ -147,7 +152,7 @@ class Design(NamedTuple):
     rows: pd.DataFrame
 
 
-def designs(frame: pd.DataFrame, records: dict[str, dict]) -> list[Design]:
+def designs(frame: pd.DataFrame, records: dict[str, ResultRecord]) -> list[Design]:
     """One part per design, per experiment and (dataset, model pair): named by the experiment,
     the dataset and pair when the experiment ran on several, and the settings in which the
     design differs from the experiment's other designs on that (dataset, pair)."""
@@ -161,7 +166,7 @@ def designs(frame: pd.DataFrame, records: dict[str, dict]) -> list[Design]:
             groups = dict(list(context.groupby("group", sort=True)))
             differing = differences(
                 {
-                    g: design_settings(records[part["file"].iloc[0]]["config"])
+                    g: design_settings(records[part["file"].iloc[0]].config)
                     for g, part in groups.items()
                 }
             )
@@ -502,13 +507,13 @@ def cell(mean: float, std: float) -> str:
 NOT_US = ("cold_query_encodes", "queries_with_encodes")
 
 
-def stream_points(records: Sequence[dict]) -> pd.DataFrame:
+def stream_points(records: Sequence[ResultRecord]) -> pd.DataFrame:
     """Long table of the runs' stream curves averaged over seeds: per strategy and checkpoint,
     the share encoded and each running quality metric, with the strategy's latency per query
     (drift.migration.stream.stream_latency, mean over runs; empty where the files did not record
     it): cold_query_* over the queries that encoded, amortised_* over every served query, added_*
     minus the status quo's."""
-    streams = [r["stream"] for r in records]
+    streams = [r.stream for r in records if r.stream]
     names = list(dict.fromkeys(n for s in streams for n in s["strategies"]))
     tables = []
     for name in names:
@@ -573,7 +578,7 @@ def line_styles(strategies: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def fig_stream(
-    runs: pd.DataFrame, records: dict[str, dict], note: str, settings: Settings
+    runs: pd.DataFrame, records: dict[str, ResultRecord], note: str, settings: Settings
 ) -> tuple[Figure, pd.DataFrame]:
     """The encodes panel and one panel per quality metric, the legend in a cell of its own: two
     by two with both metrics, which fits a two-column paper's width."""
@@ -635,13 +640,13 @@ def fig_stream(
 
 
 # -- timeline ---------------------------------------------------------------------------------
-def timeline_points(records: Sequence[dict]) -> pd.DataFrame:
+def timeline_points(records: Sequence[ResultRecord]) -> pd.DataFrame:
     """Long table of the runs' timelines averaged over runs (onto the first run's hours): per
     mode or reference, metric and hour, the mean and 95% CI bounds, and the share migrated. A
     reference given as one number is a constant line. Modes that count their own new-model
     encodes (rerank) add rows whose metric is one of ENCODE_QUANTITIES (mean only: share_encoded
     is all their encodes so far / N, background_encodes cumulative, on_demand_encodes per step)."""
-    timelines = [r["timeline"] for r in records]
+    timelines = [r.timeline for r in records if r.timeline]
     hours = np.asarray(timelines[0]["hours"], dtype=float)
 
     def on_hours(timeline: dict, values: object) -> np.ndarray:
@@ -712,7 +717,7 @@ def timeline_points(records: Sequence[dict]) -> pd.DataFrame:
 
 
 def fig_timeline(
-    runs: pd.DataFrame, records: dict[str, dict], note: str, settings: Settings
+    runs: pd.DataFrame, records: dict[str, ResultRecord], note: str, settings: Settings
 ) -> tuple[Figure, pd.DataFrame]:
     chosen = [records[f] for f in runs["file"]]
     points = timeline_points(chosen)
@@ -728,7 +733,7 @@ def fig_timeline(
         height_ratios=[3, 1],
         layout="constrained",
     )
-    config = chosen[0]["timeline"].get("config") or {}
+    config = (chosen[0].timeline or {}).get("config") or {}
     encoded = points[points["metric"] == "share_encoded"]
     for j, (metric, ylabel, _) in enumerate(metrics):
         ax, below = axes[0, j], axes[1, j]
@@ -813,7 +818,7 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
             skipped["pareto and strategy_costs.md"] = str(why)
         for name, draw in (("stream", fig_stream), ("timeline", fig_timeline)):
             try:
-                has = runs["file"].map(lambda f, name=name: bool(records[f].get(name)))
+                has = runs["file"].map(lambda f, name=name: bool(records[f].data.get(name)))
                 chosen, note = full_runs(runs[has], name, f"no runs with a {name} section")
                 for suffix, settings, part in designs(chosen, records):
                     figures[name + suffix] = draw(part, records, note, settings)

@@ -17,7 +17,6 @@ design are pooled), and writes beside them (or to --out):
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from drift.core.errors import DataError
 from drift.report.collect import collect, setting_values, summarize, varying_settings
 from drift.report.figures import PAPER_STYLE, describe, label_of, ordered, style
 
@@ -36,9 +36,11 @@ TITLES = {
 
 
 def load_runs(folder: Path) -> tuple[pd.DataFrame, str]:
+    """The tidy rows of the folder's full runs (its smoke runs when it has no other), with their
+    `variant`, and the title note that says when they are smoke runs. DataError without runs."""
     frame = collect(folder)
     if frame.empty:
-        sys.exit(f"no result files under {folder}")
+        raise DataError(f"the result files under {folder} hold no strategy")
     if (~frame["debug"]).any():
         return with_variants(frame[~frame["debug"]]), ""
     return with_variants(frame), "SMOKE RUNS, NOT RESULTS: "

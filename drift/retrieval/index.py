@@ -33,6 +33,7 @@ import numpy as np
 from drift.core.errors import ConfigError, DataError
 from drift.core.files import atomic_write, clean_stale
 from drift.core.settings import from_mapping
+from drift.core.timing import Timings
 from drift.core.vectors import check_vectors
 
 IndexKind = Literal["flat", "hnsw", "ivfpq"]
@@ -250,6 +251,35 @@ class IndexCache:
             )
             return None
         return index, meta, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class IndexPair:
+    """A corpus indexed twice with one spec: by its old-model vectors (what the deployment
+    serves) and by its new-model vectors (the full re-index), beside the cache they came from,
+    which builds and keeps the partial indexes of backfills too."""
+
+    spec: IndexSpec
+    cache: IndexCache
+    old: faiss.Index
+    new: faiss.Index
+    old_info: dict[str, Any]
+    new_info: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """The `index` section of a result record."""
+        return {"spec": self.spec.__dict__, "old": self.old_info, "new": self.new_info}
+
+
+def index_pair(
+    cache: IndexCache, x_old: np.ndarray, x_new: np.ndarray, spec: IndexSpec, timings: Timings
+) -> IndexPair:
+    """Both indexes of a corpus, from the cache or built into it (timed as index/old, index/new)."""
+    with timings("index/old"):
+        old, old_info = cache.get_or_build(x_old, spec)
+    with timings("index/new"):
+        new, new_info = cache.get_or_build(x_new, spec)
+    return IndexPair(spec, cache, old, new, old_info, new_info)
 
 
 # -- internals --------------------------------------------------------------------------------

@@ -26,14 +26,14 @@ import hashlib
 import json
 import math
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drift.adapters.base import Adapter
-from drift.adapters.scaling import DSM_BIAS, DSM_SCALE, MapAdapter
+from drift.adapters.base import ADAPTERS, Adapter
+from drift.adapters.scaling import MapAdapter
 from drift.core.errors import ConfigError, DriftError
 from drift.core.provenance import git_info, package_versions
 from drift.core.vectors import l2_normalize
@@ -44,7 +44,6 @@ MODULE_FILE = "drift_serving.py"
 ONNX_OPSET = 17  # ReduceL2 takes `axes` as an attribute up to opset 17; Erf exists since 9
 TOLERANCE = 1e-6
 N_PROBES = 64
-L2_EPS = 1e-12  # drift.core.vectors.l2_normalize's default, used by every MapAdapter
 
 Op = dict[str, Any]
 
@@ -54,77 +53,18 @@ class ExportError(DriftError):
 
 
 # -- the computation as operations ----------------------------------------------------------
-def _affine_ops(weight: str, bias: str | None) -> list[Op]:
-    ops: list[Op] = [{"op": "matmul", "weight": weight}]
-    return ops + ([{"op": "add", "value": bias}] if bias else [])
-
-
-def _procrustes_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
-    return _affine_ops("weight", "bias" if "bias" in params else None)
-
-
-def _low_rank_affine_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
-    # Two matmuls, as in the harness: folding A @ B would cost d_new * d_old per query, not
-    # r * (d_new + d_old).
-    return [
-        {"op": "matmul", "weight": "left"},
-        {"op": "matmul", "weight": "right"},
-        {"op": "add", "value": "bias"},
-    ]
-
-
-def _op_low_rank_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
-    # x @ R + (x @ A) @ B + b as in the harness; `ServingAdapter.affine` folds it for faiss.
-    low_rank = [{"op": "matmul", "weight": "left"}, {"op": "matmul", "weight": "right"}]
-    return [
-        {"op": "sum", "branches": [[{"op": "matmul", "weight": "weight"}], low_rank]},
-        {"op": "add", "value": "bias"},
-    ]
-
-
-def _residual_mlp_ops(params: Mapping[str, np.ndarray]) -> list[Op]:
-    hidden = [
-        {"op": "matmul", "weight": "w1"},
-        {"op": "add", "value": "b1"},
-        {"op": "gelu"},
-        {"op": "matmul", "weight": "w2"},
-    ]
-    return [
-        {"op": "sum", "branches": [[{"op": "matmul", "weight": "w_lin"}], hidden]},
-        {"op": "add", "value": "bias"},
-    ]
-
-
-# Base map of each exportable adapter kind, in terms of its params() names; the shared output
-# stage (DSM, normalisation) is added by `serving_ops`.
-BASE_OPS: dict[str, Callable[[Mapping[str, np.ndarray]], list[Op]]] = {
-    "identity": lambda params: [],
-    "procrustes": _procrustes_ops,
-    "ridge": lambda params: _affine_ops("weight", "bias"),
-    "low_rank_affine": _low_rank_affine_ops,
-    "op_low_rank": _op_low_rank_ops,
-    "residual_mlp": _residual_mlp_ops,
-}
-
-
 def serving_ops(adapter: Adapter) -> list[Op]:
-    """The adapter's transform as serving operations (see drift/serving/runtime.py for their
-    meaning)."""
+    """The adapter's transform as serving operations (`Adapter.serving_ops`; see
+    drift/serving/runtime.py for their meaning)."""
     if adapter.d_in is None:
         raise ExportError(f"{adapter.name}: cannot export an adapter that is not fitted or loaded")
-    if not isinstance(adapter, MapAdapter) or adapter.kind not in BASE_OPS:
+    ops = adapter.serving_ops()
+    if ops is None:
+        exportable = [kind for kind, cls in ADAPTERS.items() if issubclass(cls, MapAdapter)]
         raise ConfigError(
             f"cannot export adapter kind {adapter.kind!r}; exportable kinds: "
-            f"{', '.join(sorted(BASE_OPS))}"
+            f"{', '.join(sorted(exportable))}"
         )
-    params = adapter.params()
-    ops = BASE_OPS[adapter.kind](params)
-    if DSM_SCALE in params:
-        ops.append({"op": "mul", "value": DSM_SCALE})
-    if DSM_BIAS in params:
-        ops.append({"op": "add", "value": DSM_BIAS})
-    if adapter.normalize_output:
-        ops.append({"op": "l2_normalize", "eps": L2_EPS})
     return ops
 
 
