@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from drift.core.errors import ConfigError
-from drift.data.pairs import held_out_queries, pair_vectors, requested_pairs, sample_pairs
+from drift.data.pairs import (
+    held_out_queries,
+    judged_mask,
+    pair_vectors,
+    query_text_mask,
+    requested_pairs,
+    sample_pairs,
+)
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
 
@@ -271,3 +278,25 @@ def test_np_as_a_fraction_of_the_corpus():
     assert requested_pairs(20_000, 0.0001, 100) == 2  # never fewer than a fit needs
     with pytest.raises(ConfigError, match="n_pairs_fraction"):
         requested_pairs(20_000, 1.5, 100)
+
+
+def test_judged_documents_and_query_texts_are_never_pairs():
+    """The guards that keep the evaluated queries' answers (exclude_judged) and any corpus item
+    equal to a query out of the adapter's pairs, even when Np asks for the whole corpus."""
+    data = RetrievalData(
+        name="toy",
+        corpus_ids=[f"d{i}" for i in range(12)],
+        corpus=[f"answer {i}" for i in range(11)] + ["question 1"],  # d11's text is a query
+        query_ids=["q0", "q1", "q2"],
+        queries=["question 0", "question 1", "question 2"],
+        qrels={"q0": {"d3": 1, "d4": 0}, "q1": {"d5": 2}, "q2": {"d3": 1}},  # d4: grade 0
+    )
+    judged, same_text = judged_mask(data), query_text_mask(data)
+    assert np.flatnonzero(judged).tolist() == [3, 5]
+    assert np.flatnonzero(same_text).tolist() == [11]
+    with pytest.warns(UserWarning, match="exceeds the 9 eligible corpus items"):
+        split = sample_pairs(12, 12, val_fraction=0.25, seed=0, excluded=judged | same_text)
+    assert sorted(split.rows.tolist()) == [0, 1, 2, 4, 6, 7, 8, 9, 10]
+    unlabelled = RetrievalData(name="u", corpus_ids=["a"], corpus=["x"], query_ids=["q"],
+                               queries=["y"])  # fmt: skip
+    assert judged_mask(unlabelled).tolist() == [False]

@@ -202,6 +202,16 @@ def query_text_mask(data: RetrievalData) -> np.ndarray:
     )
 
 
+def judged_mask(data: RetrievalData) -> np.ndarray:
+    """Corpus rows that an evaluated query labels relevant (grade > 0): with
+    `adapter.exclude_judged`, never adapter pairs, so the evaluated queries' answers stay out of
+    everything an adapter is fit or tuned on. All False for a dataset without labels."""
+    judged = {doc for labels in (data.qrels or {}).values() for doc, g in labels.items() if g > 0}
+    return np.fromiter(
+        (doc in judged for doc in data.corpus_ids), dtype=bool, count=len(data.corpus_ids)
+    )
+
+
 def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]:
     """The queries of `full` a run does not evaluate, for `adapter.pair_role=query_log`.
 

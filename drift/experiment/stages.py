@@ -25,6 +25,7 @@ from drift.data.pairs import (
     PairSplit,
     PairVectors,
     held_out_queries,
+    judged_mask,
     pair_vectors,
     query_text_mask,
     requested_pairs,
@@ -154,6 +155,7 @@ class RunPairs:
     vectors: PairVectors
     n_pool: int
     fraction_requested: float | None
+    judged_in_pairs: int  # corpus pairs an evaluated query labels relevant (0 with exclude_judged)
 
     @property
     def from_corpus(self) -> bool:
@@ -167,6 +169,7 @@ class RunPairs:
             "fraction_requested": self.fraction_requested,
             "source": "corpus" if self.from_corpus else HELD_OUT_QUERIES,
             "n_pool": self.n_pool,
+            "judged_in_pairs": self.judged_in_pairs,
         }
 
 
@@ -179,17 +182,23 @@ def draw_pairs(
 ) -> RunPairs:
     """Sample Np pairs from `pool` as the `adapter` block says and get both models' vectors of
     them: corpus vectors already encoded, or (query roles) query encodes through the cache
-    (timed as encode/pairs). Corpus items equal to a query are never pairs."""
+    (timed as encode/pairs). Corpus items equal to a query are never pairs, nor, with
+    `adapter.exclude_judged`, those an evaluated query labels relevant."""
     settings = run.cfg["adapter"]
     role = str(settings["pair_role"])
     from_corpus = role != "query_log"
+    excluded = None
+    judged = np.zeros(len(data.corpus), dtype=bool)
+    if from_corpus:
+        judged = judged_mask(data)
+        excluded = query_text_mask(data) | (judged if settings["exclude_judged"] else False)
     split = sample_pairs(
         len(pool),
         requested_pairs(settings["n_pairs"], settings["n_pairs_fraction"], len(vectors.x_old)),
         val_fraction=float(settings["val_fraction"]),
         gate_fraction=float(settings["gate_fraction"]),
         seed=run.seed_for("pairs"),
-        excluded=query_text_mask(data) if from_corpus else None,
+        excluded=excluded,
         items_name="corpus items" if from_corpus else HELD_OUT_QUERIES,
     )
     with run.timings("encode/pairs"):
@@ -202,7 +211,8 @@ def draw_pairs(
             encode_new=models.query_encode("new"),
             encode_old=models.query_encode("old"),
         )
-    return RunPairs(role, split, paired, len(pool), settings["n_pairs_fraction"])
+    judged_pairs = int(judged[split.rows].sum()) if from_corpus else 0
+    return RunPairs(role, split, paired, len(pool), settings["n_pairs_fraction"], judged_pairs)
 
 
 # -- gate ---------------------------------------------------------------------------------------
