@@ -24,13 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("drift.cli.gate:main", "judge from held-out pairs whether an adapter may serve"),
     "cost": ("drift.cli.cost:main", "price adapter, full re-index and dual index at scale"),
     "recommend": ("drift.cli.recommend:main", "choose a migration strategy from measured results"),
-    "tables": ("drift.cli.tables:main", "tables (md, tex, csv) from folders of result files"),
+    "tables": ("drift.cli.tables:main", "tidy tables (csv, parquet) from folders of result files"),
     "figures": ("drift.cli.figures:main", "the paper's figures from folders of result files"),
     "plot-migration": ("drift.cli.plot_migration:main", "cost-quality, stream, timeline figures"),
     "plot-strategies": ("drift.cli.plot_strategies:main", "every strategy's R@10 as bars + table"),
     "compare-designs": ("drift.cli.compare_designs:main", "paired design differences in a sweep"),
     "compare-runs": ("drift.cli.compare_runs:main", "two runs of one config side by side"),
     "gate-calibration": ("drift.cli.gate_calibration:main", "gate estimates against measured ARR"),
+    "claims": ("drift.cli.claims:main", "the paper's claims beside the committed measurements"),
 }
 EXIT_CODES = (
     "exit codes: 0 done; 1 done, and the answer is no (gate: re-index; recommend: no strategy",

@@ -1,4 +1,4 @@
-"""Tables (md/tex/csv) from the result files of one or more folders.
+"""Tidy tables (CSV, Parquet) of the result files of one or more folders, and their summary over seeds.
 
 drift tables --help
 """
