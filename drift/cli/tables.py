@@ -1,4 +1,4 @@
-"""Tidy tables (CSV, Parquet) of the result files of one or more folders, and their summary over seeds.
+"""Tidy tables (CSV, Parquet) of folders of result files, and their summary over seeds.
 
 drift tables --help
 """
