@@ -7,11 +7,17 @@
     python -m drift.run -m seed=0,1,2,3,4                 # a sweep
 
 Writes one result JSON under paths.results_dir and prints a table shaped like the paper's.
+
+The whole config is checked before anything loads (drift.experiment.validation), what needs the
+data's size right after the data loads, before any model does.
+
+Exit codes: 0 done; 2 bad input (a config, data set, model or cache that cannot be used: a
+DriftError), with one line on stderr naming every problem found and nothing on stdout; Hydra's
+own refusals (an unknown config key, a malformed override) exit 1 with Hydra's message.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
@@ -20,7 +26,7 @@ from omegaconf import DictConfig
 from drift.cli.config import CONFIG_DIR, to_plain
 from drift.core.errors import DriftError
 
-log = logging.getLogger("drift")
+BAD_INPUT = 2  # the exit code of a DriftError (see the module docstring)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -29,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
     from drift.core.registry import import_plugins
     from drift.experiment.pipeline import run_experiment
     from drift.experiment.tracking import tracked_run
+    from drift.experiment.validation import validate_config
     from drift.migration.gate import summarise_gate
     from drift.migration.stream import summarise_stream
     from drift.migration.timeline import summarise_timeline
@@ -36,6 +43,7 @@ def run(cfg: DictConfig) -> dict:
 
     config = to_plain(cfg)
     import_plugins(config.get("plugins") or [])  # modules registering the user's components
+    validate_config(config)
     with tracked_run(config["logger"], config) as tracker:
         outcome = run_experiment(config)
         record = build_record(config, outcome, debug=config["run_mode"] != "full")
@@ -72,8 +80,10 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except DriftError as err:
-        log.error("%s: %s", type(err).__name__, err)
-        sys.exit(2)
+        # One line, not through logging (Hydra's handlers print to stdout and the job's log).
+        message = " ".join(str(err).splitlines())
+        print(f"drift: {type(err).__name__}: {message}", file=sys.stderr)
+        sys.exit(BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ sqrt(d_new) x_new @ W)), bends all 384 directions: with 16,000 pairs no MLP reci
 early stopping at epoch 0.) The validation cosines are those of this planted map, not of any
 real model pair.
 
-Each adapter is fitted `--repeats` times (median reported) with its default hyperparameters; the
+Each adapter is fitted `--repeats` times (median reported) with its default hyperparameters, ridge
+and LA also with the configs' penalty grid (one fit per value, the best on validation kept); the
 residual MLP is also timed with early stopping off (all `max_epochs` epochs) for its worst case,
 since with early stopping its time depends on when the validation loss stops improving. Its rows
 record the best epoch and whether training improved on its linear start (best epoch > 0). Writes
@@ -43,11 +44,16 @@ from drift.core.vectors import l2_normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (label, adapter kind, hparams): the defaults, plus the MLP without early stopping.
+# The penalty grid of conf/adapter/all.yaml (drift/adapters/penalty.py chooses on validation).
+PENALTY_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+# (label, adapter kind, hparams): the defaults (fixed penalties), the closed forms with the
+# configs' penalty grid, and the MLP without early stopping.
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
     ("procrustes", "procrustes", {}),
     ("ridge", "ridge", {}),
+    ("ridge/grid", "ridge", {"alpha": PENALTY_GRID}),
     ("low_rank_affine", "low_rank_affine", {}),
+    ("low_rank_affine/grid", "low_rank_affine", {"alpha": PENALTY_GRID}),
     ("residual_mlp", "residual_mlp", {}),
     ("residual_mlp/all_epochs", "residual_mlp", {"patience": 30, "max_epochs": 30}),
 ]
@@ -122,6 +128,8 @@ def bench(label: str, kind: str, hparams: dict[str, Any], data, repeats: int) ->
         "fit/seconds_all": seconds,
         "cosine/val_synthetic": info["cosine/val"],
     }
+    if "alpha" in info:  # a penalty grid: the value chosen on validation
+        row["alpha_chosen"] = info["alpha"]["chosen"]
     if "epochs_run" in info:  # the MLP (the last repeat's training)
         row["fit/epochs_run"] = info["epochs_run"]
         row["fit/best_epoch"] = info["best_epoch"]

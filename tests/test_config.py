@@ -109,7 +109,14 @@ def test_shared_block_is_inherited_not_copied(
         assert {key: composed[key] for key in inherited} == inherited, path
 
 
-PAIR_SETTINGS = {"n_pairs", "n_pairs_fraction", "val_fraction", "gate_fraction", "pair_role"}
+PAIR_SETTINGS = {
+    "n_pairs",
+    "n_pairs_fraction",
+    "val_fraction",
+    "gate_fraction",
+    "pair_role",
+    "exclude_judged",
+}
 
 
 def test_every_adapter_config_samples_the_same_pairs() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drift.cli.config import compose, to_plain
@@ -75,6 +78,28 @@ def test_empty_corpus_or_queries_is_a_data_error(tmp_path: Path, empty: str) -> 
         read_beir(tmp_path)
     with pytest.raises(DataError, match="is empty"):
         RetrievalData(name="e", corpus_ids=[], corpus=[], query_ids=["q"], queries=["q"]).validate()
+
+
+def test_blank_texts_are_warned_of_once_and_counted_in_the_summary(tmp_path: Path) -> None:
+    """Empty and whitespace-only texts are encoded and scored like any other: the run says how
+    many (a warning, which the result file keeps) and the result file's dataset block counts
+    them."""
+    data = toy()
+    data.corpus[1], data.corpus[4], data.queries[2] = "", " \n", "\t"
+    with pytest.warns(UserWarning, match="empty or whitespace-only texts"):
+        write_beir(data, tmp_path, compress=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = read_beir(tmp_path)
+        loaded.validate()  # validated again on its way to the run: no second warning
+    (warning,) = caught
+    assert "2 of 6 documents (e.g. ['d1', 'd4']) and 1 of 3 queries (e.g. ['q2'])" in str(
+        warning.message
+    )
+    assert loaded.summary()["blank"] == {"corpus": 2, "queries": 1}
+    assert toy().summary()["blank"] == {"corpus": 0, "queries": 0}
+    ids_only = replace(loaded, corpus_modality="synthetic", query_modality="synthetic")
+    assert ids_only.summary()["blank"] == {"corpus": 0, "queries": 0}  # only texts can be blank
 
 
 @pytest.mark.parametrize("stem", ["corpus", "queries"])
@@ -295,6 +320,37 @@ def test_mteb_split_is_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert data.queries == ["This is a test sentence", "This is another test sentence"]
     assert data.qrels == {"q1": {"d1": 1, "d2": 0}, "q2": {"d1": 0, "d2": 1}}
     assert data.revision == mteb.get_task("SciFact").metadata.dataset["revision"]
+    assert data.meta["ignore_identical_ids"] is False
+
+
+def test_mteb_ignore_identical_ids_is_recorded_and_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ArguAna sets mteb's ignore_identical_ids (its queries are corpus arguments too): the flag
+    lands in the dataset's meta (so in the result file), and the run's truth names, per query,
+    the corpus row sharing its id, which evaluate drops."""
+    import datasets
+    import mteb
+
+    from drift.experiment.stages import scored_truth
+
+    def fake_load_data(self, *args, **kwargs) -> None:
+        rows = [("d1", "a reply"), ("q1", "the argument"), ("d2", "another reply")]
+        split = {
+            "corpus": datasets.Dataset.from_list([{"id": i, "text": t} for i, t in rows]),
+            "queries": datasets.Dataset.from_list(
+                [{"id": "q1", "text": "the argument"}, {"id": "q2", "text": "a question"}]
+            ),
+            "relevant_docs": {"q1": {"d1": 1}, "q2": {"d2": 1}},
+            "top_ranked": None,
+        }
+        self.dataset = {"default": {"test": split}}
+
+    monkeypatch.setattr(type(mteb.get_task("ArguAna")), "load_data", fake_load_data)
+    data = load_data({"type": "mteb", "task": "ArguAna"}, seed=0, data_dir=tmp_path)
+    assert data.meta["ignore_identical_ids"] is True and data.summary()["ignore_identical_ids"]
+    truth = scored_truth(["qrels"], np.zeros((2, 3), dtype=np.int64), data)
+    np.testing.assert_array_equal(truth.identical, [data.corpus_ids.index("q1"), -1])
 
 
 def test_classification_sampling_and_text_fields(

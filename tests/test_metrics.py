@@ -9,12 +9,15 @@ import pytest
 import pytrec_eval
 from scipy import stats
 
-from drift.core.errors import DataError
+from drift.core.errors import ConfigError, DataError
 from drift.scoring.metrics import (
     bootstrap_ci,
     bootstrap_ratio_ci,
+    drop_rows,
+    identical_id_rows,
     knn_metrics,
     qrels_metrics,
+    score_unjudged,
     summarize,
     summarize_many,
 )
@@ -50,6 +53,36 @@ def test_query_without_relevant_document_is_nan_excluded_and_counted():
     assert m["recall@2"][0] == 1.0 and all(np.isnan(m[k][1]) for k in m)
     s = summarize(m["recall@2"], n_boot=50)
     assert (s["mean"], s["n"], s["n_excluded"]) == (1.0, 1, 1)
+
+
+def test_unjudged_zero_scores_the_query_0_and_averages_it_in():
+    """BEIR's convention: a query whose labels are all 0 scores 0 and counts in the mean."""
+    ids = np.array([[0, 1], [0, 1], [1, 0]])
+    m = qrels_metrics(ids, [{0: 1}, {1: 0, 0: 0}, {0: 2}], ks=(2,))
+    zero = score_unjudged(m, "zero")
+    np.testing.assert_array_equal(zero["recall@2"], [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(zero["mrr@2"], [1.0, 0.0, 0.5])
+    s = summarize(zero["mrr@2"], n_boot=50)
+    assert (s["mean"], s["n"], s["n_excluded"]) == (pytest.approx(0.5), 3, 0)
+    excluded = summarize(score_unjudged(m, "exclude")["mrr@2"], n_boot=50)
+    assert (excluded["mean"], excluded["n"], excluded["n_excluded"]) == (0.75, 2, 1)
+    with pytest.raises(ConfigError, match="eval.unjudged must be one of"):
+        score_unjudged(m, "skip")
+
+
+def test_identical_ids_are_dropped_and_the_rest_move_up():
+    """mteb's ignore_identical_ids: the query's own document leaves its ranking; the ids after it
+    move up a rank and -1 pads the end. Another query's ranking keeps that document."""
+    rows = identical_id_rows(["a", "x", "q"], ["x", "a", "b"])
+    np.testing.assert_array_equal(rows, [1, 0, -1])
+    ids = np.array([[1, 2, 0], [2, 1, 0], [1, 0, 2]])
+    np.testing.assert_array_equal(drop_rows(ids, rows), [[2, 0, -1], [2, 1, -1], [1, 0, 2]])
+    # The label of query a's document 0 now sits at rank 2, not 3: MRR@2 1/2 instead of 0.
+    qrels = [{0: 1}, {1: 1}, {2: 1}]
+    assert qrels_metrics(ids, qrels, ks=(2,))["mrr@2"][0] == 0.0
+    assert qrels_metrics(drop_rows(ids, rows), qrels, ks=(2,))["mrr@2"][0] == 0.5
+    with pytest.raises(DataError, match="2 rows to drop for a ranking of 3 queries"):
+        drop_rows(ids, rows[:2])
 
 
 def test_ties_keep_the_given_order():
@@ -192,6 +225,28 @@ def test_qrels_metrics_equal_pytrec_eval_on_random_graded_rankings(seed: int):
         theirs = _pytrec_scores(ids, qrels, k)
         for metric in ("recall", "mrr", "ndcg"):
             assert ours[f"{metric}@{k}"] == pytest.approx(theirs[metric], abs=1e-12), (metric, k)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_unjudged_zero_equals_pytrec_eval_averaged_as_beir(seed: int):
+    """Queries whose labels are all 0 (as BEIR's qrels hold some): pytrec_eval scores them 0,
+    and BEIR/MTEB average over every query it scores; so does unjudged=zero."""
+    rng = np.random.default_rng(seed)
+    n_queries, n_docs, depth = 40, 50, 20
+    ids = np.stack([rng.permutation(n_docs)[:depth] for _ in range(n_queries)])
+    qrels = [
+        {int(d): int(rng.integers(1, 3)) for d in rng.choice(n_docs, rng.integers(1, 6), False)}
+        for _ in range(n_queries)
+    ]
+    for q in range(0, n_queries, 5):  # every label of these queries is 0
+        qrels[q] = {d: 0 for d in qrels[q]}
+    ours = score_unjudged(qrels_metrics(ids, qrels, ks=(10,)), "zero")
+    theirs = _pytrec_scores(ids, qrels, 10)
+    for metric in ("recall", "mrr", "ndcg"):
+        assert ours[f"{metric}@10"] == pytest.approx(theirs[metric], abs=1e-12), metric
+        beir_mean = float(np.mean(theirs[metric]))
+        assert summarize(ours[f"{metric}@10"], n_boot=10)["mean"] == pytest.approx(beir_mean)
+    assert (theirs["ndcg"][::5] == 0).all()  # pytrec_eval's own 0 for those queries
 
 
 def test_summarize_many_equals_the_one_at_a_time_functions():

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from drift.core.errors import VectorError
+from drift.core.files import atomic_savez, atomic_write, clean_stale
 from drift.core.registry import Registry
 from drift.core.vectors import check_vectors
 
@@ -186,10 +187,14 @@ class Adapter(ABC):
         }
 
     def save(self, directory: str | Path) -> Path:
+        """Write weights.npz, then adapter.json (which `load_adapter` reads first), each whole or
+        not at all (drift.core.files), after removing what a killed save left in `directory`."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "weights.npz", **{k: np.asarray(v) for k, v in self.params().items()})
-        (directory / "adapter.json").write_text(json.dumps(self.describe(), indent=2))
+        clean_stale(directory)
+        arrays = {k: np.asarray(v) for k, v in self.params().items()}
+        atomic_savez(directory / "weights.npz", arrays)
+        meta = json.dumps(self.describe(), indent=2)
+        atomic_write(directory / "adapter.json", lambda tmp: tmp.write_text(meta))
         return directory
 
 

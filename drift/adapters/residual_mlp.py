@@ -2,15 +2,19 @@
 
 The linear path W_lin (d_new -> d_old, so the "residual" works when the dimensions differ) starts
 from the ridge solution with its bias (`init="ridge"`, default: the least-squares linear map, so
-the MLP's validation loss starts at the best linear fit's) or the Procrustes solution
-(`init="procrustes"`, zero bias); W2 starts at zero, so training starts exactly at that linear map
-and the hidden layer learns only what it fails to explain. W1 is scaled to the data (unit-variance
-pre-activations on the training inputs, b1 uniform in [-1, 1]) rather than torch.nn.Linear's
-default range, which on unit vectors leaves GELU in its nearly linear range (see
+the MLP's validation loss starts at the best linear fit's; `ridge_alpha` may be a grid, chosen by
+the start's validation cosine as for the ridge adapter, drift/adapters/penalty.py) or the
+Procrustes solution (`init="procrustes"`, zero bias); W2 starts at zero, so training starts exactly
+at that linear map and the hidden layer learns only what it fails to explain. W1 is scaled to the
+data (unit-variance pre-activations on the training inputs, b1 uniform in [-1, 1]) rather than
+torch.nn.Linear's default range, which on unit vectors leaves GELU in its nearly linear range (see
 `_initial_weights`).
 
-Training (torch, CPU by default): AdamW (weight decay on the three matrices, not on biases),
-shuffled minibatches, loss "cosine" (1 - cos(mapped, old), default: what ranking by inner product
+Training (torch, CPU by default): AdamW with decoupled weight decay on the three matrices, not on
+the biases: W1 and W2 decay toward zero, W_lin toward its start (`_Network`), which is already the
+regularised linear fit (ridge) or the one the pairs determine best (Procrustes); decay toward zero
+would pull the linear path away from it, and more the longer the hidden layer trains. Minibatches
+are shuffled; the loss is "cosine" (1 - cos(mapped, old), default: what ranking by inner product
 with unit vectors cares about) or "mse" (squared L2 distance, summed over dimensions, averaged
 over pairs). The learning rate rises linearly over the first epoch, then stays constant.
 
@@ -42,21 +46,21 @@ learned per-dimension scale would be redundant with W_lin, W2 and b (drift/adapt
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import scipy.special
 
 from drift.adapters.base import Display, register_adapter
-from drift.adapters.baselines import check_alpha, fit_affine_ridge
+from drift.adapters.baselines import RidgePath
+from drift.adapters.penalty import Candidate, PenalisedMap, Penalty, check_penalty, hold_out
 from drift.adapters.procrustes import orthogonal_procrustes
-from drift.adapters.scaling import MapAdapter
 from drift.core.errors import ConfigError
 
 LOSSES = ("cosine", "mse")
 INITS = ("procrustes", "ridge")
-VAL_FRACTION = 0.2
-MATRICES = ("w_lin", "w1", "w2")  # weight decay applies to these, not to the biases
+MATRICES = ("w_lin", "w1", "w2")  # weight decay applies to these (_Network), not to biases
 
 
 def gelu(z: np.ndarray) -> np.ndarray:
@@ -65,16 +69,18 @@ def gelu(z: np.ndarray) -> np.ndarray:
 
 
 @register_adapter("residual_mlp")
-class ResidualMLP(MapAdapter):
+class ResidualMLP(PenalisedMap):
     """One-hidden-layer GELU MLP plus a linear path; see the module docstring.
 
     Args:
         hidden: hidden width.
         loss: "cosine" or "mse".
         init: start of the linear path, "procrustes" or "ridge".
-        ridge_alpha: relative ridge penalty when init="ridge" (see `fit_affine_ridge`).
+        ridge_alpha: relative ridge penalty of the start when init="ridge" (see `RidgePath`), or
+            a list of them to choose from on the validation pairs (drift/adapters/penalty.py).
         lr: relative step size, scaled per weight into AdamW learning rates (module docstring).
-        weight_decay: AdamW's (decoupled) weight decay on W_lin, W1 and W2.
+        weight_decay: AdamW's (decoupled) weight decay: of W1 and W2 toward zero, of W_lin toward
+            its start.
         batch_size: pairs per step.
         max_epochs, patience, min_delta: early stopping on the validation loss (an epoch counts
             as an improvement when it lowers the best loss so far by more than min_delta).
@@ -83,7 +89,8 @@ class ResidualMLP(MapAdapter):
         dsm_bias, normalize_output: the shared output stage (drift.adapters.scaling).
     """
 
-    uses_validation = True
+    uses_validation = True  # early stopping
+    penalty_name = "ridge_alpha"
     display = Display("MLP", "#009E73", "D")
     hparam_columns = {"mlp_hidden": "hidden", "mlp_loss": "loss"}
 
@@ -93,7 +100,7 @@ class ResidualMLP(MapAdapter):
         hidden: int = 256,
         loss: str = "cosine",
         init: str = "ridge",
-        ridge_alpha: float = 1e-2,
+        ridge_alpha: Penalty = 1e-2,
         lr: float = 0.3,
         weight_decay: float = 1e-4,
         batch_size: int = 256,
@@ -124,7 +131,7 @@ class ResidualMLP(MapAdapter):
                 f"{lr}, {weight_decay} and {min_delta}"
             )
         self.hidden, self.loss, self.init = int(hidden), loss, init
-        self.ridge_alpha = check_alpha(ridge_alpha, "residual_mlp ridge init")
+        self.ridge_alpha = check_penalty(ridge_alpha, "residual_mlp: ridge_alpha")
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
         self.patience, self.min_delta = int(patience), float(min_delta)
@@ -134,7 +141,7 @@ class ResidualMLP(MapAdapter):
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         if x_new_val is None:
-            x_new, x_old, x_new_val, x_old_val = _hold_out(x_new, x_old, rng)
+            x_new, x_old, x_new_val, x_old_val = hold_out(x_new, x_old, rng)
             self.fit_info["val_split"] = f"{x_new_val.shape[0]} of the training pairs (seeded)"
         else:
             self.fit_info["val_split"] = "given"
@@ -148,28 +155,35 @@ class ResidualMLP(MapAdapter):
             x_new.shape[1],
             f"{start}, and only early stopping keeps the hidden layer from fitting the pairs",
         )
-        init = self._initial_weights(x_new, x_old, rng)
+        init = self._initial_weights(x_new, x_old, x_new_val, x_old_val, rng, seed)
         weights = _train(self, init, (x_new, x_old), (x_new_val, x_old_val), seed)
         return {k: v.astype(np.float32) for k, v in weights.items()}
 
-    def _initial_weights(self, x, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def _initial_weights(
+        self, x, y, x_val, y_val, rng: np.random.Generator, seed: int
+    ) -> dict[str, np.ndarray]:
         d_in, d_out = x.shape[1], y.shape[1]
-        if self.init == "procrustes":
-            w_lin, bias = orthogonal_procrustes(x, y), np.zeros(d_out)
-        else:
-            w_lin, bias, _ = fit_affine_ridge(x, y, self.ridge_alpha)
         # Unit vectors have coordinates of size 1/sqrt(d), so torch.nn.Linear's default range
         # (which assumes coordinates of size 1) would give pre-activations of about 1/sqrt(3d),
         # where GELU is nearly linear plus quadratic. Scale W1 to the data instead: unit-variance
         # pre-activations on the training inputs, with biases spreading the kinks over [-1, 1].
         rms_norm = math.sqrt(float(np.mean(np.einsum("ij,ij->i", x, x, dtype=np.float64))))
-        return {
-            "w_lin": w_lin,
+        hidden = {
             "w1": rng.standard_normal((d_in, self.hidden)) / max(rms_norm, 1e-12),
             "b1": rng.uniform(-1.0, 1.0, self.hidden),
             "w2": np.zeros((self.hidden, d_out)),
-            "bias": bias,
         }
+        if self.init == "procrustes":
+            return {"w_lin": orthogonal_procrustes(x, y), "bias": np.zeros(d_out), **hidden}
+
+        def starts(x_fit, y_fit, grid: tuple[float, ...]) -> Iterator[Candidate]:
+            path = RidgePath(x_fit, y_fit)
+            for alpha in grid:
+                fit = path.fit(alpha)
+                yield Candidate({"w_lin": fit.weight, "bias": fit.bias, **hidden}, {})
+
+        # W2 = 0: each candidate start maps as its ridge map does.
+        return self._fit_penalised(starts, x, y, x_val, y_val, seed)
 
     # -- apply --------------------------------------------------------------------------------
     def _map(self, x: np.ndarray) -> np.ndarray:
@@ -207,15 +221,6 @@ class ResidualMLP(MapAdapter):
         }
 
 
-def _hold_out(x_new, x_old, rng: np.random.Generator):
-    """Split off VAL_FRACTION of the pairs (at least one, leaving at least one) as validation."""
-    n = x_new.shape[0]
-    n_val = min(max(1, round(VAL_FRACTION * n)), n - 1)
-    order = rng.permutation(n)
-    val, train = order[:n_val], order[n_val:]
-    return x_new[train], x_old[train], x_new[val], x_old[val]
-
-
 def _learning_rates(
     lr: float, init: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> dict[str, float]:
@@ -236,6 +241,58 @@ def _learning_rates(
     }
 
 
+class _Network:
+    """The MLP as torch tensors, for training.
+
+    W_lin is trained as W_start + D, D starting at zero: the gradients (and so Adam's steps) are
+    those of W_lin, but AdamW's decoupled decay of D (D <- D - rate * weight_decay * D) pulls W_lin
+    toward its start rather than toward zero. W1 and W2 decay toward zero as AdamW decays any
+    weight; the biases do not decay.
+    """
+
+    def __init__(self, init: dict[str, np.ndarray], device) -> None:
+        import torch
+
+        self.start = torch.tensor(init["w_lin"], dtype=torch.float32, device=device)
+        self.params = {
+            k: torch.tensor(
+                np.zeros_like(v) if k == "w_lin" else v,
+                dtype=torch.float32,
+                device=device,
+                requires_grad=True,
+            )
+            for k, v in init.items()
+        }
+
+    def forward(self, inputs):
+        import torch
+
+        p = self.params
+        hidden = torch.nn.functional.gelu(inputs @ p["w1"] + p["b1"])
+        return inputs @ (self.start + p["w_lin"]) + hidden @ p["w2"] + p["bias"]
+
+    def optimizer(self, rates: dict[str, float], weight_decay: float):
+        """AdamW with one learning rate per weight (`rates`) and decay on MATRICES only."""
+        import torch
+
+        return torch.optim.AdamW(
+            [
+                {
+                    "params": [self.params[k]],
+                    "lr": rate,
+                    "weight_decay": weight_decay if k in MATRICES else 0.0,
+                }
+                for k, rate in rates.items()
+            ]
+        )
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The current weights as float64 numpy arrays (W_lin = W_start + D)."""
+        arrays = {k: v.detach() for k, v in self.params.items()}
+        arrays["w_lin"] = self.start + arrays["w_lin"]
+        return {k: v.cpu().numpy().astype(np.float64) for k, v in arrays.items()}
+
+
 def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int):
     """AdamW with early stopping; returns the best weights as float64 numpy arrays."""
     import torch  # here, not at the top: loading and applying a fitted MLP needs no torch
@@ -243,33 +300,17 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
     if mlp.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"residual_mlp: device {mlp.device!r} requested but CUDA is unavailable")
     device = torch.device(mlp.device)
-    params = {
-        k: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
-        for k, v in init.items()
-    }
+    network = _Network(init, device)
     x, y = (torch.from_numpy(a).to(device) for a in train)
     x_val, y_val = (torch.from_numpy(a).to(device) for a in val)
     rates = _learning_rates(mlp.lr, init, *train)
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": [params[k]],
-                "lr": rate,
-                "weight_decay": mlp.weight_decay if k in MATRICES else 0.0,
-            }
-            for k, rate in rates.items()
-        ]
-    )
+    optimizer = network.optimizer(rates, mlp.weight_decay)
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / mlp.batch_size)
     # Linear warmup over the first epoch: Adam's first steps are nearly sign(gradient) x rate.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / steps_per_epoch)
     )
-
-    def forward(inputs):
-        hidden = torch.nn.functional.gelu(inputs @ params["w1"] + params["b1"])
-        return inputs @ params["w_lin"] + hidden @ params["w2"] + params["bias"]
 
     def loss_fn(pred, target):
         if mlp.loss == "cosine":
@@ -278,11 +319,11 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
 
     def val_loss() -> float:
         with torch.no_grad():
-            return float(loss_fn(forward(x_val), y_val))
+            return float(loss_fn(network.forward(x_val), y_val))
 
     generator = torch.Generator().manual_seed(seed)
     best_loss, best_epoch = val_loss(), 0
-    best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
+    best = network.weights()
     train_curve: list[float] = []
     val_curve = [best_loss]
     stale = 0
@@ -291,7 +332,7 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
         total = 0.0
         for start in range(0, n, mlp.batch_size):
             idx = order[start : start + mlp.batch_size]
-            loss = loss_fn(forward(x[idx]), y[idx])
+            loss = loss_fn(network.forward(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -301,7 +342,7 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
         val_curve.append(val_loss())
         if val_curve[-1] < best_loss - mlp.min_delta:
             best_loss, best_epoch, stale = val_curve[-1], epoch, 0
-            best = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in params.items()}
+            best = network.weights()
         else:
             stale += 1
             if stale >= mlp.patience:

@@ -145,13 +145,18 @@ class MapAdapter(Adapter):
 
     # -- Adapter ------------------------------------------------------------------------------
     def _fit(self, x_new, x_old, x_new_val, x_old_val, seed) -> None:
-        self._weights = self._fit_map(x_new, x_old, x_new_val, x_old_val, seed)
-        self._scaling = (
-            DiagonalScaling.fit(self._map(x_new), x_old, bias=self.dsm_bias) if self.dsm else None
-        )
+        self._use_map(self._fit_map(x_new, x_old, x_new_val, x_old_val, seed), x_new, x_old)
         self.fit_info["cosine/train"] = mean_cosine(self._transform(x_new), x_old)
         if x_new_val is not None and x_old_val is not None:
             self.fit_info["cosine/val"] = mean_cosine(self._transform(x_new_val), x_old_val)
+
+    def _use_map(self, weights: dict[str, np.ndarray], x_new, x_old) -> None:
+        """Take `weights` as the base map and fit the output stage after it on the training pairs
+        (also how drift/adapters/penalty.py scores each candidate map of a penalty grid)."""
+        self._weights = weights
+        self._scaling = (
+            DiagonalScaling.fit(self._map(x_new), x_old, bias=self.dsm_bias) if self.dsm else None
+        )
 
     def _transform(self, x_new: np.ndarray) -> np.ndarray:
         y = self._map(x_new)

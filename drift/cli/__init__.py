@@ -8,6 +8,9 @@ Exit codes, for every command: 0 done; 1 done, and the answer is "no" (`drift ga
 the adapter falls below the threshold; `drift recommend`: no strategy reaches the target); 2 bad
 input (a config, an argument or a file that cannot be used), with one message on stderr naming
 the problem; 3 (`drift gate` only) the adapter is below the status quo: serve old-model queries.
+`drift run` checks the whole config before anything loads and names every problem in that one
+line (drift/run.py); Hydra's own refusals (an unknown config key, a malformed override) exit 1
+with Hydra's message.
 """
 
 from __future__ import annotations

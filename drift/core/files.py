@@ -20,8 +20,10 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 HOST = socket.gethostname()
 _UMASK = os.umask(0)
@@ -44,6 +46,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """`np.savez` through `atomic_write` (given the temporary's name, np.savez would append .npz
+    to it; it gets the open file instead)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    return atomic_write(path, write)
 
 
 def write_temporary(final: Path, write: Callable[[Path], None]) -> Path:

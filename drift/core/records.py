@@ -6,9 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from drift.core.errors import DataError
+from drift.core.files import atomic_write, clean_stale
 from drift.core.provenance import provenance
 
 SCHEMA_VERSION = 1
@@ -71,14 +70,11 @@ def result_path(results_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; result files are meant to be shared
-    os.replace(tmp, path)
-    return path
+    """Write `payload` to `path` as indented JSON (no NaN), whole or not at all and readable as
+    the umask allows (drift.core.files); first remove what killed writers left beside it."""
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    clean_stale(path.parent)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 # Config parts that differ between the seeds of one design, or say nothing about it.
@@ -92,6 +88,7 @@ ENCODER_SLOTS = ("old_encoder", "new_encoder", "old_query_encoder", "new_query_e
 ADDED_SETTINGS = {
     "adapter": {"pair_role": "document", "gate_fraction": 0.0, "n_pairs_fraction": None},
     "data_limits": {"corpus_subset": "judged_first"},
+    "eval": {"unjudged": "exclude"},
 }
 
 

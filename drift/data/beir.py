@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from drift.core.errors import DataError
+from drift.core.files import atomic_write, clean_stale
 from drift.data import DATASETS
 from drift.data.subsample import subsample
 from drift.data.types import RetrievalData
@@ -139,7 +140,8 @@ def write_beir(
         raise DataError(f"dataset {data.name!r}: a BEIR folder needs qrels, and this one has none")
     data.validate()
     folder = Path(folder)
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    for part in (folder, folder / "qrels"):  # what killed writes left
+        clean_stale(part)
     suffix = ".jsonl.gz" if compress else ".jsonl"
     corpus_rows = (
         {"_id": d, "title": "", "text": t}
@@ -242,6 +244,4 @@ def _write_text(path: Path, text: str, compress: bool) -> None:
         with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as f:
             f.write(data)
         data = buffer.getvalue()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

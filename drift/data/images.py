@@ -41,9 +41,7 @@ import json
 import logging
 import os
 import posixpath
-import shutil
 import tarfile
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +52,7 @@ from typing import Literal
 import numpy as np
 
 from drift.core.errors import ConfigError, DataError, ImageReadError
+from drift.core.files import clean_stale, temporary_folder
 from drift.core.imaging import load_image, load_threads
 from drift.data import DATASETS
 from drift.data.types import RetrievalData
@@ -193,6 +192,7 @@ def load_webdataset(
         hint = f"; {missing_hint}" if missing_hint else ""
         raise DataError(f"no webdataset shard matches {shards!r} (under {data_dir}){hint}")
     samples, digests = [], {}
+    clean_stale(Path(extract_dir))  # what killed extractions left
     for shard in files:
         digest, shard_samples = extracted_shard(shard, Path(extract_dir))
         digests[shard.name] = digest
@@ -263,9 +263,7 @@ def extracted_shard(shard: Path, extract_dir: Path) -> tuple[str, list[Sample]]:
     dest = extract_dir / f"{shard.name.split('.')[0]}-{digest[:16]}"
     marker = dest / MARKER
     if not marker.is_file():
-        extract_dir.mkdir(parents=True, exist_ok=True)
-        tmp = extract_dir / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
+        with temporary_folder(dest) as tmp:
             samples = _extract(shard, tmp)
             check_images(samples)
             rows = [{**asdict(s), "path": _relative(s.path, tmp)} for s in samples]
@@ -276,8 +274,6 @@ def extracted_shard(shard: Path, extract_dir: Path) -> tuple[str, list[Sample]]:
             except OSError:  # another job finished the same shard first: keep theirs
                 if not marker.is_file():
                     raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     try:
         rows = json.loads(marker.read_text(encoding="utf-8"))["samples"]
         samples = [
@@ -290,11 +286,11 @@ def extracted_shard(shard: Path, extract_dir: Path) -> tuple[str, list[Sample]]:
 
 
 def _extract(shard: Path, dest: Path) -> list[Sample]:
-    """Stream the tar once: write each sample's first image member, collect captions."""
+    """Stream the tar once into the folder `dest`: write each sample's first image member,
+    collect captions."""
     prefix = shard.name.split(".")[0]
     samples: dict[str, Sample] = {}
     svgs: set[str] = set()
-    dest.mkdir(parents=True)
     try:
         with tarfile.open(shard, "r|*") as tar:
             for member in tar:

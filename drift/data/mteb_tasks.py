@@ -6,6 +6,11 @@ The task's metadata (and so its name check) works offline; its data comes from t
 hub at the revision the task metadata pins, or from the local HF cache. When neither serves it,
 the error lists the datasets that need no hub. Document text is `title + " " + text` when the
 title is non-empty, as for BEIR folders.
+
+Tasks whose queries are also corpus documents under the same id (ArguAna, QuoraRetrieval,
+FiQA2018, ...) set mteb's `ignore_identical_ids`: mteb drops such a document from the query's
+ranking before scoring. The flag travels in `meta` (and so into the result file's dataset
+section), and drift.scoring.evaluate drops the same documents.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ def load_mteb_task(
             "hf_dataset": meta.dataset["path"],
             "split": split,
             "subset": subset,
+            "ignore_identical_ids": bool(mteb_task.ignore_identical_ids),
         },
     ).validate()
     return subsample(data, max_corpus=max_corpus, max_queries=max_queries, seed=seed).validate()

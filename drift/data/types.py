@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from drift.core.errors import DataError
 
 ItemModality = Literal["text", "image", "synthetic"]
+MAX_NAMED = 5  # blank items a warning names
 
 
 @dataclass
@@ -31,6 +33,8 @@ class RetrievalData:
     revision: str = "unknown"
     synthetic: bool = False
     meta: dict = field(default_factory=dict)
+    # `validate` runs on every copy a loader hands on; each object warns of blank texts once.
+    _blank_warned: bool = field(default=False, init=False, repr=False, compare=False)
 
     def validate(self) -> RetrievalData:
         """Raise DataError naming the first inconsistency; return self when all is well."""
@@ -69,7 +73,47 @@ class RetrievalData:
                     f"dataset {self.name!r}: qrels name {len(unknown_q)} queries that are not in "
                     f"the query set (e.g. {sorted(unknown_q)[:5]})"
                 )
+        self._warn_blank()
         return self
+
+    def blank_ids(self) -> dict[str, list[str]]:
+        """{"corpus": ids, "queries": ids} of the texts that are empty or only whitespace.
+
+        A text encoder still gives them a vector, and they are indexed and scored like any other
+        item without saying a word, so they are counted (`summary`) and warned of (`validate`).
+        Image and synthetic items are never blank.
+        """
+        sides = {
+            "corpus": (self.corpus_modality, self.corpus_ids, self.corpus),
+            "queries": (self.query_modality, self.query_ids, self.queries),
+        }
+        return {
+            side: [i for i, item in zip(ids, items, strict=True) if _is_blank(item)]
+            if modality == "text"
+            else []
+            for side, (modality, ids, items) in sides.items()
+        }
+
+    def _warn_blank(self) -> None:
+        if self._blank_warned:
+            return
+        self._blank_warned = True
+        blank = self.blank_ids()
+        found = [
+            f"{len(ids)} of {len(items)} {noun} (e.g. {ids[:MAX_NAMED]})"
+            for ids, items, noun in (
+                (blank["corpus"], self.corpus, "documents"),
+                (blank["queries"], self.queries, "queries"),
+            )
+            if ids
+        ]
+        if found:
+            warnings.warn(
+                f"dataset {self.name!r}: {' and '.join(found)} are empty or whitespace-only "
+                "texts; they are encoded and scored like any other (counted in the result "
+                "file's dataset.blank)",
+                stacklevel=3,
+            )
 
     def summary(self) -> dict:
         """Sizes and provenance, as stored in result files."""
@@ -83,5 +127,10 @@ class RetrievalData:
             "corpus_modality": self.corpus_modality,
             "query_modality": self.query_modality,
             "synthetic": self.synthetic,
+            "blank": {side: len(ids) for side, ids in self.blank_ids().items()},
             **self.meta,
         }
+
+
+def _is_blank(item: object) -> bool:
+    return isinstance(item, str) and (not item or item.isspace())

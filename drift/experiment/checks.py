@@ -2,8 +2,9 @@
 numbers mean something else than they say.
 
 Each check reads the composed config and the loaded encoders; drift.experiment.pipeline calls
-them before encoding (the pair role, the encoders' modalities) or as soon as the drift is
-measured (an uncentred Procrustes map on an anisotropic space).
+them before encoding (the pair role, the encoders' modalities, the index's dimension) or as soon
+as the drift is measured (an uncentred Procrustes map on an anisotropic space). What the config
+alone decides is checked earlier still, before anything loads (drift.experiment.validation).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from drift.core.errors import ConfigError, DataError
 from drift.data.pairs import check_pair_role_name
 from drift.data.types import RetrievalData
 from drift.encoders import Encoder
+from drift.retrieval.index import IndexSpec
 from drift.retrieval.mixed.plan import MIXED_FAMILIES
 
 
@@ -49,25 +51,20 @@ def check_modalities(
         )
 
 
-def check_pair_role(
-    role: str,
-    cfg: dict[str, Any],
-    encoders: Mapping[str, Encoder],
-    query_encoders: Mapping[str, Encoder],
-) -> None:
-    """Refuse query-role pairs where they mean something else than the adapter's input.
-
-    The strategies beyond the paper and the stream count the pairs' new-model vectors as
-    document vectors already paid for, and the timeline refits on document-role pairs of corpus
-    rows. Held-out queries (`query_log`) are no corpus rows at all. Corpus items in the query role
-    need queries and corpus to go through the same encoder, and are document vectors only for a
-    symmetric model. (An asymmetric old model costs Np old-model query encodes, outside the
-    new-model encode counts.)
-    """
-    check_pair_role_name(role)
+def pairs_reused_as_documents(cfg: Mapping[str, Any]) -> list[str]:
+    """What counts the pairs' new-model vectors as corpus documents already encoded: the
+    strategies beyond the paper, the stream and the timeline (which refits on corpus rows)."""
     reusing = [s for s in cfg["eval"]["strategies"] if s in MIXED_FAMILIES]
     reusing += ["stream"] if cfg["stream"]["enabled"] else []
     reusing += ["timeline"] if cfg["timeline"]["enabled"] else []
+    return reusing
+
+
+def check_pair_role_settings(role: str, cfg: Mapping[str, Any]) -> None:
+    """Refuse, from the config alone, a pair role that is unknown or that something the run
+    does would take for corpus documents: held-out queries (`query_log`) are no corpus rows."""
+    check_pair_role_name(role)
+    reusing = pairs_reused_as_documents(cfg)
     if role == "query_log" and reusing:
         raise ConfigError(
             f"adapter.pair_role=query_log trains on held-out queries, but {', '.join(reusing)} "
@@ -75,6 +72,23 @@ def check_pair_role(
             "(eval.strategies, stream.enabled=false, timeline.enabled=false) or use "
             "adapter.pair_role=document"
         )
+
+
+def check_pair_role(
+    role: str,
+    cfg: dict[str, Any],
+    encoders: Mapping[str, Encoder],
+    query_encoders: Mapping[str, Encoder],
+) -> None:
+    """Refuse pairs where they mean something else than the adapter's input: what the config
+    alone decides (check_pair_role_settings, also checked before anything loads), then what
+    the encoders decide.
+
+    Corpus items in the query role need queries and corpus to go through the same encoder, and
+    are document vectors only for a symmetric model. (An asymmetric old model costs Np
+    old-model query encodes, outside the new-model encode counts.)
+    """
+    check_pair_role_settings(role, cfg)
     if role != "query":
         return
     separate = [side for side in encoders if query_encoders[side] is not encoders[side]]
@@ -93,7 +107,7 @@ def check_pair_role(
         )
     if not encoders["new"].asymmetric:
         return
-    reusing = [s for s in reusing if s != "timeline"]
+    reusing = [s for s in pairs_reused_as_documents(cfg) if s != "timeline"]
     if reusing:
         raise ConfigError(
             f"adapter.pair_role=query with the asymmetric new model {encoders['new'].name!r}: "
@@ -101,6 +115,17 @@ def check_pair_role(
             "already paid for, which query-role vectors are not; drop them (eval.strategies, "
             "stream.enabled=false) or use adapter.pair_role=document"
         )
+
+
+def check_index_dims(spec: IndexSpec, encoders: Mapping[str, Encoder]) -> None:
+    """Refuse, once the models are loaded and before they encode, a corpus dimension the index
+    cannot hold (IVF-PQ: index.pq_m must divide it): an encoder config seldom states its
+    dimension, so this is the first moment it is known."""
+    for side, encoder in encoders.items():
+        try:
+            spec.check_dim(encoder.dim)
+        except ConfigError as err:
+            raise ConfigError(f"index with the {side} model {encoder.name!r}: {err}") from err
 
 
 ANISOTROPIC_MEAN_COSINE = 0.5

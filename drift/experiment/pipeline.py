@@ -4,6 +4,7 @@
 and returns the result record that drift.core.records writes to JSON. It is the only place where
 the stages meet, one call per step of the method; the steps that read the config are in
 drift.experiment (stages, checks, fitting, analyses, outcome), and each stage takes plain values.
+drift.run has validated the config before calling it (drift.experiment.validation).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from drift.core.seeding import seed_everything
 from drift.encoders.cache import encode_corpus_and_queries
 from drift.experiment.analyses import run_analyses
-from drift.experiment.checks import check_pair_role, warn_uncentred_procrustes
+from drift.experiment.checks import check_index_dims, check_pair_role, warn_uncentred_procrustes
 from drift.experiment.fitting import build_adapters, fit_adapters
 from drift.experiment.outcome import run_outcome
 from drift.experiment.stages import (
@@ -30,6 +31,7 @@ from drift.experiment.stages import (
     save_artifacts,
     scored_truth,
 )
+from drift.experiment.validation import validate_against_data
 from drift.migration.gate import gate_pairs
 from drift.retrieval.index import IndexCache, IndexSpec, exact_search, index_pair
 from drift.scoring.drift_measures import drift_measures
@@ -43,8 +45,11 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         loaded, data = load_run_data(run)
+        validate_against_data(cfg, data)
+        spec = IndexSpec.from_dict(cfg["index"])
         models = load_models(run, data)
         check_pair_role(str(cfg["adapter"]["pair_role"]), cfg, models.corpus, models.query)
+        check_index_dims(spec, models.corpus)
         pool = pair_pool(run, loaded, data)
         del loaded  # the dataset before the run's limits: only the query_log pool reads it
         vectors = encode_corpus_and_queries(models, data.corpus, data.queries, timings)
@@ -60,7 +65,6 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
         artifacts = save_artifacts(run, adapters, held_out)
         gate = estimate_gate(run, adapters, held_out, corpus_size=len(vectors.x_old))
 
-        spec = IndexSpec.from_dict(cfg["index"])
         indexes = index_pair(
             IndexCache(run.paths["index_cache_dir"]), vectors.x_old, vectors.x_new, spec, timings
         )

@@ -43,7 +43,7 @@ from drift.retrieval.index import IndexPair
 from drift.retrieval.mixed.plan import MIXED_FAMILIES, paper_strategy_costs, run_mixed_strategies
 from drift.retrieval.strategies import run_strategies
 from drift.scoring.evaluate import evaluate
-from drift.scoring.metrics import Qrels
+from drift.scoring.metrics import Qrels, identical_id_rows
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,10 @@ def save_artifacts(
     run: RunContext, adapters: dict[str, Adapter], held_out: GatePairs
 ) -> dict[str, str]:
     """Save the fitted adapters (for `drift export`) and the gate's held-out pairs (for
-    `drift gate --pairs`) in the run's own folder of `paths.artifacts_dir`: {name: where}."""
+    `drift gate --pairs`) in the run's own folder of `paths.artifacts_dir`: {name: where}. The
+    folder is made here: with no adapter fitted, the held-out pairs are its only file."""
     folder = run.paths["artifacts_dir"] / config_hash(run.cfg)
+    folder.mkdir(parents=True, exist_ok=True)
     return save_adapters(folder, adapters) | save_gate_pairs(folder, held_out)
 
 
@@ -252,7 +254,9 @@ def run_all_strategies(
 ) -> dict[str, StrategyResult]:
     """Every strategy `eval.strategies` names, each with its cost in new-model encodes: the
     paper's (timed as search; an adapter that could not be fitted is a not-applicable row) and
-    those beyond it (search/mixed), which reuse the pairs' vectors as documents already paid."""
+    those beyond it (search/mixed), which reuse the pairs' vectors as documents already paid.
+    When `eval.mixed.adapter` could not be fitted, each of those families is one not-applicable
+    row named after the family, with the reason."""
     eval_cfg, timings = run.cfg["eval"], run.timings
     wanted = list(eval_cfg["strategies"])
     pair_rows = pairs.split.rows  # corpus rows, unless the pairs are held-out queries
@@ -280,7 +284,11 @@ def run_all_strategies(
                 for name, reason in unfit.items()
             }
     mixed = [s for s in wanted if s in MIXED_FAMILIES]
-    if mixed:
+    mixed_adapter = eval_cfg["mixed"]["adapter"]
+    if mixed and mixed_adapter in unfit:
+        reason = f"needs eval.mixed.adapter={mixed_adapter!r}, {unfit[mixed_adapter]}"
+        results |= {family: StrategyResult.not_applicable(family, reason) for family in mixed}
+    elif mixed:
         with timings("search/mixed"):
             results |= run_mixed_strategies(
                 eval_cfg["mixed"],
@@ -300,13 +308,20 @@ def run_all_strategies(
     return results
 
 
+# What `eval.protocols` may name: the new model's exact top k, the dataset's relevance labels.
+PROTOCOLS = ("knn", "qrels")
+
+
 @dataclass(frozen=True)
 class Truth:
     """What answers are scored against, per protocol `eval.protocols` asks for (None: not
-    scored): the new model's exact top k (knn), the dataset's relevance labels by corpus row."""
+    scored): the new model's exact top k (knn), the dataset's relevance labels by corpus row, and
+    per query the corpus row with its own id when the dataset ignores those (mteb's
+    ignore_identical_ids; drift.scoring.evaluate drops it)."""
 
     knn: np.ndarray | None
     qrels: Qrels | None
+    identical: np.ndarray | None = None
 
 
 def qrels_by_row(data: RetrievalData) -> list[dict[int, int]] | None:
@@ -324,7 +339,10 @@ def scored_truth(protocols: Sequence[str], knn_truth: np.ndarray, data: Retrieva
     qrels = qrels_by_row(data) if "qrels" in protocols else None
     if "qrels" in protocols and qrels is None:
         log.warning("dataset %s has no qrels: the qrels protocol is skipped", data.name)
-    return Truth(knn=knn_truth if "knn" in protocols else None, qrels=qrels)
+    identical = None
+    if data.meta.get("ignore_identical_ids"):
+        identical = identical_id_rows(data.query_ids, data.corpus_ids)
+    return Truth(knn=knn_truth if "knn" in protocols else None, qrels=qrels, identical=identical)
 
 
 def evaluate_run(
@@ -340,5 +358,7 @@ def evaluate_run(
             qrels=truth.qrels,
             ks=tuple(eval_cfg["ks"]),
             n_boot=int(eval_cfg["n_boot"]),
+            unjudged=str(eval_cfg["unjudged"]),
+            identical_rows=truth.identical,
             seed=run.seed_for("bootstrap"),
         )

@@ -126,13 +126,12 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-@contextmanager
-def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[NullRun | WandbRun]:
-    """Open a tracker run for the duration of an experiment, finishing it whatever happens."""
+def wandb_mode(logger_cfg: dict[str, Any]) -> str | None:
+    """The W&B mode (offline, online) the `logger` block asks for; None for no tracker. A
+    ConfigError for an unknown kind or mode, or an online mode without credentials."""
     kind = logger_cfg.get("kind", "none")
     if kind == "none":
-        yield NullRun()
-        return
+        return None
     if kind != "wandb":
         raise ConfigError(f"logger.kind must be 'none' or 'wandb', got {kind!r}")
     mode = logger_cfg.get("mode", "offline")
@@ -144,6 +143,16 @@ def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[
             "`wandb login` (or use logger=wandb, which writes offline runs to sync later with "
             "`wandb sync`)"
         )
+    return mode
+
+
+@contextmanager
+def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[NullRun | WandbRun]:
+    """Open a tracker run for the duration of an experiment, finishing it whatever happens."""
+    mode = wandb_mode(logger_cfg)
+    if mode is None:
+        yield NullRun()
+        return
     import wandb
 
     save_dir = Path(logger_cfg["save_dir"])

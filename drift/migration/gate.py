@@ -63,6 +63,7 @@ import numpy as np
 
 from drift.adapters.base import Adapter
 from drift.core.errors import ConfigError, DataError, VectorError
+from drift.core.files import atomic_savez, clean_stale
 from drift.core.vectors import check_vectors
 from drift.retrieval.index import exact_search
 from drift.scoring.metrics import knn_metrics, summarize
@@ -302,13 +303,13 @@ class GatePairs:
 
     new: np.ndarray
     old: np.ndarray
-    source: str  # "gate": no adapter saw them; "validation": the early-stopping adapters did
+    source: str  # "gate": no adapter saw them; "validation": adapters tuned on them did
     seen_by: tuple[str, ...]
 
     def why_not(self, name: str) -> str:
         return (
-            f"{name} stopped early on the validation pairs the gate would use; set "
-            "adapter.gate_fraction > 0 to hold out pairs no adapter sees"
+            f"{name} chose its settings (early stopping or its penalty) on the validation pairs "
+            "the gate would use; set adapter.gate_fraction > 0 to hold out pairs no adapter sees"
         )
 
 
@@ -331,13 +332,10 @@ def save_gate_pairs(folder: Path, held_out: GatePairs) -> dict[str, str]:
     `drift gate --pairs` (which refuses those): {"gate_pairs": path}, or {} with no pairs."""
     if not held_out.new.size:
         return {}
-    np.savez(
-        folder / "gate_pairs.npz",
-        new=held_out.new,
-        old=held_out.old,
-        seen_by=np.array(held_out.seen_by, dtype=str),
-    )
-    return {"gate_pairs": str(folder / "gate_pairs.npz")}
+    clean_stale(folder)  # what a killed save left
+    seen_by = np.array(held_out.seen_by, dtype=str)
+    arrays = {"new": held_out.new, "old": held_out.old, "seen_by": seen_by}
+    return {"gate_pairs": str(atomic_savez(folder / "gate_pairs.npz", arrays))}
 
 
 def gate_estimates(
@@ -531,11 +529,11 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
 def refuse_seen_pairs(
     adapter_dir: str | Path, pairs_path: str | Path, pairs: Mapping[str, np.ndarray]
 ) -> None:
-    """A run's gate_pairs.npz names the adapters that stopped early on those pairs (`seen_by`,
-    when it holds its validation split): their estimate would flatter them."""
+    """A run's gate_pairs.npz names the adapters tuned on those pairs (`seen_by`, when it holds
+    its validation split: early stopping, a penalty grid): their estimate would flatter them."""
     name = Path(adapter_dir).name
     if name in set(pairs.get("seen_by", np.array([], dtype=str)).tolist()):
         raise DataError(
-            f"{pairs_path}: adapter {name!r} stopped early on these pairs, so they are not "
+            f"{pairs_path}: adapter {name!r} was tuned on these pairs, so they are not "
             "held out for it; rerun with adapter.gate_fraction > 0 for pairs no adapter sees"
         )

@@ -77,7 +77,7 @@ def rows_of(
             skipped["adapter the run's gate skipped"] += 1
             continue
         if saw_gate_pairs(record, name):
-            skipped["adapter that stopped early on the gate's pairs (validation)"] += 1
+            skipped["adapter tuned on the gate's pairs (validation)"] += 1
             continue
         measured = measured_recall(record, f"adapter/{name}", K)
         if measured is None:
@@ -106,7 +106,8 @@ def rows_of(
 
 def saw_gate_pairs(record: dict[str, Any], name: str) -> bool:
     """Whether the run's gate pairs were its validation pairs (no gate split) and the adapter
-    stopped early on them (runs written before the gate skipped such adapters itself)."""
+    was tuned on them (early stopping, a penalty grid; runs written before the gate skipped such
+    adapters itself)."""
     if record["pairs"].get("n_gate", 0):
         return False
     fitted = record["adapters"][name]

@@ -87,6 +87,17 @@ class IndexSpec:
         """Build from a plain mapping (e.g. the Hydra `index` group); unknown keys are an error."""
         return from_mapping(cls, values, "index")
 
+    @property
+    def min_vectors(self) -> int:
+        """The fewest vectors an index of this spec can be built over: IVF-PQ trains 2**pq_nbits
+        centroids per sub-quantizer on them, flat and HNSW need one."""
+        return 2**self.pq_nbits if self.kind == "ivfpq" else 1
+
+    def check_dim(self, d: int) -> None:
+        """Refuse a dimension this spec cannot index (IVF-PQ: pq_m must divide it)."""
+        if self.kind == "ivfpq" and d % self.pq_m:
+            raise ConfigError(f"IVF-PQ: pq_m={self.pq_m} must divide the dimension {d}")
+
     def build_params(self) -> dict[str, Any]:
         """The fields that determine the built index (the cache key), for this kind only."""
         return {"kind": self.kind, **{f: getattr(self, f) for f in _BUILD_FIELDS[self.kind]}}
@@ -298,9 +309,8 @@ def _build_cpu(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
 
 def _trained_ivfpq(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     n, d = vectors.shape
-    if d % spec.pq_m:
-        raise ConfigError(f"IVF-PQ: pq_m={spec.pq_m} must divide the dimension {d}")
-    ksub = 2**spec.pq_nbits
+    spec.check_dim(d)
+    ksub = spec.min_vectors
     if n < ksub:
         raise DataError(
             f"IVF-PQ with pq_nbits={spec.pq_nbits} needs at least {ksub} vectors to train its "
@@ -322,6 +332,19 @@ def _trained_ivfpq(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     index.cp.seed = spec.seed
     index.pq.cp.seed = spec.seed
     index.train(sample)
+    return index
+
+
+def exact_ivf_index(vectors: np.ndarray) -> faiss.Index:
+    """An exact index over `vectors` that an IVF spec searches as it would IVF-PQ: one inverted
+    list holding them uncompressed (IndexIVFFlat, nlist=1, its centroid the origin, so nothing is
+    trained). A backfill sub-index over too few rows to train IVF-PQ falls back to it."""
+    vectors = check_vectors(vectors, name="vectors to index")
+    d = vectors.shape[1]
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(np.zeros((1, d), dtype=np.float32))  # trained: as many centroids as lists
+    index = faiss.IndexIVFFlat(quantizer, d, 1, faiss.METRIC_INNER_PRODUCT)
+    index.add(vectors)
     return index
 
 

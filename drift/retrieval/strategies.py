@@ -29,6 +29,8 @@ from drift.core.rankings import StrategyResult
 from drift.core.vectors import check_vectors, l2_normalize
 from drift.retrieval.index import IndexSpec, search
 
+# The names `include` (a run's eval.strategies) gives these strategies; "adapter": every adapter.
+PAPER_STRATEGIES = ("full_reindex", "status_quo", "misaligned", "adapter", "dual_index", "ceiling")
 # Reciprocal-rank-fusion constant of Cormack et al. (2009), the usual default.
 RRF_K = 60
 # The ceiling averages the old vectors of this many ground-truth documents per query.

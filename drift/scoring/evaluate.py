@@ -7,6 +7,10 @@ Protocols (definitions in drift/scoring/metrics.py): "knn" (the paper's: relevan
 top-k of the new-model query over the new-model corpus) and "qrels" (relevance labels, as in MTEB).
 All metrics are higher-is-better; the CIs are 95% percentile bootstraps over queries, drawn with
 the same seed for every strategy (so the resamples are paired across strategies).
+
+ARR is the paper's headline under each protocol. Under knn it is the metric itself, which presumes
+that the full re-index scores 1; with an approximate index it does not (its R@10 falls with HNSW's
+efSearch), so knn also reports each metric divided by the full re-index's (`vs_reindex`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ import numpy as np
 
 from drift.core.errors import ConfigError
 from drift.core.rankings import StrategyResult
-from drift.scoring.metrics import KS, Qrels, knn_metrics, qrels_metrics, summarize_many
+from drift.scoring.metrics import (
+    KS,
+    Qrels,
+    drop_rows,
+    knn_metrics,
+    qrels_metrics,
+    score_unjudged,
+    summarize_many,
+    unjudged_definition,
+)
 
 REFERENCE = "full_reindex"
 PRIMARY_METRIC = {"knn": "recall@10", "qrels": "ndcg@10"}
@@ -35,6 +48,14 @@ ARR_DEFINITIONS = {
     "qrels": f"ARR = strategy mean / {REFERENCE} mean over the same queries; "
     "95% CI by paired bootstrap of the ratio",
 }
+RATIO_DEFINITION = (
+    f"vs_reindex = strategy mean / {REFERENCE} mean over the same queries; 95% CI by paired "
+    f"bootstrap of the ratio. {REFERENCE} searches an index of the same kind as the others, so "
+    "with an approximate index its own recall is below 1 and the ratio above the ARR"
+)
+# Strategies whose new-model document encodes are the whole corpus (the others': the adapter's
+# pairs, rerank's on-demand encodes, the backfill's migrated documents).
+WHOLE_CORPUS = ("full_reindex", "dual_index")
 
 
 def evaluate(
@@ -46,6 +67,8 @@ def evaluate(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    unjudged: str = "exclude",
+    identical_rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per protocol and strategy: metric summaries, ARR, counts, timings (a JSON-able dict).
 
@@ -53,27 +76,48 @@ def evaluate(
         results: strategy name -> result, e.g. from `run_strategies`.
         knn_truth_ids: exact new-model top-K row ids [nq, K >= max(ks)]; enables "knn".
         qrels: per query row, {corpus row id: relevance}; enables "qrels".
+        unjudged: "exclude" or "zero": how a query without a relevant document scores
+            (drift.scoring.metrics.score_unjudged).
+        identical_rows: per query, the corpus row with the query's own id (-1: none), for a
+            dataset that asks for mteb's ignore_identical_ids (None: nothing dropped). That row is
+            dropped from every ranking and from the kNN truth before scoring, so that a full
+            re-index still finds the truth it is scored against (where it was dropped, the
+            lists hold one item fewer at the deepest k: mteb retrieves deeper).
     """
+    definition = unjudged_definition(unjudged)
+
+    def ranked(ids: np.ndarray) -> np.ndarray:
+        return ids if identical_rows is None else drop_rows(ids, identical_rows)
+
     per_protocol: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {}
     n_queries: dict[str, int] = {}
     if knn_truth_ids is not None:
-        per_protocol["knn"] = lambda ids: knn_metrics(ids, knn_truth_ids, ks)
-        n_queries["knn"] = int(np.asarray(knn_truth_ids).shape[0])
+        truth = ranked(knn_truth_ids)
+        per_protocol["knn"] = lambda ids: knn_metrics(ranked(ids), truth, ks)
+        n_queries["knn"] = int(truth.shape[0])
     if qrels is not None:
-        per_protocol["qrels"] = lambda ids: qrels_metrics(ids, qrels, ks)
+        per_protocol["qrels"] = lambda ids: qrels_metrics(ranked(ids), qrels, ks)
         n_queries["qrels"] = len(qrels)
     if not per_protocol:
         raise ConfigError("evaluate needs knn_truth_ids (knn protocol) or qrels (qrels protocol)")
 
     boot = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
     applicable = {name: r for name, r in results.items() if r.applicable}
+    identical = {"ignore_identical_ids": identical_rows is not None}
+    if identical_rows is not None:
+        identical["n_queries_with_identical_id"] = int((np.asarray(identical_rows) >= 0).sum())
     return {
         "ks": list(ks),
         **boot,
+        "unjudged": unjudged,
+        "unjudged_definition": definition,
+        **identical,
         "order": list(results),
         "not_applicable": {name: r.reason for name, r in results.items() if not r.applicable},
         "protocols": {
-            protocol: _evaluate_protocol(protocol, fn, applicable, n_queries[protocol], boot)
+            protocol: _evaluate_protocol(
+                protocol, fn, applicable, n_queries[protocol], boot, unjudged
+            )
             for protocol, fn in per_protocol.items()
         },
     }
@@ -81,8 +125,9 @@ def evaluate(
 
 def format_table(evaluation: Mapping[str, Any], protocol: str, k: int = 10) -> str:
     """A Markdown table shaped like the paper's: one row per strategy (not-applicable ones as
-    n/a, with the reason below), metrics at k as mean [CI], ARR of the protocol's primary metric,
-    us/query with the adapter's (or the fusion's) share, and the new-model document encodes."""
+    n/a, with the reason below), metrics at k as mean [CI], ARR of the protocol's primary metric
+    (under knn also that metric / the full re-index's), us/query with the adapter's (or the
+    fusion's) share, and the new-model document encodes with what they are."""
     if protocol not in evaluation["protocols"]:
         raise ConfigError(
             f"no {protocol!r} protocol in this evaluation; it has {sorted(evaluation['protocols'])}"
@@ -92,36 +137,51 @@ def format_table(evaluation: Mapping[str, Any], protocol: str, k: int = 10) -> s
     block = evaluation["protocols"][protocol]
     arr_metric = PRIMARY_METRIC[protocol].split("@")[0] + f"@{k}"
     columns = [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"]
+    short = _short(arr_metric)
+    ratios = [("arr", f"arr_{arr_metric}", f"ARR ({short})")]
+    if protocol == "knn":
+        ratios.append(("vs_reindex", f"vs_reindex_{arr_metric}", f"{short} / re-index"))
+    headers = [f"R@{k}", f"MRR@{k}", f"nDCG@{k}", *(h for _, _, h in ratios), "us/query", "Encoded"]
     lines = [
-        f"Protocol {protocol}: {block['n_queries']} queries, "
-        f"{block['n_queries_effective'].get(f'recall@{k}', 0)} with a relevant document.",
+        f"Protocol {protocol}: {_query_counts(block, evaluation['unjudged'])}.",
         "",
-        f"| Strategy | R@{k} | MRR@{k} | nDCG@{k} | ARR ({_short(arr_metric)}) | us/query "
-        "| Encoded |",
-        "|---|---|---|---|---|---|---|",
+        "| Strategy | " + " | ".join(headers) + " |",
+        "|---|" + "---|" * len(headers),
     ]
     noted: dict[str, list[str]] = {}  # note -> strategies (each note printed once)
     for name in evaluation["order"]:
         if name in evaluation["not_applicable"]:
-            lines.append(f"| {name} | n/a | n/a | n/a | n/a | n/a | n/a |")
+            lines.append(f"| {name} | " + " | ".join(["n/a"] * len(headers)) + " |")
             noted.setdefault(f"not applicable ({evaluation['not_applicable'][name]})", [])
             noted[f"not applicable ({evaluation['not_applicable'][name]})"].append(name)
             continue
         row = block["strategies"][name]
         cells = [_fmt_summary(row["metrics"][c]) for c in columns]
-        cells.append(_fmt_summary(row["arr"].get(f"arr_{arr_metric}")))
+        cells += [_fmt_summary(row.get(part, {}).get(key)) for part, key, _ in ratios]
         cells.append(_fmt_timing(row["timings"]))
-        cells.append(_fmt_cost(row.get("cost", {})))
+        cells.append(_fmt_cost(name, row.get("cost", {})))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         if row["notes"]:
             noted.setdefault(row["notes"], []).append(name)
     notes = [f"{', '.join(names)}: {note}" for note, names in noted.items()]
     notes += [
-        "Encoded = corpus documents encoded by the new model (share of the corpus): the full "
-        "re-embedding's N, the adapter's pairs (none when they are held-out queries), rerank's "
-        "on-demand encodes, the backfill",
+        "Encoded = corpus documents encoded by the new model: share of the corpus (count: what "
+        "they are): the full re-embedding's corpus, the adapter's pairs (none when they are "
+        "held-out queries), rerank's on-demand encodes beside the pairs it holds from the start, "
+        "the backfill's migrated documents",
         DEFINITIONS[protocol],
         block["arr_definition"],
+        *([block["vs_reindex_definition"]] if protocol == "knn" else []),
+        f"unjudged={evaluation['unjudged']}: {evaluation['unjudged_definition']}",
+        *(
+            [
+                f"ignore_identical_ids (the mteb task's): a document with the query's own id is "
+                f"dropped from rankings and truth ({evaluation['n_queries_with_identical_id']} "
+                "queries have one)"
+            ]
+            if evaluation["ignore_identical_ids"]
+            else []
+        ),
         f"mean [{100 * (1 - evaluation['alpha']):.0f}% bootstrap CI]; "
         "us/query = whole-batch time / queries (faiss threads: "
         + ", ".join(sorted({str(_threads(block, n)) for n in block["strategies"]}))
@@ -136,8 +196,8 @@ def table_rows(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
     for protocol, block in evaluation["protocols"].items():
         for name, row in block["strategies"].items():
             flat: dict[str, Any] = {"protocol": protocol, "strategy": name}
-            flat.update({metric: s["mean"] for metric, s in row["metrics"].items()})
-            flat.update({metric: s["mean"] for metric, s in row["arr"].items()})
+            for part in ("metrics", "arr", "vs_reindex"):
+                flat.update({metric: s["mean"] for metric, s in row.get(part, {}).items()})
             flat["us_per_query"] = row["timings"].get("us_per_query")
             rows.append(flat)
     return rows
@@ -150,12 +210,19 @@ def _evaluate_protocol(
     results: Mapping[str, StrategyResult],
     n_queries: int,
     boot: dict[str, Any],
+    unjudged: str,
 ) -> dict[str, Any]:
     per_query = {name: per_query_fn(r.ids) for name, r in results.items()}
+    # Unjudged queries are NaN before the convention applies, the same ones for every strategy.
+    first = next(iter(per_query.values()), {})
+    n_unjudged = int(np.isnan(next(iter(first.values()))).sum()) if first else 0
+    per_query = {name: score_unjudged(values, unjudged) for name, values in per_query.items()}
+    ratios_apart = protocol == "knn"  # under qrels, the ratio to the full re-index is the ARR
     strategies: dict[str, dict[str, Any]] = {
         name: {
             "metrics": {},
             "arr": {},
+            **({"vs_reindex": {}} if ratios_apart else {}),
             "timings": r.timings,
             "notes": r.notes,
             "cost": r.cost,
@@ -163,36 +230,53 @@ def _evaluate_protocol(
         }
         for name, r in results.items()
     }
-    metrics = list(next(iter(per_query.values()), {}))
+    metrics = list(first)
     n_effective = {}
     for metric in metrics:
         summaries, ratios = summarize_many(
             {name: values[metric] for name, values in per_query.items()},
-            reference=REFERENCE if protocol == "qrels" else None,
+            reference=REFERENCE,
             **boot,
         )
         for name, summary in summaries.items():
             strategies[name]["metrics"][metric] = summary
-            if protocol == "knn":  # the ground truth scores 1: ARR is the metric itself
+            if ratios_apart:  # the ground truth scores 1: ARR is the metric itself
                 arr = {key: summary[key] for key in ("mean", "ci_low", "ci_high")}
+                if name in ratios:
+                    strategies[name]["vs_reindex"][f"vs_reindex_{metric}"] = ratios[name]
             else:
                 arr = ratios.get(name)
             if arr is not None:
                 strategies[name]["arr"][f"arr_{metric}"] = arr
-            # Queries with a relevant document (the others are NaN and excluded).
+            # Queries averaged: under unjudged=exclude, those with a relevant document.
             n_effective[metric] = summary["n"]
     block = {
         "definition": DEFINITIONS[protocol],
         "primary_metric": PRIMARY_METRIC[protocol],
         "higher_is_better": True,
         "arr_definition": ARR_DEFINITIONS[protocol],
+        **({"vs_reindex_definition": RATIO_DEFINITION} if ratios_apart else {}),
         "n_queries": n_queries,
+        "n_queries_unjudged": n_unjudged,
         "n_queries_effective": n_effective,
         "strategies": strategies,
     }
-    if protocol == "qrels" and REFERENCE not in results:
-        block["arr_definition"] += f" (not computed: {REFERENCE} was not run or not applicable)"
+    if REFERENCE not in results:
+        missing = f" (not computed: {REFERENCE} was not run or not applicable)"
+        block["vs_reindex_definition" if ratios_apart else "arr_definition"] += missing
     return block
+
+
+def _query_counts(block: Mapping[str, Any], unjudged: str) -> str:
+    """A table's first line: how many queries, how many with a relevant document, and what
+    became of the others (e.g. "300 queries, 280 with a relevant document; the other 20 ...")."""
+    n, n_unjudged = block["n_queries"], block["n_queries_unjudged"]
+    text = f"{n} queries, {n - n_unjudged} with a relevant document"
+    if n_unjudged:
+        text += f"; the other {n_unjudged} " + (
+            "score 0 (unjudged=zero)" if unjudged == "zero" else "are left out (unjudged=exclude)"
+        )
+    return text
 
 
 def _fmt_summary(summary: Mapping[str, Any] | None) -> str:
@@ -203,11 +287,36 @@ def _fmt_summary(summary: Mapping[str, Any] | None) -> str:
     return f"{summary['mean']:.3f}{ci}"
 
 
-def _fmt_cost(cost: Mapping[str, Any]) -> str:
+def _fmt_cost(name: str, cost: Mapping[str, Any]) -> str:
+    """The share of the corpus encoded by the new model, the count and what it is, e.g.
+    "100.0% (1,200: the adapter's pairs)"."""
     share = cost.get("share_encoded")
     if not _finite(share):
         return "n/a"
-    return f"{100 * share:.1f}% ({cost['new_doc_encodes']:,})"
+    what = _encodes_are(name, cost)
+    return f"{100 * share:.1f}% ({cost['new_doc_encodes']:,}" + (f": {what})" if what else ")")
+
+
+def _encodes_are(name: str, cost: Mapping[str, Any]) -> str:
+    """What a strategy's new-model document encodes are ("" for none): the corpus, encodes on
+    demand (rerank) or migrated documents (backfill), and the adapter's pairs besides them. The
+    labels matter when the pairs are the whole corpus: a rerank then holds every document from
+    the start and encodes none on demand."""
+    n = int(cost["new_doc_encodes"])
+    if n == 0:
+        return ""
+    if name in WHOLE_CORPUS:
+        return "the corpus"
+    own = [
+        (int(cost[key]), label)
+        for key, label in (("on_demand_encodes", "on demand"), ("migrated", "migrated"))
+        if key in cost
+    ]
+    parts = [f"{count:,} {label}" for count, label in own]
+    pairs = n - sum(count for count, _ in own)
+    if pairs:
+        parts.append(f"{pairs:,} the adapter's pairs" if own else "the adapter's pairs")
+    return ", ".join(parts)
 
 
 def _fmt_timing(timings: Mapping[str, Any]) -> str:

@@ -9,8 +9,18 @@ Definitions follow pytrec_eval as used by BEIR and MTEB, per query:
 - MRR@k    = 1 / rank of the first relevant item in the top-k (0 when none is)
 - nDCG@k   = DCG@k / IDCG@k with DCG@k = sum_r rel_r / log2(r + 1) (linear gain) and IDCG@k the
              DCG of the query's relevant set sorted by relevance.
-A query with no relevant document gets NaN for every metric; means and intervals exclude it, and
-summaries count it (`n_excluded`).
+A query with no relevant document (no label > 0: BEIR folders hold queries whose labels are all
+0, and a corpus subset can drop a query's relevant documents) gets NaN for every metric here;
+`score_unjudged` then applies a named convention (config `eval.unjudged`, recorded in the result
+file):
+- exclude (the default): left as NaN; means and intervals leave the query out, and summaries
+  count it (`n_excluded`).
+- zero: 0 for every metric, averaged in. This is what BEIR and MTEB report: pytrec_eval scores a
+  query whose labels are all 0 as 0, and they average over every query it scores.
+
+MTEB tasks that set `ignore_identical_ids` (ArguAna, QuoraRetrieval, FiQA2018, ...) hold queries
+that are also corpus documents under the same id; mteb drops such a document from the query's
+ranking before scoring. `drop_rows` does the same, given `identical_id_rows`.
 
 Two protocols say what "relevant" means:
 - knn (the paper's): relevance comes from the exact top-k neighbours of the new-model query over
@@ -32,9 +42,14 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from drift.core.errors import DataError
+from drift.core.errors import ConfigError, DataError
 
 KS: tuple[int, ...] = (1, 10, 100)
+# Conventions for a query without a relevant document (module docstring), as result files say them.
+UNJUDGED = {
+    "exclude": "queries without a relevant document are left out of means and CIs",
+    "zero": "queries without a relevant document score 0 and are averaged in (as BEIR and MTEB)",
+}
 
 # Relevance labels per query: corpus row id -> relevance grade (> 0 is relevant).
 Qrels = Sequence[Mapping[int, float]]
@@ -86,6 +101,44 @@ def qrels_metrics(ids: np.ndarray, qrels: Qrels, ks: Sequence[int] = KS) -> dict
         out[f"recall@{k}"] = recall(*cut)
         out[f"mrr@{k}"] = mrr(*cut)
         out[f"ndcg@{k}"] = ndcg(*cut)
+    return out
+
+
+def score_unjudged(per_query: dict[str, np.ndarray], unjudged: str) -> dict[str, np.ndarray]:
+    """Per-query metrics as `knn_metrics` and `qrels_metrics` return them (NaN: no relevant
+    document) under the `unjudged` convention: unchanged for "exclude", NaN -> 0 for "zero". NaN
+    arises nowhere else: every formula below is finite for a query with a relevant document."""
+    unjudged_definition(unjudged)
+    if unjudged == "exclude":
+        return per_query
+    return {name: np.nan_to_num(values, nan=0.0) for name, values in per_query.items()}
+
+
+def unjudged_definition(unjudged: str) -> str:
+    """What the `unjudged` convention does, in words; ConfigError for an unknown one."""
+    if unjudged not in UNJUDGED:
+        raise ConfigError(f"eval.unjudged must be one of {list(UNJUDGED)}, got {unjudged!r}")
+    return UNJUDGED[unjudged]
+
+
+def identical_id_rows(query_ids: Sequence[str], corpus_ids: Sequence[str]) -> np.ndarray:
+    """Per query, the corpus row whose id equals the query's id (-1: none), for `drop_rows`."""
+    row_of = {doc_id: row for row, doc_id in enumerate(corpus_ids)}
+    return np.array([row_of.get(qid, -1) for qid in query_ids], dtype=np.int64)
+
+
+def drop_rows(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`ids` [nq, k] with row i's id `rows[i]` removed (-1 in `rows`: nothing), the later ids
+    moved up one rank and -1 padding at the end, as mteb's `ignore_identical_ids` leaves a
+    ranking."""
+    ids = np.asarray(ids, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape != (ids.shape[0],):
+        raise DataError(f"{rows.size} rows to drop for a ranking of {ids.shape[0]} queries")
+    dropped = ids == rows[:, None]  # a -1 in `rows` matches padding only: a no-op
+    order = np.argsort(dropped, axis=1, kind="stable")  # kept ids first, in their order
+    out = np.take_along_axis(ids, order, axis=1)
+    out[np.take_along_axis(dropped, order, axis=1)] = -1
     return out
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from drift.adapters.base import ADAPTERS, Adapter
 from drift.adapters.scaling import MapAdapter
 from drift.core.errors import ConfigError, DriftError
+from drift.core.files import atomic_write, clean_stale
 from drift.core.provenance import git_info, package_versions
 from drift.core.vectors import l2_normalize
 from drift.serving import runtime as serving
@@ -212,12 +213,15 @@ def export_adapter(
     out_dir = Path(out_dir)
     ops = serving_ops(adapter)
     weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in adapter.params().items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(out_dir)  # what a killed export left
+    # Not an artifact until the new serving.json is written (a kill from here on leaves none).
+    (out_dir / serving.META_FILE).unlink(missing_ok=True)
 
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     weights_path = out_dir / serving.WEIGHTS_FILE
-    save_file(weights, str(weights_path))
+    weights_blob = save(weights)
+    atomic_write(weights_path, lambda tmp: tmp.write_bytes(weights_blob))
     meta = {
         "format": serving.FORMAT,
         "format_version": serving.FORMAT_VERSION,
@@ -232,7 +236,7 @@ def export_adapter(
         "ops": ops,
         "weights": {
             "file": serving.WEIGHTS_FILE,
-            "sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256(weights_blob).hexdigest(),
             "shapes": {k: list(v.shape) for k, v in weights.items()},
         },
         "adapter": adapter.describe(),
@@ -240,10 +244,10 @@ def export_adapter(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "provenance": {"git": git_info(), "packages": package_versions(("drift", "numpy"))},
     }
-    shutil.copyfile(Path(serving.__file__), out_dir / MODULE_FILE)
+    atomic_write(out_dir / MODULE_FILE, lambda tmp: shutil.copyfile(serving.__file__, tmp))
     if onnx:
-        model = onnx_model(ops, weights, adapter.d_in, adapter.d_out)
-        (out_dir / ONNX_FILE).write_bytes(model.SerializeToString())
+        graph = onnx_model(ops, weights, adapter.d_in, adapter.d_out).SerializeToString()
+        atomic_write(out_dir / ONNX_FILE, lambda tmp: tmp.write_bytes(graph))
     else:
         (out_dir / ONNX_FILE).unlink(missing_ok=True)  # never leave a stale graph behind
     served = serving.ServingAdapter(meta, serving.read_safetensors(weights_path))
@@ -252,7 +256,8 @@ def export_adapter(
         "n_probes": N_PROBES,
         "tolerance": TOLERANCE,
     }
-    (out_dir / serving.META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    text = json.dumps(meta, indent=2, default=str) + "\n"
+    atomic_write(out_dir / serving.META_FILE, lambda tmp: tmp.write_text(text))
     return out_dir
 
 

@@ -7,6 +7,7 @@ queries are split into seeded folds and each fold is answered with what the othe
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import faiss
@@ -14,7 +15,14 @@ import numpy as np
 
 from drift.core.errors import ConfigError
 from drift.core.rankings import StrategyResult
-from drift.retrieval.index import IndexCache, IndexSpec, exact_search, is_gpu_index, search
+from drift.retrieval.index import (
+    IndexCache,
+    IndexSpec,
+    exact_ivf_index,
+    exact_search,
+    is_gpu_index,
+    search,
+)
 from drift.retrieval.mixed import encode_cost
 from drift.retrieval.strategies import rrf_fuse, stage_timings, timed, timed_search
 
@@ -82,11 +90,25 @@ def backfill_order(
 def partial_index(
     x_new: np.ndarray, rows: np.ndarray, spec: IndexSpec, cache: IndexCache
 ) -> PartialIndex:
-    """The new-model index over `rows` (sorted first, so all rows gives the full new index)."""
+    """The new-model index over `rows` (sorted first, so all rows gives the full new index).
+
+    Fewer rows than IVF-PQ trains its codebooks on (2**pq_nbits: a small share of a small
+    corpus) are searched exactly instead, in one uncompressed inverted list, with a warning:
+    as a vector database searches a segment too small to index.
+    """
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     if rows.size == 0:
         return PartialIndex(None, rows)
-    index, _ = cache.get_or_build(np.ascontiguousarray(x_new[rows]), spec)
+    vectors = np.ascontiguousarray(x_new[rows])
+    if rows.size < spec.min_vectors:
+        warnings.warn(
+            f"a new-model sub-index over {rows.size} rows is too small to train IVF-PQ "
+            f"(pq_nbits={spec.pq_nbits} needs {spec.min_vectors}): those rows are searched "
+            "exactly instead (one uncompressed inverted list)",
+            stacklevel=2,
+        )
+        return PartialIndex(exact_ivf_index(vectors), rows)
+    index, _ = cache.get_or_build(vectors, spec)
     return PartialIndex(index, rows)
 
 
