@@ -23,10 +23,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from drift.cli import refused
 from drift.cli.config import CONFIG_DIR, to_plain
 from drift.core.errors import DriftError
-
-BAD_INPUT = 2  # the exit code of a DriftError (see the module docstring)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -81,9 +80,7 @@ def main(cfg: DictConfig) -> None:
         run(cfg)
     except DriftError as err:
         # One line, not through logging (Hydra's handlers print to stdout and the job's log).
-        message = " ".join(str(err).splitlines())
-        print(f"drift: {type(err).__name__}: {message}", file=sys.stderr)
-        sys.exit(BAD_INPUT)
+        sys.exit(refused("drift", err))
 
 
 if __name__ == "__main__":

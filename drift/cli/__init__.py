@@ -42,6 +42,16 @@ EXIT_CODES = (
 )
 
 
+BAD_INPUT = 2  # the exit code of bad input, for every command
+
+
+def refused(prog: str, err: Exception) -> int:
+    """Say why `prog` refused its input, in one line on stderr; return the exit code for it."""
+    message = " ".join(str(err).splitlines())
+    print(f"{prog}: {type(err).__name__}: {message}", file=sys.stderr)
+    return BAD_INPUT
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_line}" for name, (_, help_line) in COMMANDS.items()]

@@ -7,9 +7,9 @@ drift claims --results results --out /tmp/claims
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.report.claims import ledger, write
 
@@ -22,8 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entries = ledger(args.results)
     except DriftError as err:
-        print(f"drift claims: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+        return refused("drift claims", err)
     for path in write(entries, args.out):
         print(f"wrote {path}")
     for entry in entries:

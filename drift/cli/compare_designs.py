@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.report.compare_designs import markdown, paired_table, parse_settings
 from drift.report.strategy_bars import load_runs
@@ -19,7 +20,8 @@ from drift.report.strategy_bars import load_runs
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift compare-designs", description=__doc__.split("\n\n")[0])
+        prog="drift compare-designs", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("results", type=Path, help="a folder of result files (one sweep)")
     parser.add_argument(
         "--baseline", nargs="+", required=True, metavar="KEY=VALUE", help="the baseline design"
@@ -35,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         frame, note = load_runs(args.results)
     except DriftError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refused("drift compare-designs", err)
     wanted = [tuple(m.split("/", 1)) for m in args.metrics.split(",")]
     keep = pd.Series(False, index=frame.index)
     for protocol, metric in wanted:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drift.cli import refused
 from drift.core.errors import DataError
 from drift.core.records import ResultRecord
 from drift.report.compare_runs import compare, config_differences
@@ -17,7 +18,8 @@ from drift.report.compare_runs import compare, config_differences
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift compare-runs", description=__doc__.split("\n\n")[0])
+        prog="drift compare-runs", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("files", nargs=2, type=Path)
     parser.add_argument("--labels", nargs=2, default=["A", "B"])
     parser.add_argument("--metric", default="recall@10")
@@ -26,8 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         records = [ResultRecord.from_path(path) for path in args.files]
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refused("drift compare-runs", err)
     differing = config_differences(records[0].config, records[1].config)
     if differing:
         print(f"the two runs' configs differ in: {', '.join(differing)}", file=sys.stderr)

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from drift.cli import refused
 from drift.core.errors import ConfigError, DriftError
 from drift.migration.cost import (
     ASSUMED_BUILD_RATE,
@@ -91,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(args)
     except (DriftError, OSError) as err:
-        print(f"drift cost: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(refused("drift cost", err))
 
 
 def run(args: argparse.Namespace) -> None:

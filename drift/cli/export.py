@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from drift.adapters.base import load_adapter
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.serving import runtime as serving
 from drift.serving.export import N_PROBES, export_adapter
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         diffs = json.loads((out / serving.META_FILE).read_text())["verification"]["max_abs_diff"]
     except (DriftError, OSError, json.JSONDecodeError) as err:
-        print(f"drift export: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(refused("drift export", err))
     shown = ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
     print(
         f"wrote {out} ({adapter.name}, {adapter.d_in} -> {adapter.d_out}); "

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from drift.adapters.base import load_adapter
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.migration.gate import EXIT_STATUS, evaluate_gate, load_pairs, refuse_seen_pairs
 
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
         )
     except (DriftError, OSError) as err:
-        print(f"drift gate: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(refused("drift gate", err))
     print(report.text())
     if args.json:
         from drift.core.records import to_jsonable, write_json_atomic

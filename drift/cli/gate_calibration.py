@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drift.cli import refused
 from drift.core.errors import DataError
 from drift.core.records import ResultRecord
 from drift.report.figures import SAVE
@@ -22,7 +23,8 @@ from drift.report.gate_calibration import figure, rows_of, summary_of
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift gate-calibration", description=__doc__.split("\n\n")[0])
+        prog="drift gate-calibration", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("results", nargs="+", type=Path, help="folders of result files")
     parser.add_argument("--adapters-dir", type=Path, help="where moved artifacts now live")
     parser.add_argument("--out", type=Path, default=Path("results/gate_calibration"))
@@ -32,8 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         records = [r for r in ResultRecord.iter(args.results) if not r.debug]
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refused("drift gate-calibration", err)
     skipped: Counter[str] = Counter()
     rows = [
         {"file": record.file, **row}

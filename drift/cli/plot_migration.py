@@ -6,19 +6,20 @@ drift plot-migration --help
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.report.migration_figures import write_all
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift plot-migration", description=__doc__.split("\n\n")[0])
+        prog="drift plot-migration", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("results", type=Path, help="folder of result files (searched recursively)")
     parser.add_argument("--out", type=Path, default=Path("results/figures/migration"))
     args = parser.parse_args(argv)
@@ -26,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written, skipped = write_all(args.results, args.out)
     except (DriftError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refused("drift plot-migration", err)
     for path in written:
         print(f"wrote {path}")
     for name, why in skipped.items():

@@ -6,10 +6,10 @@ drift plot-strategies --help
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drift.cli import refused
 from drift.core.errors import DriftError
 from drift.report.figures import SAVE
 from drift.report.strategy_bars import figure, load_runs, table
@@ -17,15 +17,15 @@ from drift.report.strategy_bars import figure, load_runs, table
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift plot-strategies", description=__doc__.split("\n\n")[0])
+        prog="drift plot-strategies", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("results", type=Path, help="a folder of result files")
     parser.add_argument("--out", type=Path, default=None, help="default: the results folder")
     args = parser.parse_args(argv)
     try:
         frame, note = load_runs(args.results)
     except DriftError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refused("drift plot-strategies", err)
     out = args.out or args.results
     out.mkdir(parents=True, exist_ok=True)
     fig = figure(frame, note)

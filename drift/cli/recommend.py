@@ -10,6 +10,7 @@ import json
 import math
 import sys
 
+from drift.cli import refused
 from drift.core.errors import ConfigError, DriftError
 from drift.core.records import ResultRecord, to_jsonable
 from drift.migration.recommend import DEFAULT_METRICS, Request, recommend
@@ -70,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             new_model=args.new_model,
         )
     except (DriftError, OSError) as err:
-        print(f"drift recommend: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(refused("drift recommend", err))
     if args.json:
         print(json.dumps(to_jsonable(result.to_dict()), indent=2, allow_nan=False))
     else:

@@ -8,18 +8,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from drift.report.collect import collect_or_say_why, print_reruns, write_tables
+from drift.cli import refused
+from drift.core.errors import DriftError
+from drift.report.collect import collect_strategies, print_reruns, write_tables
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="drift tables", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="drift tables", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", default=["results/runs"], help="result folders")
     parser.add_argument("--out", default="results/collected", help="output folder")
     args = parser.parse_args(argv)
-    frame = collect_or_say_why(args.results)
-    if frame is None:
-        return 2
+    try:
+        frame = collect_strategies(args.results)
+    except (DriftError, ValueError) as err:
+        return refused("drift tables", err)
     for path in write_tables(frame, args.out):
         print(f"wrote {path}")
     n_runs = frame["file"].nunique()

@@ -212,6 +212,13 @@ def judged_mask(data: RetrievalData) -> np.ndarray:
     )
 
 
+def pair_exclusions(data: RetrievalData, judged: np.ndarray | None) -> np.ndarray:
+    """Corpus rows that must never be adapter pairs: those equal to a query and the `judged`
+    ones (`judged_mask`, when `adapter.exclude_judged`; None: no such exclusion)."""
+    excluded = query_text_mask(data)
+    return excluded if judged is None else excluded | judged
+
+
 def held_out_queries(full: RetrievalData, evaluated: RetrievalData) -> list[Any]:
     """The queries of `full` a run does not evaluate, for `adapter.pair_role=query_log`.
 

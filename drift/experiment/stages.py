@@ -26,8 +26,8 @@ from drift.data.pairs import (
     PairVectors,
     held_out_queries,
     judged_mask,
+    pair_exclusions,
     pair_vectors,
-    query_text_mask,
     requested_pairs,
     sample_pairs,
 )
@@ -191,7 +191,7 @@ def draw_pairs(
     judged = np.zeros(len(data.corpus), dtype=bool)
     if from_corpus:
         judged = judged_mask(data)
-        excluded = query_text_mask(data) | (judged if settings["exclude_judged"] else False)
+        excluded = pair_exclusions(data, judged if settings["exclude_judged"] else None)
     split = sample_pairs(
         len(pool),
         requested_pairs(settings["n_pairs"], settings["n_pairs_fraction"], len(vectors.x_old)),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drift.core.errors import ConfigError
-from drift.data.pairs import judged_mask, query_text_mask
+from drift.data.pairs import judged_mask, pair_exclusions
 from drift.data.subsample import CORPUS_SUBSETS
 from drift.data.types import RetrievalData
 from drift.experiment.analyses import timeline_config
@@ -299,7 +299,7 @@ def validate_against_data(cfg: Mapping[str, Any], data: RetrievalData) -> None:
         )
     pairs = cfg["adapter"]
     if pairs["pair_role"] != "query_log" and pairs["exclude_judged"]:
-        eligible = int((~(judged_mask(data) | query_text_mask(data))).sum())
+        eligible = int((~pair_exclusions(data, judged_mask(data))).sum())
         if eligible * (1 - pairs["val_fraction"] - pairs["gate_fraction"]) < 2:
             problems.add(
                 "adapter.exclude_judged",

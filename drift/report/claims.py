@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from drift.core.errors import DataError
 from drift.core.records import ResultRecord
+from drift.report.collect import t_half_width
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 TEXT_PAIR = ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2")
@@ -96,7 +96,7 @@ def over_seeds(values: Sequence[float], run_ci: tuple[float, float] | None = Non
     if x.size == 1:
         low, high = run_ci if run_ci is not None else (math.nan, math.nan)
         return Estimate(float(x[0]), low, high, "1 run (95% bootstrap CI over queries)")
-    half = x.std(ddof=1) / math.sqrt(x.size) * stats.t.ppf(0.975, x.size - 1)
+    half = t_half_width(x.std(ddof=1), x.size)
     return Estimate(float(x.mean()), x.mean() - half, x.mean() + half, f"{x.size} seeds")
 
 

@@ -24,7 +24,6 @@ Numbers from debug (smoke) runs are kept, flagged in the `debug` column; they ar
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from drift.adapters import hparam_columns
-from drift.core.errors import DataError, DriftError
+from drift.core.errors import DataError
 from drift.core.records import ResultRecord, design_labels
 
 # What a row is about; constant within a group of seeds (see `design_key`).
@@ -199,6 +198,12 @@ def pooled_message(rows: pd.DataFrame, keys: Sequence[str], differing: Sequence[
     )
 
 
+def t_half_width(std: Any, n: Any) -> Any:
+    """Half the width of the 95% t-interval of a mean of n values with standard deviation `std`
+    (numbers or columns alike)."""
+    return std / np.sqrt(n) * stats.t.ppf(0.975, n - 1)
+
+
 def summarize(
     frame: pd.DataFrame, by: Sequence[str] | None = None, same: Sequence[str] = ()
 ) -> pd.DataFrame:
@@ -214,7 +219,7 @@ def summarize(
     out["std"] = grouped["value"].std(ddof=1)
     out["n_seeds"] = grouped["seed"].nunique()
     out["seeds"] = grouped["seed"].agg(lambda s: ",".join(str(v) for v in sorted(set(s))))
-    half = out["std"] / np.sqrt(out["n_seeds"]) * stats.t.ppf(0.975, out["n_seeds"] - 1)
+    half = t_half_width(out["std"], out["n_seeds"])
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     return out.reset_index()
@@ -235,19 +240,11 @@ def write_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return written
 
 
-def collect_or_say_why(roots: Sequence[str | Path]) -> pd.DataFrame | None:
-    """`collect(roots)`, or None after printing to stderr why there is nothing to collect."""
-    try:
-        frame = collect(roots)
-    except (DriftError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return None
+def collect_strategies(roots: Sequence[str | Path]) -> pd.DataFrame:
+    """`collect(roots)`; DataError when the result files hold no strategy to tabulate."""
+    frame = collect(roots)
     if frame.empty:
-        print(
-            f"error: the result files under {', '.join(map(str, roots))} hold no strategy",
-            file=sys.stderr,
-        )
-        return None
+        raise DataError(f"the result files under {', '.join(map(str, roots))} hold no strategy")
     return frame
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from drift.report.collect import t_half_width
 from drift.report.figures import ordered
 from drift.report.strategy_bars import merged_rows, setting_values, varying_settings
 
@@ -114,7 +114,7 @@ def paired_table(
             theirs = values.loc[key]
             diff = (own.droplevel([0, 1, 2, 3]) - theirs).dropna()
             n = len(diff)
-            half = diff.std(ddof=1) / np.sqrt(n) * stats.t.ppf(0.975, n - 1) if n > 1 else np.nan
+            half = t_half_width(diff.std(ddof=1), n) if n > 1 else np.nan
             row |= {
                 "n_paired": n,
                 "diff": diff.mean(),
