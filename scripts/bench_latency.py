@@ -65,6 +65,9 @@ ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "LA+DSM": ("low_rank_affine", {"rank": 64, "dsm": True}),
     "MLP": ("residual_mlp", {"hidden": 256, "dsm": False, "max_epochs": 1, "patience": 1}),
     "MLP+DSM": ("residual_mlp", {"hidden": 256, "dsm": True, "max_epochs": 1, "patience": 1}),
+    "Ranking (linear)": ("ranking_linear", {"max_epochs": 1, "patience": 1}),
+    "Ranking (low-rank)": ("ranking_low_rank", {"rank": 64, "max_epochs": 1, "patience": 1}),
+    "Ranking (MLP)": ("ranking_mlp", {"hidden": 256, "max_epochs": 1, "patience": 1}),
 }
 BACKENDS = ("numpy", "harness", "torch", "onnxruntime", "faiss")
 TARGETS_US = {"single_query": 10.0, "batched_per_query": 2.0, "share_of_search": 0.10}

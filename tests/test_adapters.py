@@ -480,6 +480,9 @@ ALL_CONFIGS = [
     ("residual_mlp", FAST_MLP),
     ("residual_mlp", {**FAST_MLP, "ridge_alpha": GRID}),
     ("routed", {"n_clusters": 2, "min_pairs": 20}),
+    ("ranking_linear", {"max_epochs": 2}),
+    ("ranking_low_rank", {"rank": 4, "max_epochs": 2, "temperature": [0.05, 0.1]}),
+    ("ranking_mlp", {"hidden": 8, "max_epochs": 2}),
 ]
 
 

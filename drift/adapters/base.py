@@ -39,6 +39,9 @@ ADAPTERS: Registry[type[Adapter]] = Registry(
         "ridge": "drift.adapters.baselines",
         "identity": "drift.adapters.baselines",
         "routed": "drift.adapters.routed",
+        "ranking_linear": "drift.adapters.ranking",
+        "ranking_low_rank": "drift.adapters.ranking",
+        "ranking_mlp": "drift.adapters.ranking",
     },
 )
 

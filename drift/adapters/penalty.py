@@ -69,6 +69,18 @@ def hold_out(x_new, x_old, rng: np.random.Generator):
     return x_new[train], x_old[train], x_new[val], x_old[val]
 
 
+def given_or_held_out(x_new, x_old, x_new_val, x_old_val, rng: np.random.Generator, info: dict):
+    """The validation pairs as given, or (none given) VAL_FRACTION of the training pairs held out
+    with `rng`: (train new, train old, validation new, validation old); `info["val_split"]` says
+    which."""
+    if x_new_val is not None and x_old_val is not None:
+        info["val_split"] = "given"
+        return x_new, x_old, x_new_val, x_old_val
+    x_new, x_old, x_new_val, x_old_val = hold_out(x_new, x_old, rng)
+    info["val_split"] = f"{x_new_val.shape[0]} of the training pairs (seeded)"
+    return x_new, x_old, x_new_val, x_old_val
+
+
 class PenalisedMap(MapAdapter):
     """A MapAdapter whose base map has a ridge penalty, fixed or chosen from a grid (module doc)."""
 

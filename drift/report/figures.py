@@ -81,9 +81,10 @@ STRATEGIES_BEFORE = {
 STRATEGIES_AFTER = {
     "dual_index": ("Dual index (RRF)", "#56B4E9", "P"),
     "ceiling": ("Ceiling (uses ground truth)", "#F0E442", "*"),
+    "oracle_query": ("Oracle query (uses ground truth)", "#DDCC77", "X"),
 }
 # Not deployable without a full re-embedding, or a diagnostic: tables only, not sweep figures.
-TABLE_ONLY = ("dual_index", "ceiling")
+TABLE_ONLY = ("dual_index", "ceiling", "oracle_query")
 PAPER_STYLE = {
     "font.size": 9,
     "axes.titlesize": 9,
@@ -130,9 +131,7 @@ def ordered(strategies: Sequence[str]) -> list[str]:
 def style(strategy: str) -> dict[str, object]:
     """matplotlib keywords for one strategy: +DSM variants share the colour, dashed and hollow."""
     base = strategy.removesuffix("+dsm")
-    label, color, marker = strategies().get(
-        base, (base.removeprefix("adapter/"), "#555555", ".")
-    )
+    label, color, marker = strategies().get(base, (base.removeprefix("adapter/"), "#555555", "."))
     dsm = strategy.endswith("+dsm")
     return {
         "label": f"{label}+DSM" if dsm else label,

@@ -12,6 +12,9 @@ corpus vectors is the same item.
 - adapter/<name>:  adapter.transform(new queries) into the old index: Drift-Adapter.
 - dual_index:      see `dual_index`.
 - ceiling:         a diagnostic bound that uses the ground truth; see `ceiling`. Not deployable.
+- oracle_query:    a diagnostic: per query, the old-space vector optimised so the old index
+                   returns the new model's top 10 (drift/retrieval/oracle.py). Not deployable;
+                   opt-in (name it in eval.strategies).
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ from drift.core.errors import ConfigError, VectorError
 from drift.core.rankings import StrategyResult
 from drift.core.vectors import check_vectors, l2_normalize
 from drift.retrieval.index import IndexSpec, search
+from drift.retrieval.oracle import OracleSettings, optimise_queries
 
 # The names `include` (a run's eval.strategies) gives these strategies; "adapter": every adapter.
-PAPER_STRATEGIES = ("full_reindex", "status_quo", "misaligned", "adapter", "dual_index", "ceiling")
+PAPER_STRATEGIES = (
+    "full_reindex",
+    "status_quo",
+    "misaligned",
+    "adapter",
+    "dual_index",
+    "ceiling",
+    "oracle_query",
+)
 # Reciprocal-rank-fusion constant of Cormack et al. (2009), the usual default.
 RRF_K = 60
 # The ceiling averages the old vectors of this many ground-truth documents per query.
@@ -124,13 +136,45 @@ def ceiling(
     from a better map, and the gap between it and full_reindex is what keeping the old corpus
     vectors costs whatever the adapter.
     """
-    truth = np.asarray(knn_truth)[:, :CEILING_DOCS]
     old_corpus = check_vectors(old_corpus, name="old-model corpus vectors", dim=old_index.d)
+    result = _searched("ceiling", old_index, ceiling_queries(old_corpus, knn_truth), k, spec)
+    result.notes = "uses the ground truth (mean old vector of the true top-10); not deployable"
+    return result
+
+
+def ceiling_queries(old_corpus: np.ndarray, knn_truth: np.ndarray) -> np.ndarray:
+    """The ceiling's query per row of `knn_truth`: the normalised mean old vector of its first
+    CEILING_DOCS rows (-1 padding skipped)."""
+    truth = np.asarray(knn_truth)[:, :CEILING_DOCS]
     total = np.zeros((truth.shape[0], old_corpus.shape[1]), dtype=np.float32)
     for column in truth.T:  # one column at a time keeps memory at [nq, d]
         total += np.where(column[:, None] >= 0, old_corpus[np.maximum(column, 0)], 0.0)
-    result = _searched("ceiling", old_index, l2_normalize(total), k, spec)
-    result.notes = "uses the ground truth (mean old vector of the true top-10); not deployable"
+    return l2_normalize(total)
+
+
+def oracle_query(
+    old_index: faiss.Index,
+    old_corpus: np.ndarray,
+    knn_truth: np.ndarray,
+    k: int,
+    spec: IndexSpec,
+    settings: OracleSettings | None = None,
+) -> StrategyResult:
+    """Diagnostic: per query, the old-space vector optimised from the ceiling's start so that
+    the old corpus vectors of its true top-10 rank first (drift/retrieval/oracle.py), searched in
+    the old index like any query. It uses the ground truth and is not deployable; its settings
+    and the exact recall it reached are in `params`, its optimisation time in the timings."""
+    old_corpus = check_vectors(old_corpus, name="old-model corpus vectors", dim=old_index.d)
+    start = ceiling_queries(old_corpus, knn_truth)
+    settings = settings or OracleSettings()
+    (queries, info), seconds = timed(
+        lambda: optimise_queries(old_corpus, knn_truth, start, settings)
+    )
+    result = _searched("oracle_query", old_index, queries, k, spec, optimise_seconds=seconds)
+    result.notes = (
+        "uses the ground truth (a query optimised toward the true top-10); not deployable"
+    )
+    result.params = {"oracle": info}
     return result
 
 
@@ -150,7 +194,7 @@ def run_strategies(
     """Run every strategy (or those named in `include`; "adapter" stands for all adapters).
 
     `old_corpus` and `knn_truth` (exact new-model top-K row ids, K >= 1) are needed only by the
-    ceiling, which is reported as not applicable without them.
+    ceiling and oracle_query, which are reported as not applicable without them.
     """
     q_old = check_vectors(q_old, name="old-model query vectors", dim=old_index.d)
     q_new = check_vectors(q_new, name="new-model query vectors", dim=new_index.d)
@@ -168,7 +212,10 @@ def run_strategies(
             for name, adapter in adapters.items()
         },
         "dual_index": lambda: dual_index(old_index, new_index, q_old, q_new, k, spec),
-        "ceiling": lambda: _ceiling_if_possible(old_index, old_corpus, knn_truth, k, spec),
+        "ceiling": lambda: _if_truth(ceiling, "ceiling", old_index, old_corpus, knn_truth, k, spec),
+        "oracle_query": lambda: _if_truth(
+            oracle_query, "oracle_query", old_index, old_corpus, knn_truth, k, spec
+        ),
     }
     wanted = set(include) if include is not None else None
     unknown = (wanted or set()) - set(plan) - {"adapter"}
@@ -226,11 +273,12 @@ def _bind_adapter(name, adapter, old_index, q_new, k, spec) -> Callable[[], Stra
     return lambda: adapter_strategy(name, adapter, old_index, q_new, k, spec)
 
 
-def _ceiling_if_possible(old_index, old_corpus, knn_truth, k, spec) -> StrategyResult:
+def _if_truth(strategy, name, old_index, old_corpus, knn_truth, k, spec) -> StrategyResult:
+    """`strategy`'s result, or not applicable without the old corpus vectors or the truth."""
     if old_corpus is None or knn_truth is None:
         missing = "old-model corpus vectors" if old_corpus is None else "the kNN ground truth"
-        return StrategyResult.not_applicable("ceiling", f"needs {missing}")
-    return ceiling(old_index, old_corpus, knn_truth, k, spec)
+        return StrategyResult.not_applicable(name, f"needs {missing}")
+    return strategy(old_index, old_corpus, knn_truth, k, spec)
 
 
 def _searched(
