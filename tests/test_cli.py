@@ -3,6 +3,7 @@ its options, `python -m drift` is the same program, and the exit codes are those
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from drift.cli import COMMANDS, main, usage
+from drift.cli import COMMANDS, HYDRA_COMMANDS, main, usage
 
 
 def test_help_lists_every_command_on_one_line(capsys) -> None:
@@ -33,7 +34,7 @@ def test_no_or_unknown_command_is_exit_2_on_stderr(args: list[str], capsys) -> N
     assert captured.out == "" and "usage: drift <command>" in captured.err
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "run"])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in HYDRA_COMMANDS])
 def test_every_command_has_help_for_every_option(command: str, capsys) -> None:
     module_name, func_name = COMMANDS[command][0].split(":")
     with pytest.raises(SystemExit) as exit_:
@@ -75,3 +76,54 @@ def test_runs_started_together_get_their_own_output_folders() -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
     assert cfg.hydra.run.dir.endswith(f"-{os.getpid()}")
+
+
+class _Parsed(Exception):
+    """Carries the parser a command built, instead of letting it parse."""
+
+
+def command_parser(command: str, monkeypatch) -> argparse.ArgumentParser:
+    """The argparse parser `drift <command>` builds (caught at parse_args)."""
+
+    def grab(self, *args, **kwargs):
+        raise _Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    module_name, func_name = COMMANDS[command][0].split(":")
+    with pytest.raises(_Parsed) as caught:
+        getattr(importlib.import_module(module_name), func_name)([])
+    return caught.value.args[0]
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in HYDRA_COMMANDS])
+def test_every_option_says_what_it_is_for(command: str, monkeypatch) -> None:
+    parser = command_parser(command, monkeypatch)
+    silent = [
+        action.option_strings or [action.dest]
+        for action in parser._actions
+        if not action.help or action.help == argparse.SUPPRESS
+    ]
+    assert silent == [], f"drift {command}: options without help: {silent}"
+
+
+@pytest.mark.parametrize("command", HYDRA_COMMANDS)
+def test_drift_run_help_lists_every_config_group_and_flag(command: str, capsys) -> None:
+    from drift.cli.reference import HYDRA_FLAGS, config_groups
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: drift {command} ")
+    for group in config_groups():
+        assert f"  {group} " in out
+    for flag, _ in HYDRA_FLAGS:
+        assert f"  {flag} " in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_docs_cli_md_carries_the_help_the_commands_print() -> None:
+    from drift.cli.reference import DOC, updated
+
+    text = DOC.read_text()
+    assert updated(text) == text, "docs/cli.md is stale: regenerate it with `make cli-docs`"

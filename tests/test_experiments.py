@@ -316,7 +316,7 @@ def test_tracked_run_logs_config_metrics_table_and_artifact_and_always_finishes(
     fake = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)
     logger = {"kind": "wandb", "mode": "offline", "project": "p", "save_dir": str(tmp_path),
-              "group": "g", "tags": ["t"]}  # fmt: skip
+              "group": "g", "tags": ["t"], "metrics": "full"}  # fmt: skip
     result = tmp_path / "result.json"
     result.write_text("{}")
     record = {"metrics": {"r": {"mean": 0.5}}, "timings": {"fit": 1.0}, "config_hash": "abc"}

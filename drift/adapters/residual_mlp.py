@@ -45,6 +45,7 @@ learned per-dimension scale would be redundant with W_lin, W2 and b (drift/adapt
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,8 @@ from drift.adapters.baselines import RidgePath
 from drift.adapters.penalty import Candidate, PenalisedMap, Penalty, check_penalty, hold_out
 from drift.adapters.procrustes import orthogonal_procrustes
 from drift.core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 LOSSES = ("cosine", "mse")
 INITS = ("procrustes", "ridge")
@@ -345,8 +348,17 @@ def _train(mlp: ResidualMLP, init: dict[str, np.ndarray], train, val, seed: int)
             best = network.weights()
         else:
             stale += 1
-            if stale >= mlp.patience:
-                break
+        logger.info(
+            "residual_mlp epoch %d/%d: train loss %.5f, val loss %.5f (best: epoch %d)",
+            epoch,
+            mlp.max_epochs,
+            train_curve[-1],
+            val_curve[-1],
+            best_epoch,
+        )
+        if stale >= mlp.patience:
+            logger.info("residual_mlp: stopped early, %d epochs without improvement", stale)
+            break
     mlp.fit_info.update(
         {
             "epochs_run": len(train_curve),

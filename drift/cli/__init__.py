@@ -19,10 +19,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# command -> ("module:function", one line of help). `run` reads Hydra overrides from sys.argv;
-# the others take their argument list.
+# command -> ("module:function", one line of help): adding a command is one line here (its
+# module parses its own arguments; docs/cli.md regenerates with `make cli-docs`). The Hydra
+# entries (HYDRA_COMMANDS) read overrides from sys.argv; the others take their argument list.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("drift.run:main", "run one experiment from Hydra configs (= python -m drift.run)"),
+    "encode": (
+        "drift.encode:main",
+        "encode a shard of a run's items into the cache (Hydra, as run)",
+    ),
     "export": ("drift.cli.export:main", "write a verified serving artifact of a fitted adapter"),
     "gate": ("drift.cli.gate:main", "judge from held-out pairs whether an adapter may serve"),
     "cost": ("drift.cli.cost:main", "price adapter, full re-index and dual index at scale"),
@@ -35,7 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare-runs": ("drift.cli.compare_runs:main", "two runs of one config side by side"),
     "gate-calibration": ("drift.cli.gate_calibration:main", "gate estimates against measured ARR"),
     "claims": ("drift.cli.claims:main", "the paper's claims beside the committed measurements"),
+    "mteb": ("drift.cli.mteb:main", "score strategies with mteb's tasks, evaluator and files"),
 }
+HYDRA_COMMANDS = ("run", "encode")
 EXIT_CODES = (
     "exit codes: 0 done; 1 done, and the answer is no (gate: re-index; recommend: no strategy",
     "            reaches the target); 2 bad input; 3 (gate) serve old-model queries",
@@ -78,7 +85,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     module_name, func_name = COMMANDS[command][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    if command == "run":  # Hydra parses sys.argv itself
+    if command in HYDRA_COMMANDS and {"-h", "--help"} & set(rest):  # one line per group and flag
+        from drift.cli.reference import run_help
+
+        print(run_help(command))
+        sys.exit(0)
+    if command in HYDRA_COMMANDS:  # Hydra parses sys.argv itself
         sys.argv = [f"drift {command}", *rest]
         func()
         return

@@ -20,10 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="drift compare-runs", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("files", nargs=2, type=Path)
-    parser.add_argument("--labels", nargs=2, default=["A", "B"])
-    parser.add_argument("--metric", default="recall@10")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("files", nargs=2, type=Path, help="the two result files")
+    parser.add_argument(
+        "--labels", nargs=2, default=["A", "B"], help="column names of the two runs"
+    )
+    parser.add_argument("--metric", default="recall@10", help="the metric to compare")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     try:
         records = [ResultRecord.from_path(path) for path in args.files]

@@ -1,4 +1,5 @@
-"""Hydra/OmegaConf glue: the `drift_root` and `drift_pid` resolvers and config composition.
+"""Hydra/OmegaConf glue: the `drift_root` and `drift_pid` resolvers, config composition, and the
+sweep a job runs in.
 
 Only drift.run, scripts/ and tests use this module; stages below receive plain Python values.
 """
@@ -6,6 +7,7 @@ Only drift.run, scripts/ and tests use this module; stages below receive plain P
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -22,6 +24,21 @@ if not OmegaConf.has_resolver("drift_root"):
 # folders (and logs) of their own (conf/hydra/default.yaml).
 if not OmegaConf.has_resolver("drift_pid"):
     OmegaConf.register_new_resolver("drift_pid", os.getpid)
+
+
+def sweep_folder() -> str | None:
+    """Under a Hydra multirun, the name of the sweep's folder (each job's output folder is one of
+    its subfolders); None otherwise. drift.run hands it to the W&B run as its group. Not a config
+    value: the config (and so its hash, and result file names) must not change between sweeps."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or not hydra_cfg.runtime.output_dir:
+        return None
+    return Path(hydra_cfg.runtime.output_dir).parent.name
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:

@@ -42,10 +42,17 @@ def parse_n(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="drift cost", description=__doc__.split("\n")[0])
     parser.add_argument("--n", default="1e6,1e8,1e9", help="corpus sizes, comma-separated")
-    parser.add_argument("--n-pairs", type=int, default=20_000)
-    parser.add_argument("--d-old", type=int, default=384)
-    parser.add_argument("--d-new", type=int, default=768)
-    parser.add_argument("--backfill-fraction", type=float, default=0.05)
+    parser.add_argument(
+        "--n-pairs", type=int, default=20_000, help="pairs both models encode for the adapter"
+    )
+    parser.add_argument("--d-old", type=int, default=384, help="old model's dimension")
+    parser.add_argument("--d-new", type=int, default=768, help="new model's dimension")
+    parser.add_argument(
+        "--backfill-fraction",
+        type=float,
+        default=0.05,
+        help="share of the corpus re-encoded by partial backfill",
+    )
     parser.add_argument(
         "--daily-writes",
         type=float,
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         "BEIR-style .jsonl[.gz] with a 'text' field",
     )
     parser.add_argument("--n-items", type=int, default=256, help="items encoded per model")
-    parser.add_argument("--out", default="results/cost")
+    parser.add_argument("--out", default="results/cost", help="folder for the tables")
     args = parser.parse_args(argv)
     try:
         run(args)

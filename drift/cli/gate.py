@@ -20,14 +20,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter-dir", required=True, help="folder written by Adapter.save")
     parser.add_argument("--pairs", required=True, help=".npz with new, old (, old_corpus)")
     parser.add_argument("--threshold", type=float, default=0.9, help="minimum ARR@k to keep")
-    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--k", type=int, default=10, help="the cut-off of ARR@k")
     parser.add_argument(
         "--corpus-size", type=int, help="items in the index: estimate ARR at corpus scale"
     )
-    parser.add_argument("--rule", choices=("ci_low", "mean"), default="ci_low")
-    parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rule",
+        choices=("ci_low", "mean"),
+        default="ci_low",
+        help="compare the threshold with the interval's lower end or the mean",
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="level of the bootstrap interval"
+    )
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--json", help="write the report here (e.g. for drift export --metrics)")
     args = parser.parse_args(argv)
     try:

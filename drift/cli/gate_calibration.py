@@ -27,8 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("results", nargs="+", type=Path, help="folders of result files")
     parser.add_argument("--adapters-dir", type=Path, help="where moved artifacts now live")
-    parser.add_argument("--out", type=Path, default=Path("results/gate_calibration"))
-    parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/gate_calibration"),
+        help="folder for the table, summary and figure",
+    )
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples")
     args = parser.parse_args(argv)
 
     try:

@@ -21,7 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="drift plot-migration", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("results", type=Path, help="folder of result files (searched recursively)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures/migration"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/figures/migration"),
+        help="folder for the figures",
+    )
     args = parser.parse_args(argv)
     plt.switch_backend("Agg")
     try:

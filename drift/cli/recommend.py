@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         "--metric",
         help=f"protocol/metric (default: {DEFAULT_METRICS[0]}, else {DEFAULT_METRICS[1]})",
     )
-    parser.add_argument("--horizon-days", type=float, default=30.0)
+    parser.add_argument(
+        "--horizon-days", type=float, default=30.0, help="days of traffic the choice must serve"
+    )
     parser.add_argument(
         "--popularity",
         choices=POPULARITIES,

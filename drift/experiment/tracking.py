@@ -4,6 +4,18 @@
 run folder to sync later with `wandb sync <dir>`) or `mode: online` (needs WANDB_API_KEY or
 `wandb login`). Only this module imports wandb. The run is always finished, with a failure exit
 code on error.
+
+What a run logs (`logger.metrics`):
+- headline (the default): per protocol and strategy, the protocol's primary metric (kNN: R@10,
+  qrels: nDCG@10) and, beside it, its ARR (against full re-indexing) and microseconds per query,
+  as `<protocol>/<strategy>/<metric>` in the run summary (a few dozen numbers, one chart each);
+  the stage timings (`timings/<stage>`); the strategies table (one row per protocol and
+  strategy, every mean: the table to sort and filter in the UI); stream and timeline tables.
+- full: the headline, plus every number of the metrics section flattened (`metrics/...`: about
+  3,700 for the default run), for those who want the whole dump.
+Artifacts: the result JSON (type `result`) and, with `logger.log_adapters`, the fitted adapters'
+folders (type `adapter`). Runs of one Hydra sweep share a group, `<group>/<sweep folder>`
+(drift.run passes the sweep folder's name), so the UI shows a sweep together.
 """
 
 from __future__ import annotations
@@ -16,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from drift.core.errors import ConfigError
+
+# logger.metrics: what a run logs as numbers (module docstring)
+METRIC_MODES = ("headline", "full")
 
 
 def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
@@ -80,21 +95,26 @@ class NullRun:
 
 
 class WandbRun:
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, *, metrics: str = "headline", log_adapters: bool = True) -> None:
         self.run = run
         self.dir = run.dir
+        self.metrics = metrics
+        self.log_adapters = log_adapters
 
     def log_record(self, record: dict[str, Any], path: Path, table: list[dict[str, Any]]) -> None:
         import wandb
 
-        self.run.log(
-            {
-                **{f"metrics/{k}": v for k, v in flatten_numbers(record["metrics"]).items()},
-                **{f"timings/{k}": v for k, v in flatten_numbers(record["timings"]).items()},
-            }
-        )
+        numbers = {
+            **headline_metrics(record["metrics"]),
+            **{f"timings/{k}": v for k, v in flatten_numbers(record["timings"]).items()},
+        }
+        if self.metrics == "full":
+            numbers.update(
+                {f"metrics/{k}": v for k, v in flatten_numbers(record["metrics"]).items()}
+            )
+        self.run.log(numbers)
         if table:
-            columns = list(table[0])
+            columns = list(dict.fromkeys(c for row in table for c in row))
             self.run.log(
                 {
                     "strategies": wandb.Table(
@@ -113,7 +133,48 @@ class WandbRun:
         artifact = wandb.Artifact(f"result-{record['config_hash']}", type="result")
         artifact.add_file(str(path))
         self.run.log_artifact(artifact)
+        adapters = adapter_folders(record) if self.log_adapters else {}
+        if adapters:
+            artifact = wandb.Artifact(f"adapters-{record['config_hash']}", type="adapter")
+            for name, folder in adapters.items():
+                artifact.add_dir(str(folder), name=name)
+            self.run.log_artifact(artifact)
         self.run.summary["result_file"] = str(path)
+
+
+def headline_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    """`<protocol>/<strategy>/<metric>` -> mean, for each protocol's primary metric, its ARR and
+    the strategy's microseconds per query: what a reader compares first."""
+    out: dict[str, float] = {}
+    for protocol, block in evaluation.get("protocols", {}).items():
+        primary = block.get("primary_metric")
+        for name, row in block.get("strategies", {}).items():
+            cells = {
+                primary: row.get("metrics", {}).get(primary),
+                f"arr_{primary}": row.get("arr", {}).get(f"arr_{primary}"),
+            }
+            for metric, stats in cells.items():
+                if isinstance(stats, dict) and _is_number(stats.get("mean")):
+                    out[f"{protocol}/{name}/{metric}"] = float(stats["mean"])
+            us = row.get("timings", {}).get("us_per_query")
+            if _is_number(us):
+                out[f"{protocol}/{name}/us_per_query"] = float(us)
+    return out
+
+
+def adapter_folders(record: dict[str, Any]) -> dict[str, Path]:
+    """Adapter name -> its saved folder, for the record's fitted adapters whose folder exists
+    (the record's `artifacts` also names files, e.g. the gate pairs, which are left out)."""
+    folders = {}
+    for name, location in (record.get("artifacts") or {}).items():
+        folder = Path(str(location))
+        if name in (record.get("adapters") or {}) and folder.is_dir():
+            folders[name] = folder
+    return folders
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def has_wandb_credentials() -> bool:
@@ -137,6 +198,9 @@ def wandb_mode(logger_cfg: dict[str, Any]) -> str | None:
     mode = logger_cfg.get("mode", "offline")
     if mode not in ("offline", "online"):
         raise ConfigError(f"logger.mode must be 'offline' or 'online', got {mode!r}")
+    metrics = logger_cfg.get("metrics", "headline")
+    if metrics not in METRIC_MODES:
+        raise ConfigError(f"logger.metrics must be one of {list(METRIC_MODES)}, got {metrics!r}")
     if mode == "online" and not has_wandb_credentials():
         raise ConfigError(
             "logger=wandb_online needs W&B credentials: WANDB_API_KEY in the environment or "
@@ -146,9 +210,21 @@ def wandb_mode(logger_cfg: dict[str, Any]) -> str | None:
     return mode
 
 
+def run_group(logger_cfg: dict[str, Any], sweep: str | None = None) -> str | None:
+    """The W&B group: `logger.group`, and under a Hydra sweep `<group>/<sweep folder>` so the
+    sweep's runs are grouped together apart from earlier sweeps of the same experiment."""
+    group = logger_cfg.get("group")
+    if sweep:
+        return f"{group}/{sweep}" if group else str(sweep)
+    return group
+
+
 @contextmanager
-def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[NullRun | WandbRun]:
-    """Open a tracker run for the duration of an experiment, finishing it whatever happens."""
+def tracked_run(
+    logger_cfg: dict[str, Any], config: dict[str, Any], *, sweep: str | None = None
+) -> Iterator[NullRun | WandbRun]:
+    """Open a tracker run for the duration of an experiment, finishing it whatever happens.
+    `sweep`: the Hydra sweep folder the run belongs to (drift.cli.config.sweep_folder), if any."""
     mode = wandb_mode(logger_cfg)
     if mode is None:
         yield NullRun()
@@ -160,7 +236,7 @@ def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[
     run = wandb.init(
         project=logger_cfg["project"],
         entity=logger_cfg.get("entity"),
-        group=logger_cfg.get("group"),
+        group=run_group(logger_cfg, sweep),
         tags=list(logger_cfg.get("tags") or []),
         name=logger_cfg.get("name"),
         job_type=logger_cfg.get("job_type"),
@@ -171,7 +247,11 @@ def tracked_run(logger_cfg: dict[str, Any], config: dict[str, Any]) -> Iterator[
     )
     exit_code = 1
     try:
-        yield WandbRun(run)
+        yield WandbRun(
+            run,
+            metrics=logger_cfg.get("metrics", "headline"),
+            log_adapters=bool(logger_cfg.get("log_adapters", True)),
+        )
         exit_code = 0
     finally:
         run.finish(exit_code=exit_code)
