@@ -143,7 +143,7 @@ def test_bad_config_key_names_it_and_lists_the_valid_ones():
     assert str(err.value) == (
         "encoder type 'sentence_transformers' has no setting(s) ['batchsize', 'pooling']; "
         "valid settings: ['batch_size', 'document_prefix', 'max_seq_length', 'model_id', "
-        "'normalize', 'query_prefix', 'revision']"
+        "'normalize', 'precision', 'query_prefix', 'revision', 'tokens_per_batch']"
     )
     with pytest.raises(ConfigError, match=r"sets \['device'\], which the run passes itself"):
         build_encoder({**spec, "device": "cpu"}, offline=True)

@@ -143,8 +143,7 @@ def test_rows_of_a_committed_run_match_its_json() -> None:
 
 def test_design_labels_name_each_design_by_what_sets_it_apart() -> None:
     records = [
-        ResultRecord(Path(f"{rank}.json"), make_record(experiment="la_rank"))
-        for rank in (8, 16)
+        ResultRecord(Path(f"{rank}.json"), make_record(experiment="la_rank")) for rank in (8, 16)
     ]
     for record, rank in zip(records, (8, 16), strict=True):
         record.config["adapter"]["methods"]["low_rank_affine"] = {"rank": rank}

@@ -80,9 +80,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
 # Config parts that differ between the seeds of one design, or say nothing about it.
 NOT_DESIGN = ("seed", "paths", "logger", "encode")
 
-# Encoder settings that change how fast, not what: texts per forward pass (the embedding cache
-# ignores them too).
-EXECUTION_ONLY = ("batch_size",)
+# Encoder settings that change how fast, not what: texts (or padded tokens) per forward pass (the
+# embedding cache ignores them too).
+EXECUTION_ONLY = ("batch_size", "tokens_per_batch")
+# Encoder settings added after runs were committed whose null is what those runs had in effect
+# (precision: null is the device's default), left out of a design when null.
+ENCODER_ADDED_NULL = ("precision",)
 ENCODER_SLOTS = ("old_encoder", "new_encoder", "old_query_encoder", "new_query_encoder")
 # Settings added after runs were committed, with the value those runs had in effect.
 ADDED_SETTINGS = {
@@ -101,7 +104,11 @@ def design_config(config: dict[str, Any]) -> dict[str, Any]:
         kept["index"] = {k: v for k, v in kept["index"].items() if k != "seed"}
     for slot in ENCODER_SLOTS:
         if isinstance(kept.get(slot), dict):
-            kept[slot] = {k: v for k, v in kept[slot].items() if k not in EXECUTION_ONLY}
+            kept[slot] = {
+                k: v
+                for k, v in kept[slot].items()
+                if k not in EXECUTION_ONLY and not (k in ENCODER_ADDED_NULL and v is None)
+            }
     for section, defaults in ADDED_SETTINGS.items():
         if isinstance(kept.get(section), dict):
             kept[section] = {**defaults, **kept[section]}

@@ -25,6 +25,10 @@ Layouts:
               `extract_dir/<shard name>-<sha256 prefix>/` and checked there; a marker file
               (samples.json) makes later runs read nothing but the marker. Ids: <shard name>/<key>.
 
+Image folders keep a manifest (`manifest_dir`, in the config under paths.cache_dir): per image
+its size, mtime_ns, sha256 and whether it decoded, so a later run hashes and decodes only the
+files whose path, size or mtime changed (drift.data.image_manifest).
+
 Every image is decoded once with the encoders' own loader. One that fails (corrupt, truncated,
 unreadable) is skipped and counted in `meta["skipped"]` (so the result file says how many and
 which), or raises ImageReadError with `strict: true`. SVGs are skipped and counted the same way:
@@ -55,6 +59,7 @@ from drift.core.errors import ConfigError, DataError, ImageReadError
 from drift.core.files import clean_stale, temporary_folder
 from drift.core.imaging import load_image, load_threads
 from drift.data import DATASETS
+from drift.data.image_manifest import check_with_manifest
 from drift.data.types import RetrievalData
 
 log = logging.getLogger(__name__)
@@ -129,6 +134,7 @@ def load_image_folder(
     split_seed: int | None = None,
     strict: bool = False,
     missing_hint: str | None = None,
+    manifest_dir: str | Path | None = None,
     seed: int,
     data_dir: str | Path,
 ) -> RetrievalData:
@@ -142,6 +148,8 @@ def load_image_folder(
         strict: raise ImageReadError at the first unusable image instead of skipping it.
         missing_hint: what the error says to do when the folder is absent (e.g. the command
             that builds it).
+        manifest_dir: where the folder's manifest is kept (None: none; every image is hashed
+            and decoded on every load).
     """
     check_options(queries, n_queries, labels)
     root = _resolve(path, data_dir)
@@ -149,8 +157,11 @@ def load_image_folder(
         hint = f"; {missing_hint}" if missing_hint else ""
         raise DataError(f"image folder {root} does not exist{hint}")
     samples = [_folder_sample(root, file) for file in image_files(root)]
-    check_images(samples)
     meta = {"layout": "folder", "root": str(root), "labels": labels}
+    if manifest_dir is None:
+        check_images(samples)
+    else:
+        meta["manifest"] = check_with_manifest(samples, root, Path(manifest_dir), check_images)
     source = root / "SOURCE.json"
     if source.is_file():
         meta["source"] = json.loads(source.read_text(encoding="utf-8"))

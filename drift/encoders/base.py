@@ -103,6 +103,9 @@ class BaseEncoder(ABC):
     asymmetric: bool = False
     batch_size: int
     normalize: bool = True
+    # Padded tokens per batch when the cache plans the batches (drift.encoders.batching); None:
+    # `batch_size` items per batch. Used only by encoders whose `token_lengths` counts tokens.
+    tokens_per_batch: int | None = None
 
     @property
     def label(self) -> str:
@@ -126,6 +129,12 @@ class BaseEncoder(ABC):
         else:
             vectors = np.zeros((0, self.dim), dtype=np.float32)
         return finish(vectors, name=self.label, dim=self.dim, normalize=self.normalize)
+
+    def token_lengths(self, items: Sequence[str], role: Role) -> list[int] | None:
+        """Tokens each item fills in a forward pass (prefix and special tokens included, after
+        truncation), or None when this encoder does not count tokens; the cache orders and
+        batches items by it (drift.encoders.batching)."""
+        return None
 
     @abstractmethod
     def _encode(

@@ -6,7 +6,7 @@ sentence-transformers config prescribes, from the ONNX graph's last hidden state
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,10 @@ class OnnxMiniLMEncoder(BatchedEncoder):
             f"normalize={self.normalize};max_seq_length={int(max_seq_length)};pooling=mean;"
             "runtime=onnx"
         )
+
+    def token_lengths(self, items: Sequence[str], role: Role) -> list[int]:
+        """Tokens per text after truncation (the tokenizer pads a batch, so the mask counts)."""
+        return [sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(items))]
 
     def _encode_batch(self, texts: list[str], role: Role) -> np.ndarray:
         """Mean-pooled states of one batch; `role` has no effect."""

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from drift.encoders.base import ENCODERS, BaseEncoder, Role
-from drift.encoders.common import batch_size_on, check_items, resolve_torch_device
+from drift.encoders.common import (
+    batch_size_on,
+    check_items,
+    resolve_torch_device,
+    tokens_per_batch_on,
+)
 from drift.encoders.resolver import hub_errors, require_format, resolve_model
+
+TOKENIZE_BLOCK = 4096  # texts tokenised at once when counting tokens (bounds the ids kept)
 
 
 @ENCODERS.register("sentence_transformers")
@@ -22,6 +29,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         revision: pinned hub commit (online).
         batch_size: default texts per forward pass; one number, or one per device kind
             ({"cpu": 8, "cuda": 128}: see drift.encoders.common.batch_size_on).
+        tokens_per_batch: padded tokens per forward pass when the cache plans the batches
+            (drift.encoders.batching), one number or one per device kind; null: `batch_size`.
+        precision: null (fp16 on CUDA, fp32 on CPU), "fp32", "bf16" (CPUs with AVX512-BF16 or
+            AMX, recent GPUs) or "fp16" (CUDA); the weights are cast to it, and it is part of
+            `preprocessing`, so each precision has its own cache folder.
         normalize: L2-normalise outputs (models with a Normalize module are unit-norm anyway).
         max_seq_length: tokens kept per text; None keeps the model's own setting.
         query_prefix / document_prefix: prepended to queries / documents (e.g. e5's "query: ").
@@ -38,6 +50,8 @@ class SentenceTransformerEncoder(BaseEncoder):
         revision: str | None = None,
         *,
         batch_size: int | Mapping[str, int] = 64,
+        tokens_per_batch: int | Mapping[str, int] | None = None,
+        precision: str | None = None,
         normalize: bool = True,
         max_seq_length: int | None = None,
         query_prefix: str = "",
@@ -48,11 +62,11 @@ class SentenceTransformerEncoder(BaseEncoder):
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
+        self._device = resolve_torch_device(device, precision)  # bad settings fail before loading
         resolved = resolve_model(
             model_id, revision, offline=offline, model_cache_dir=model_cache_dir
         )
         require_format(resolved, "sentence_transformers", "sentence_transformers")
-        self._device = resolve_torch_device(device)
         if resolved.source == "hub":
             with hub_errors(model_id, resolved.revision):
                 self._model = SentenceTransformer(
@@ -64,8 +78,8 @@ class SentenceTransformerEncoder(BaseEncoder):
             )
         if max_seq_length is not None:
             self._model.max_seq_length = int(max_seq_length)
-        if self._device.fp16:
-            self._model.half()
+        if self._device.dtype_name != "fp32":
+            self._model.to(self._device.torch_dtype)
         self._model.eval()
 
         self.name = model_id
@@ -76,6 +90,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         get_dim = getattr(self._model, "get_embedding_dimension", None)
         self.dim = int(get_dim() if get_dim else self._model.get_sentence_embedding_dimension())
         self.batch_size = batch_size_on(batch_size, self._device)
+        self.tokens_per_batch = tokens_per_batch_on(tokens_per_batch, self._device)
         self.normalize = bool(normalize)
         self._prefixes = {"query": query_prefix, "document": document_prefix}
         self.asymmetric = query_prefix != document_prefix
@@ -92,6 +107,17 @@ class SentenceTransformerEncoder(BaseEncoder):
         return [
             len(tokenizer(t, truncation=False)["input_ids"]) for t in check_items(texts, "text")
         ]
+
+    def token_lengths(self, items: Sequence[str], role: Role) -> list[int]:
+        """Tokens per text in a forward pass: prefix and special tokens included, truncated to
+        max_seq_length (the fast tokenizer, on blocks of texts so only the counts are kept)."""
+        prefix, limit = self._prefixes[role], self.max_seq_length
+        counts: list[int] = []
+        for start in range(0, len(items), TOKENIZE_BLOCK):
+            block = [prefix + t for t in items[start : start + TOKENIZE_BLOCK]]
+            ids = self._model.tokenizer(block, truncation=limit is not None, max_length=limit)
+            counts += [len(x) for x in ids["input_ids"]]
+        return counts
 
     def _encode(
         self, items: list[str], role: Role, batch_size: int, show_progress: bool
