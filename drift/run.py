@@ -18,14 +18,24 @@ own refusals (an unknown config key, a malformed override) exit 1 with Hydra's m
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from drift.cli import refused
-from drift.cli.config import CONFIG_DIR, to_plain
+from drift.cli.config import CONFIG_DIR, sweep_folder, to_plain
 from drift.core.errors import DriftError
+
+
+def warn_cpu_fallback(device: str) -> None:
+    """Log a warning when `device=auto` will encode on the CPU (drift.core.provenance)."""
+    from drift.core.provenance import cpu_fallback
+
+    message = cpu_fallback(device)
+    if message:
+        logging.getLogger("drift").warning(message)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -43,7 +53,8 @@ def run(cfg: DictConfig) -> dict:
     config = to_plain(cfg)
     import_plugins(config.get("plugins") or [])  # modules registering the user's components
     validate_config(config)
-    with tracked_run(config["logger"], config) as tracker:
+    warn_cpu_fallback(config["device"])
+    with tracked_run(config["logger"], config, sweep=sweep_folder()) as tracker:
         outcome = run_experiment(config)
         record = build_record(config, outcome, debug=config["run_mode"] != "full")
         path = write_json_atomic(result_path(config["paths"]["results_dir"], record), record)

@@ -9,10 +9,20 @@ was, so a GPU machine can be trusted with the same configs (`device=auto`):
   10 nearest neighbours among the items, items/s on each device (a warm-up pass first).
 - residual_mlp: the Residual MLP adapter trained on cuda and on cpu (same seed, same synthetic
   pairs, labelled synthetic); Recall@10 of each against the new model's exact neighbours.
-- faiss: flat and IVF-PQ indexes built on the GPU and on the CPU over the same synthetic vectors;
-  top-10 overlap and search time of each (skipped, and said why, without a GPU faiss build).
+- faiss: flat, IVF-PQ and IVF-Flat (index-factory "IVF1024,Flat") indexes built on the GPU and
+  on the CPU over the same synthetic vectors, and CAGRA against CPU HNSW where faiss has CAGRA;
+  top-10 overlap and build and search time of each (skipped, and said why, without a GPU faiss).
+- sharded_encode: `python -m drift.encode` as two shards through hydra/launcher=submitit_local on
+  one device (both on GPU 0) and as one process, each into its own cache: wall times, items
+  encoded per shard, and how far the merged vectors are from the one-process ones.
+- e2e: `python -m drift.run` end to end on a synthetic corpus (1M items by default) with
+  index.device=cuda (flat index and exact ground truth on the GPU); wall time, stage timings and
+  recall@10 of each strategy from its result file.
 
     python scripts/gpu_check.py --out results/gpu_check/check.json
+    python scripts/gpu_check.py --preset scale_out     # issue 15's check, < 10 min on one H100
+    python scripts/gpu_check.py --preset scale_out --devices cpu --e2e-items 20000 \
+        --shard-docs 200 --n-items 200 --out /tmp/dry.json                 # its CPU dry run
     python scripts/gpu_check.py --encoders minilm_l6 clip_vit_s32_random_image \
         --images data/offline_images/tuxpaint --reference cpu_vectors.npz
 
@@ -26,7 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +54,7 @@ from drift.core.provenance import REPO_ROOT, provenance
 from drift.data.beir import read_beir
 from drift.data.images import image_files
 from drift.encoders import build_encoder
+from drift.encoders.cache import cached_vectors
 from drift.scoring.drift_measures import knn_overlap
 
 log = logging.getLogger("gpu_check")
@@ -173,7 +188,7 @@ def check_residual_mlp(
 
 def check_faiss(devices: Sequence[str], n_corpus: int, n_queries: int, seed: int) -> dict[str, Any]:
     try:
-        from drift.retrieval.index import IndexSpec, build_index, gpu_available, search
+        from drift.retrieval.index import IndexSpec, gpu_available
     except ImportError as error:
         return {"skipped": f"faiss is not installed ({error})"}
     if "cuda" in devices and not gpu_available():
@@ -182,21 +197,191 @@ def check_faiss(devices: Sequence[str], n_corpus: int, n_queries: int, seed: int
     corpus, queries = vectors[:n_corpus], vectors[n_corpus:]
     truth = top_k(corpus, queries)
     out: dict[str, Any] = {"synthetic": True, "n_corpus": n_corpus, "n_queries": n_queries}
-    for kind in ("flat", "ivfpq"):
-        ids: dict[str, np.ndarray] = {}
-        out[kind] = {}
-        for device in devices:
-            spec = IndexSpec(kind=kind, device=device, seed=seed)
-            index, build_s = timed(lambda s=spec: build_index(corpus, s))
-            (_, ids[device]), search_s = timed(lambda i=index, s=spec: search(i, queries, K, s))
-            out[kind][device] = {
-                "build_s": round(build_s, 3),
-                "search_s": round(search_s, 4),
-                f"recall@{K}_vs_exact": overlap(ids[device], truth),
-            }
-        if len(devices) == 2:
-            out[kind]["cpu_vs_cuda_overlap"] = overlap(ids["cpu"], ids["cuda"])
+    twins = {
+        "flat": {"kind": "flat"},
+        "ivfpq": {"kind": "ivfpq"},
+        "ivf_flat": {"kind": "factory", "factory": "IVF1024,Flat"},
+    }
+    for name, fields in twins.items():
+        specs = {device: IndexSpec(**fields, device=device, seed=seed) for device in devices}
+        out[name] = index_twins(specs, corpus, queries, truth)
+    out["cagra_vs_hnsw"] = check_cagra(devices, corpus, queries, truth, seed)
     return out
+
+
+def index_twins(
+    specs: dict[str, Any], corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
+    """Build and search one index per device (label -> IndexSpec); recall against exact
+    neighbours, build and search seconds, and the overlap of the first two devices' lists."""
+    from drift.retrieval.index import build_index, search
+
+    out: dict[str, Any] = {}
+    ids: dict[str, np.ndarray] = {}
+    for label, spec in specs.items():
+        index, build_s = timed(lambda s=spec: build_index(corpus, s))
+        (_, ids[label]), search_s = timed(lambda i=index, s=spec: search(i, queries, K, s))
+        out[label] = {
+            "spec": {k: v for k, v in spec.__dict__.items() if v is not None},
+            "build_s": round(build_s, 3),
+            "search_s": round(search_s, 4),
+            f"recall@{K}_vs_exact": overlap(ids[label], truth),
+        }
+    if len(ids) == 2:
+        first, second = ids.values()
+        out["overlap_between_the_two"] = overlap(first, second)
+    return out
+
+
+def check_cagra(
+    devices: Sequence[str], corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """CAGRA on the GPU beside HNSW on the CPU, where this faiss build has CAGRA."""
+    from drift.retrieval.index import IndexSpec, check_device
+
+    if "cuda" not in devices:
+        return {"skipped": "no cuda device asked for"}
+    try:
+        check_device(IndexSpec(kind="cagra", device="cuda"))
+    except ConfigError as err:
+        return {"skipped": str(err)}
+    specs = {
+        "cpu_hnsw": IndexSpec(kind="hnsw", device="cpu", seed=seed),
+        "cuda_cagra": IndexSpec(kind="cagra", device="cuda", seed=seed),
+    }
+    return index_twins(specs, corpus, queries, truth)
+
+
+def offline_env(threads: int | None = None) -> dict[str, str]:
+    """The environment of a child drift process: offline models and data, optional threads."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if threads is not None:
+        env |= dict.fromkeys(
+            ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), str(threads)
+        )
+    return env
+
+
+def drift_command(module: str, *overrides: str, env: dict[str, str] | None = None) -> float:
+    """Run `python -m <module> <overrides>` from the repository root; its wall seconds.
+    RuntimeError with the end of its output when it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO_ROOT,
+        env=env or offline_env(),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{module} {' '.join(overrides)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+        )
+    return time.perf_counter() - start
+
+
+def encode_records(results_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((results_dir / "encode").rglob("*.json"))]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def check_sharded_encode(device: str, n_docs: int, n_queries: int, work: Path) -> dict[str, Any]:
+    """Two shards of MiniLM-L6 -> mpnet on the offline corpus through submitit_local, both on
+    `device` (cuda: GPU 0), against one process encoding everything."""
+    common = [
+        "encoder@old_encoder=minilm_l6",
+        "encoder@new_encoder=mpnet",
+        "dataset=offline_mix",
+        f"dataset.max_corpus={n_docs}",
+        f"dataset.max_queries={n_queries}",
+        "logger=none",
+        "encode.show_progress=false",
+        f"device={device}",
+        f"hydra.run.dir={work / 'hydra'}",
+    ]
+
+    def where(name: str) -> list[str]:  # models stay in paths.model_cache_dir, loaded once
+        return [
+            f"paths.embedding_cache_dir={work / name / 'cache'}",
+            f"paths.results_dir={work / name}",
+        ]
+
+    gpus = "1" if device == "cuda" else "0"  # every local job sees GPU 0, or none
+    sharded_s = drift_command(
+        "drift.encode", "-m", "hydra/launcher=submitit_local",
+        f"hydra.launcher.gpus_per_node={gpus}", f"hydra.sweep.dir={work / 'sweep'}",
+        "encode.shard=0,1", "encode.num_shards=2", *common, *where("sharded"),
+    )  # fmt: skip
+    one_s = drift_command("drift.encode", *common, *where("one"))
+    shards, (one,) = encode_records(work / "sharded"), encode_records(work / "one")
+    merged, reference = cached_vectors(work / "sharded/cache"), cached_vectors(work / "one/cache")
+    keys = sorted(reference)
+    if sorted(merged) != keys:
+        raise RuntimeError("the sharded cache and the one-process cache hold different items")
+    cos = np.array([cosine(merged[k], reference[k]) for k in keys])  # models differ in dim
+    encoded = {m: sum(r["cache"][m]["encoded"] for r in shards) for m in one["cache"]}
+    return {
+        "device": device,
+        "n_docs": n_docs,
+        "n_queries": n_queries,
+        "two_shards_wall_s": round(sharded_s, 1),  # both shards at once, model loads included
+        "one_process_wall_s": round(one_s, 1),
+        "shard_devices": [r["device"] for r in shards],
+        "encoded_by_shards": encoded,
+        "encoded_by_one_process": {m: s["encoded"] for m, s in one["cache"].items()},
+        "vectors": len(keys),
+        "bitwise_equal": int(sum(merged[k].tobytes() == reference[k].tobytes() for k in keys)),
+        "cosine_min": float(cos.min()),
+        "cosine_mean": float(cos.mean()),
+    }
+
+
+def check_e2e(device: str, n_items: int, work: Path) -> dict[str, Any]:
+    """drift.run end to end on `n_items` synthetic items (labelled synthetic, not a real
+    model), the flat index and the exact ground truth on `device`."""
+    overrides = [
+        "encoder@old_encoder=synthetic_old",
+        "encoder@new_encoder=synthetic_new",
+        "dataset=synthetic",
+        f"dataset.n_corpus={n_items}",
+        "dataset.n_queries=1000",
+        "adapter=procrustes",
+        "adapter.n_pairs=20000",
+        "eval.strategies=[full_reindex,status_quo,adapter]",
+        "eval.n_boot=200",
+        "index=flat",
+        f"index.device={device}",
+        f"device={device}",
+        "logger=none",
+        "encode.show_progress=false",
+        f"paths.cache_dir={work / 'cache'}",
+        f"paths.results_dir={work / 'results'}",
+        f"hydra.run.dir={work / 'hydra'}",
+    ]
+    wall_s = drift_command("drift.run", *overrides)
+    (path,) = sorted((work / "results").rglob("*.json"))
+    record = json.loads(path.read_text())
+    knn = record["metrics"]["protocols"]["knn"]["strategies"]
+    return {
+        "synthetic": True,
+        "n_items": n_items,
+        "device": device,
+        "wall_s": round(wall_s, 1),
+        "timings": {k: round(v, 2) for k, v in record["timings"].items()},
+        f"recall@{K}": {name: row["metrics"][f"recall@{K}"]["mean"] for name, row in knn.items()},
+        "index_on": record["index"]["spec"]["device"],
+        "cuda": record["provenance"]["hardware"].get("cuda"),
+    }
+
+
+def timed_section(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A section's report with its wall time (`section_wall_s`)."""
+    out, seconds = timed(check)
+    return {**out, "section_wall_s": round(seconds, 1)}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -220,10 +405,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=["cpu", "cuda"],
         help="cpu alone: a dry run, or (with --save-vectors) the reference for a GPU machine",
     )
-    parser.add_argument("--skip", nargs="*", default=[], choices=["residual_mlp", "faiss"])
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["residual_mlp", "faiss", "sharded_encode", "e2e"],
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["scale_out"],
+        default=None,
+        help="scale_out: both text models on 3,000 offline texts, one timed pass each, then the "
+        "sharded encode and the 1M-item end-to-end run (issue 15); flags given explicitly win",
+    )
+    parser.add_argument("--shard-docs", type=int, default=2000, help="sharded_encode corpus size")
+    parser.add_argument("--e2e-items", type=int, default=1_000_000, help="e2e corpus size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results/gpu_check/check.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.preset == "scale_out":
+        given = set(argv if argv is not None else sys.argv[1:])
+        if "--encoders" not in given:
+            args.encoders = ["minilm_l6", "mpnet"]
+        if "--n-items" not in given:
+            args.n_items = 3000
+        if "--repeats" not in given:
+            args.repeats = 1
+        if "--texts" not in given:  # 4,260 questions and answers: 3,000 alternating texts
+            args.texts = REPO_ROOT / "data/offline_text/pydoc"
+        if "--out" not in given:
+            args.out = REPO_ROOT / "results/gpu_check/scale_out.json"
+    else:  # without the preset, the checks that start drift processes run only when asked
+        args.skip = [*args.skip, "sharded_encode", "e2e"]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -253,7 +467,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report["residual_mlp"] = check_residual_mlp(devices, 4000, 5000, 500, args.seed)
     if "faiss" not in args.skip:
         log.info("faiss indexes on %s", " and ".join(devices))
-        report["faiss"] = check_faiss(devices, 20000, 1000, args.seed)
+        report["faiss"] = timed_section(lambda: check_faiss(devices, 20000, 1000, args.seed))
+    device = devices[-1]  # cuda when asked for, else the CPU dry run
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as work:
+        if "sharded_encode" not in args.skip:
+            log.info("sharded encode: 2 shards on %s against one process", device)
+            report["sharded_encode"] = timed_section(
+                lambda: check_sharded_encode(
+                    device, args.shard_docs, max(1, args.shard_docs // 4), Path(work) / "shards"
+                )
+            )
+        if "e2e" not in args.skip:
+            log.info("end to end: %d synthetic items on %s", args.e2e_items, device)
+            report["e2e"] = timed_section(
+                lambda: check_e2e(device, args.e2e_items, Path(work) / "e2e")
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.save_vectors:

@@ -111,3 +111,38 @@ def test_compare_runs_refuses_runs_of_different_configs(tmp_path: Path, capsys) 
     assert compare_runs_cli.main([str(p) for p in paths]) == 2
     assert "differ in: seed" in capsys.readouterr().err
     assert compare_runs.config_differences(record["config"], other["config"]) == ["seed"]
+
+
+def test_faiss_twins_on_the_cpu_include_ivf_flat_and_say_why_cagra_is_skipped() -> None:
+    report = gpu_check.check_faiss(["cpu"], 4000, 50, 0)
+    assert report["flat"]["cpu"]["recall@10_vs_exact"] == 1.0  # float64 numpy vs faiss: exact
+    assert report["ivf_flat"]["cpu"]["spec"]["factory"] == "IVF1024,Flat"
+    assert 0.3 < report["ivf_flat"]["cpu"]["recall@10_vs_exact"] <= 1.0
+    assert "build_s" in report["ivfpq"]["cpu"] and "overlap_between_the_two" not in report["flat"]
+    assert report["cagra_vs_hnsw"] == {"skipped": "no cuda device asked for"}
+
+
+def test_the_scale_out_preset_fills_in_what_was_not_given() -> None:
+    args = gpu_check.parse_args(["--preset", "scale_out", "--n-items", "50"])
+    assert args.encoders == ["minilm_l6", "mpnet"] and args.n_items == 50 and args.repeats == 1
+    assert args.texts.name == "pydoc" and args.out.name == "scale_out.json"
+    assert "e2e" not in args.skip and args.e2e_items == 1_000_000
+    plain = gpu_check.parse_args([])
+    assert {"sharded_encode", "e2e"} <= set(plain.skip)  # only the preset starts drift processes
+
+
+@pytest.mark.slow
+def test_the_scale_out_dry_run_on_the_cpu(tmp_path: Path) -> None:
+    """The preset's CPU dry path at small sizes (a few minutes on 2 cores): a sharded encode of
+    real models through submitit_local and a synthetic run end to end."""
+    out = tmp_path / "dry.json"
+    report = gpu_check.main(
+        ["--preset", "scale_out", "--devices", "cpu", "--encoders", "--skip", "residual_mlp",
+         "faiss", "--e2e-items", "5000", "--shard-docs", "40", "--out", str(out)]
+    )  # fmt: skip
+    shards = report["sharded_encode"]
+    assert shards["encoded_by_shards"] == shards["encoded_by_one_process"]
+    assert shards["cosine_min"] > 0.9999 and shards["shard_devices"] == ["cpu", "cpu"]
+    e2e = report["e2e"]
+    assert e2e["synthetic"] and e2e["recall@10"]["full_reindex"] == 1.0 and e2e["wall_s"] > 0
+    assert json.loads(out.read_text())["e2e"]["n_items"] == 5000

@@ -203,6 +203,7 @@ def test_real_minilm_to_mpnet_tiny_run(tmp_path: Path) -> None:
     assert gate["procrustes"]["arr"]["mean"] == pytest.approx(expected)
 
 
+@pytest.mark.slow  # about a minute of real e5 loading; tests/test_pairs.py covers the roles fast
 def test_query_role_pairs_encode_the_pair_items_as_e5_queries(tmp_path: Path) -> None:
     """adapter.pair_role=query with an asymmetric new model (real e5-small weights, real faq
     texts): e5 encodes the pair items once more, as queries; MiniLM-L6 is symmetric, so the same

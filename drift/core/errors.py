@@ -31,5 +31,9 @@ class CacheCorruptError(DriftError):
     """A cached embedding shard is truncated, corrupt, or disagrees with its model."""
 
 
+class CacheIncompleteError(DriftError):
+    """The run insists on a complete embedding cache (`encode.require_cached`) and it is not."""
+
+
 class ImageReadError(DataError):
     """An image file cannot be read or decoded."""

@@ -34,8 +34,7 @@ _TEMP = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)-[0-9a-f]{8}\.(?:tmp|par
 
 def temporary_name(final: Path, kind: str = "tmp") -> Path:
     """A name beside `final` that says which process on which host owns it."""
-    safe_host = HOST.replace(".", "_")
-    return final.with_name(f".{final.name}.{safe_host}-{os.getpid()}-{secrets.token_hex(4)}.{kind}")
+    return final.with_name(f".{final.name}.{writer_tag()}-{secrets.token_hex(4)}.{kind}")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -96,13 +95,25 @@ def temporary_folder(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def writer_tag() -> str:
+    """`<host>-<pid>` of this process: what temporaries (and other names a writer owns until it
+    commits, such as embedding-cache shards) carry so that `writer_gone` can judge them later."""
+    return f"{HOST.replace('.', '_')}-{os.getpid()}"
+
+
+def writer_gone(host: str, pid: int) -> bool:
+    """Whether the writer `<host>-<pid>` is known to be gone: a process of this host that no
+    longer runs (another host's processes cannot be seen, so they never count as gone)."""
+    return host == HOST.replace(".", "_") and not _alive(pid)
+
+
 def clean_stale(folder: Path) -> list[Path]:
     """Remove the temporaries in `folder` left by processes of this host that are gone."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder):
             match = _TEMP.match(entry.name)
-            if not match or match["host"] != HOST.replace(".", "_") or _alive(int(match["pid"])):
+            if not match or not writer_gone(match["host"], int(match["pid"])):
                 continue
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):

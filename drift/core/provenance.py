@@ -91,7 +91,45 @@ def hardware() -> dict[str, object]:
             info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     except ImportError:
         pass
+    info["cuda"] = cuda_status()
     return info
+
+
+def cuda_status() -> dict[str, object]:
+    """Whether torch can use CUDA here, and if not why: {"available", "torch_cuda" (the CUDA
+    version torch was built for, None for a CPU build), "devices", "reason" (None when
+    available)}. Result files record it, so a CPU run of `device=auto` says it was one."""
+    try:
+        import torch
+    except ImportError:
+        return {"available": False, "torch_cuda": None, "devices": 0, "reason": "no torch"}
+    status: dict[str, object] = {"torch_cuda": torch.version.cuda, "reason": None}
+    if torch.version.cuda is None:
+        status["reason"] = f"torch {torch.__version__} is a CPU-only build"
+    elif not torch.cuda.is_available():
+        try:
+            torch.cuda.init()
+            status["reason"] = "torch sees no CUDA device"
+        except (RuntimeError, AssertionError) as err:  # no driver, a driver too old, ...
+            status["reason"] = " ".join(str(err).split())[:300]
+    status["available"] = status["reason"] is None
+    status["devices"] = torch.cuda.device_count() if status["available"] else 0
+    return status
+
+
+def cpu_fallback(device: str) -> str | None:
+    """What to warn when `device=auto` will run on the CPU (CUDA absent or unusable): None when
+    CUDA is usable or another device was asked for."""
+    if device != "auto":
+        return None
+    status = cuda_status()
+    if status["available"]:
+        return None
+    return (
+        f"device=auto runs on the CPU: CUDA is not usable ({status['reason']}; torch built for "
+        f"CUDA {status['torch_cuda']}); the result file records it under "
+        "provenance.hardware.cuda"
+    )
 
 
 def provenance() -> dict[str, object]:

@@ -5,15 +5,20 @@ model folder:
 
     <root>/<model name>/<revision>/<hash of preprocessing (+ role if asymmetric)>/
         manifest.json              what wrote this folder; written once, checked on every open
-        shards/<id>.npy            float32 [n, dim] vectors of one encoded chunk
+        shards/<id>.npy            float32 [n, dim] vectors of one encoded chunk; <id> is
+                                   <time ns>-<host>-<pid>-<random> of the writer
         shards/<id>.json           sidecar: item digests, shape, dtype, sha256 of the .npy bytes
                                    (checked, with the vectors' finiteness, when first read)
         quarantine/                shards found corrupt, moved aside (never deleted)
 
 Each chunk is committed on its own: the .npy is written to a temp file, fsynced and renamed, then
 its sidecar likewise; a shard exists only once its sidecar does. A process killed mid-encode
-loses at most the chunk in flight, and the next call encodes only what is missing. Shard names
-are unique per writer and nothing is ever rewritten in place, so parallel jobs can share a root.
+loses at most the chunk in flight, and the next call encodes only what is missing; a .npy whose
+sidecar never came (its writer, of this host, is gone) is removed by the next process to open the
+folder. Shard names are unique per writer and nothing is ever rewritten in place, so parallel
+jobs can share a root: writers on overlapping items may each commit a shard holding an item,
+and readers use whichever they found first (tests/test_cache_concurrency.py runs them as real
+processes, killed inside the commit too).
 
     cache = EmbeddingCache("cache/embeddings")
     x = cache.encode(encoder, texts, role="document")   # or CachedEncoder(encoder, cache)
@@ -42,10 +47,25 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from drift.core.errors import CacheCorruptError, ConfigError, DataError, ImageReadError, VectorError
-from drift.core.files import atomic_write, clean_stale, fsync_folder, write_temporary
+from drift.core.errors import (
+    CacheCorruptError,
+    CacheIncompleteError,
+    ConfigError,
+    DataError,
+    ImageReadError,
+    VectorError,
+)
+from drift.core.files import (
+    atomic_write,
+    clean_stale,
+    fsync_folder,
+    write_temporary,
+    writer_gone,
+    writer_tag,
+)
 from drift.core.timing import Timings
 from drift.encoders.base import Encoder, Modality, Role
+from drift.encoders.batching import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +74,8 @@ MODALITIES = ("text", "image", "synthetic")
 ROLES = ("query", "document")
 # manifest keys that must equal the encoder's attributes for a folder to be reused
 MODEL_META = ("name", "revision", "dim", "modality", "preprocessing", "real_weights", "role")
+# a shard's name: <time ns>-<host>-<pid>-<random> (shards of older caches lack the host)
+_SHARD_NAME = re.compile(r"^\d{20}-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 def item_digest(item: str, modality: Modality) -> str:
@@ -144,7 +166,22 @@ class ModelStore:
         for folder in (self.folder, self.shard_dir):  # what killed writers left
             for path in clean_stale(folder):
                 log.info("removed %s, a temporary of a writer that is gone", path)
+        for path in self._orphans():
+            path.unlink(missing_ok=True)
+            log.info("removed %s, vectors whose writer died before committing them", path)
         self._open_manifest(meta)
+
+    def _orphans(self) -> list[Path]:
+        """Vectors files without a sidecar whose writer is gone: killed between the two renames
+        of a commit, never trusted (the sidecar is the commit record), only litter."""
+        orphans = []
+        for npy in self.shard_dir.glob("*.npy"):
+            match = _SHARD_NAME.match(npy.stem)
+            if match is None or npy.with_suffix(".json").exists():
+                continue
+            if writer_gone(match["host"], int(match["pid"])):
+                orphans.append(npy)
+        return orphans
 
     # ---- manifest -------------------------------------------------------------------------
 
@@ -313,7 +350,7 @@ class ModelStore:
 
     def write(self, digests: list[str], vectors: np.ndarray) -> str:
         """Commit one shard (vectors, then its sidecar); return its name."""
-        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{time.time_ns():020d}-{writer_tag()}-{uuid.uuid4().hex[:8]}"
         npy = self.shard_dir / f"{name}.npy"
         atomic_write(npy, _write_data(vectors))
         nbytes, sha = npy.stat().st_size, file_sha256(npy)
@@ -339,6 +376,25 @@ class ModelStore:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def cached_vectors(root: str | Path) -> dict[tuple[str, str], np.ndarray]:
+    """Every vector committed under a cache root: {(model folder relative to root, item digest):
+    float32 vector}, the first shard found winning where writers overlapped. Each shard is
+    checked against its sidecar (size and sha256) first: CacheCorruptError otherwise. For
+    comparing whole caches (a sharded encode against a one-process encode), not for runs."""
+    root = Path(root)
+    found: dict[tuple[str, str], np.ndarray] = {}
+    for sidecar in sorted(root.rglob("shards/*.json")):
+        meta = json.loads(sidecar.read_text())
+        npy = sidecar.with_suffix(".npy")
+        if npy.stat().st_size != meta["nbytes"] or file_sha256(npy) != meta["sha256"]:
+            raise CacheCorruptError(f"cache shard {npy} does not match its sidecar {sidecar}")
+        vectors = np.load(npy, allow_pickle=False)
+        folder = sidecar.parent.parent.relative_to(root).as_posix()
+        for digest, row in zip(meta["digests"], vectors, strict=True):
+            found.setdefault((folder, digest), row)
+    return found
 
 
 class EmbeddingCache:
@@ -388,6 +444,17 @@ class EmbeddingCache:
             store = self._stores[folder] = ModelStore(folder, meta, stats, self.strict)
         return store
 
+    def missing(self, encoder: Encoder, items: Sequence[str], *, role: Role = "document") -> list:
+        """The distinct items of `items` (in first-seen order) that `encode` would have to run
+        through the encoder: not in a verified shard of its folder. Encodes nothing, and counts
+        nothing in `stats`."""
+        store = self._store(encoder, role)
+        first: dict[str, str] = {}
+        for item in items:
+            first.setdefault(item_digest(item, encoder.modality), item)
+        found = store.locate(list(first))
+        return [item for digest, item in first.items() if digest not in found]
+
     def encode(
         self,
         encoder: Encoder,
@@ -400,8 +467,11 @@ class EmbeddingCache:
     ) -> np.ndarray:
         """float32 [len(items), dim] vectors in the order of `items`; encodes only cache misses.
 
-        Misses are encoded once per distinct item, `chunk_size` items per encoder call, and each
-        chunk is committed to disk before the next one starts.
+        Misses are encoded once per distinct item, in the batches of
+        `drift.encoders.batching.plan_batches`: ordered by length across all misses (tokens where
+        the encoder counts them), cut by the encoder's token budget, or by `batch_size` when the
+        call gives one. Consecutive batches make a chunk of about `chunk_size` items (no batch is
+        larger), committed to disk before the next starts; the progress bar moves per batch.
         """
         if chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -417,23 +487,30 @@ class EmbeddingCache:
         store.stats["unique"] += len(first)
         store.stats["hits"] += len(found)
 
+        todo = [items[first[d]] for d in missing]
+        plan = plan_batches(encoder, todo, role=role, batch_size=batch_size, max_size=chunk_size)
+        committed = 0
         with tqdm(
             total=len(missing),
             unit="item",
             desc=f"encode {encoder.name}",
             disable=not show_progress or not missing,
         ) as bar:
-            for start in range(0, len(missing), chunk_size):
-                chunk = missing[start : start + chunk_size]
-                chunk_items = [items[first[d]] for d in chunk]
-                vectors = encoder.encode(
-                    chunk_items, role=role, batch_size=batch_size, show_progress=False
-                )
-                vectors = _checked(vectors, chunk_items, encoder, cached=start)
-                name = store.write(chunk, vectors)
-                found.update((d, (name, row)) for row, d in enumerate(chunk))
-                store.stats["encoded"] += len(chunk)
-                bar.update(len(chunk))
+            for chunk in plan.chunks(chunk_size):
+                parts = []
+                for batch in chunk:
+                    batch_items = [todo[i] for i in batch]
+                    vectors = encoder.encode(
+                        batch_items, role=role, batch_size=len(batch), show_progress=False
+                    )
+                    parts.append(_checked(vectors, batch_items, encoder, cached=committed))
+                    bar.update(len(batch))
+                rows = np.concatenate(chunk)
+                chunk_digests = [missing[i] for i in rows]
+                name = store.write(chunk_digests, np.concatenate(parts))
+                found.update((d, (name, row)) for row, d in enumerate(chunk_digests))
+                store.stats["encoded"] += len(rows)
+                committed += len(rows)
         return store.gather(digests, found)
 
 
@@ -499,13 +576,15 @@ class ModelPair:
     """A run's old and new model behind one cache, by side ("old", "new"): each side's corpus
     encoder and its query encoder, which is the corpus encoder itself unless the run names a
     separate query tower of the same model (CLIP text towers for captions against an image
-    corpus); and how the run encodes (`encode.batch_size`, `encode.show_progress`)."""
+    corpus); and how the run encodes (`encode.batch_size`, `encode.show_progress`, and
+    `encode.require_cached`: refuse to encode, the cache must hold everything)."""
 
     corpus: Mapping[str, CachedEncoder]
     query: Mapping[str, CachedEncoder]
     cache: EmbeddingCache
     batch_size: int | None = None
     show_progress: bool = False
+    require_cached: bool = False
 
     @property
     def separate_query(self) -> dict[str, CachedEncoder]:
@@ -527,6 +606,39 @@ class ModelPair:
         """`encode` through `side`'s query encoder (how query-role pairs are encoded)."""
         return functools.partial(self.encode, self.query[side])
 
+    def parts(
+        self, corpus: Sequence[Any], queries: Sequence[Any]
+    ) -> list[tuple[str, Sequence[Any], Role, CachedEncoder]]:
+        """(`<side>/<part>`, items, role, encoder) of each thing a run encodes up front: each
+        side's corpus (document role, corpus encoder) and queries (query role, query encoder)."""
+        return [
+            (f"{side}/{part}", items, role, encoder)
+            for side in SIDES
+            for part, items, role, encoder in (
+                ("corpus", corpus, "document", self.corpus[side]),
+                ("queries", queries, "query", self.query[side]),
+            )
+        ]
+
+    def check_cached(self, corpus: Sequence[Any], queries: Sequence[Any]) -> None:
+        """CacheIncompleteError naming, per model and role, how many of the items a run would
+        encode the cache lacks (what `encode.require_cached` asks for); nothing when none."""
+        gaps = []
+        for part, items, role, encoder in self.parts(corpus, queries):
+            lacking = self.cache.missing(encoder.encoder, items, role=role)
+            if lacking:
+                gaps.append(
+                    f"{encoder.name}@{encoder.revision} ({part}, role {role}): "
+                    f"{len(lacking)} of {len(set(items))} distinct items, e.g. {lacking[0]!r:.60}"
+                )
+        if gaps:
+            raise CacheIncompleteError(
+                f"encode.require_cached is set but the embedding cache {self.cache.root} lacks "
+                + "; ".join(gaps)
+                + "; fill it with `python -m drift.encode` (same overrides, e.g. -m "
+                "encode.shard=0,1 encode.num_shards=2) or set encode.require_cached=false"
+            )
+
 
 @dataclass(frozen=True)
 class EncodedVectors:
@@ -542,15 +654,15 @@ def encode_corpus_and_queries(
     models: ModelPair, corpus: Sequence[Any], queries: Sequence[Any], timings: Timings
 ) -> EncodedVectors:
     """Each side's corpus (document role, corpus encoder) and queries (query role, query
-    encoder), through the cache; timed as encode/<side>/corpus and encode/<side>/queries."""
+    encoder), through the cache; timed as encode/<side>/corpus and encode/<side>/queries. With
+    `models.require_cached`, CacheIncompleteError before anything is encoded unless the cache
+    holds every vector."""
+    if models.require_cached:
+        models.check_cached(corpus, queries)
     vectors = {}
-    for side in SIDES:
-        for part, items, role, encoder in (
-            ("corpus", corpus, "document", models.corpus[side]),
-            ("queries", queries, "query", models.query[side]),
-        ):
-            with timings(f"encode/{side}/{part}"):
-                vectors[f"{side}/{part}"] = models.encode(encoder, items, role)
+    for part, items, role, encoder in models.parts(corpus, queries):
+        with timings(f"encode/{part}"):
+            vectors[part] = models.encode(encoder, items, role)
     return EncodedVectors(
         x_old=vectors["old/corpus"],
         q_old=vectors["old/queries"],

@@ -142,7 +142,14 @@ def load_models(run: RunContext, data: RetrievalData) -> ModelPair:
                 query[side] = load(cfg[f"{side}_query_encoder"])
         check_modalities(corpus[side], query[side], data, side)
     encode = cfg["encode"]
-    return ModelPair(corpus, query, cache, encode["batch_size"], encode["show_progress"])
+    return ModelPair(
+        corpus,
+        query,
+        cache,
+        encode["batch_size"],
+        encode["show_progress"],
+        encode["require_cached"],
+    )
 
 
 # -- pairs --------------------------------------------------------------------------------------

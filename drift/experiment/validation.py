@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drift.core.errors import ConfigError
+from drift.core.provenance import cuda_status
 from drift.data.pairs import judged_mask, pair_exclusions
 from drift.data.subsample import CORPUS_SUBSETS
 from drift.data.types import RetrievalData
@@ -27,7 +28,7 @@ from drift.experiment.fitting import build_adapters
 from drift.experiment.stages import PROTOCOLS
 from drift.experiment.tracking import wandb_mode
 from drift.migration.stream import POPULARITIES
-from drift.retrieval.index import IndexSpec
+from drift.retrieval.index import IndexSpec, check_device
 from drift.retrieval.mixed.backfill import MERGES, ORDERS
 from drift.retrieval.mixed.fusion import NORMALISATIONS
 from drift.retrieval.mixed.plan import MIXED_FAMILIES
@@ -109,6 +110,9 @@ ALWAYS: tuple[tuple[str, Rule], ...] = (
     ("encode.batch_size", integer(1, nullable=True)),
     ("encode.chunk_size", integer(1)),
     ("encode.show_progress", flag()),
+    ("encode.num_shards", integer(1)),
+    ("encode.shard", integer(0)),
+    ("encode.require_cached", flag()),
     ("eval.protocols", list_of(one_of(PROTOCOLS))),
     ("eval.ks", list_of(integer(1))),
     ("eval.n_boot", integer(1)),
@@ -194,7 +198,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     for key, rule in ALWAYS:
         problems.check(key, rule)
     _check_pairs(problems)
-    problems.call("index", lambda: IndexSpec.from_dict(cfg["index"]))
+    _check_shard(problems)
+    _check_torch_device(problems)
+    spec = problems.call("index", lambda: IndexSpec.from_dict(cfg["index"]))
+    if spec is not None:
+        problems.call("index.device", lambda: check_device(spec))
     problems.call("logger", lambda: wandb_mode(cfg["logger"]))
     adapters = problems.call("adapter.methods", lambda: build_adapters(cfg["adapter"]))
     _check_strategies(problems, None if adapters is None else sorted(adapters))
@@ -223,6 +231,28 @@ def _check_pairs(problems: Problems) -> None:
     problems.call(
         "adapter.pair_role", lambda: check_pair_role_settings(cfg["pair_role"], problems.cfg)
     )
+
+
+def _check_shard(problems: Problems) -> None:
+    """encode.shard names one of the encode.num_shards shards (python -m drift.encode)."""
+    shard, num_shards = problems.value("encode.shard"), problems.value("encode.num_shards")
+    if _is_int(shard) and _is_int(num_shards) and num_shards >= 1 and shard >= num_shards:
+        problems.add(
+            "encode.shard",
+            f"must be below encode.num_shards ({num_shards}): shards are 0..{num_shards - 1}",
+            shard,
+        )
+
+
+def _check_torch_device(problems: Problems) -> None:
+    """device cuda or cuda:N needs CUDA that torch can use here (auto falls back to the CPU)."""
+    device = problems.value("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        status = cuda_status()
+        if not status["available"]:
+            problems.add(
+                "device", f"CUDA is not usable here ({status['reason']}); use auto or cpu", device
+            )
 
 
 def _check_strategies(problems: Problems, adapter_names: list[str] | None) -> None:

@@ -1,16 +1,24 @@
 """FAISS indexes for cosine search: build, search, exact ground truth, and an on-disk cache.
 
 Every vector is float32 and L2-normalised, so inner product is cosine similarity; every index
-here uses METRIC_INNER_PRODUCT. Three kinds, chosen by `IndexSpec.kind`:
+here uses METRIC_INNER_PRODUCT. The kinds, chosen by `IndexSpec.kind`:
 
-- flat:  exact search (IndexFlatIP); also what `exact_search` uses for ground truth.
-- hnsw:  IndexHNSWFlat with the paper's parameters (M=32, efConstruction=200, efSearch=50).
-- ivfpq: IndexIVFPQ, trained on a seeded sample of the indexed vectors.
+- flat:    exact search (IndexFlatIP); also what `exact_search` uses for ground truth.
+- hnsw:    IndexHNSWFlat with the paper's parameters (M=32, efConstruction=200, efSearch=50).
+- ivfpq:   IndexIVFPQ, trained on a seeded sample of the indexed vectors.
+- factory: any faiss index-factory string (`IndexSpec.factory`, e.g. "IVF1024,Flat",
+           "OPQ16,IVF1024,PQ16", "HNSW32,Flat"), trained like ivfpq when it needs training;
+           nprobe and efSearch apply where the index has them.
+- cagra:   the GPU graph index (GpuIndexCagra, faiss builds with cuVS only), beside CPU HNSW;
+           stored on disk as its CPU form (IndexHNSWCagra) and searched on the GPU.
 
-GPU: with device "auto" or "cuda" and a faiss build with GPU support, flat and IVF-PQ indexes are
-moved to GPU 0 (HNSW has no GPU implementation in faiss and stays on the CPU). Indexes are always
-built on the CPU first, so the cache stores CPU indexes only. Threads: faiss uses OpenMP and
-follows OMP_NUM_THREADS; nothing here overrides it.
+GPU: with device "auto" or "cuda" and a faiss build with GPU support, flat, IVF and factory
+indexes are moved to GPU 0 (HNSW has no GPU implementation in faiss and stays on the CPU; a
+factory index the GPU cannot hold stays on the CPU with a warning under "auto", and is an error
+under "cuda"). Indexes other than cagra are built on the CPU first, so the cache stores CPU indexes
+only. `check_device(spec)` refuses, before anything loads, a cuda or cagra request this faiss
+build or machine cannot serve. Threads: faiss uses OpenMP and follows OMP_NUM_THREADS; nothing
+here overrides it.
 
     spec = IndexSpec(kind="hnsw")
     index, info = IndexCache("cache/index").get_or_build(old_corpus_vectors, spec)
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -36,7 +45,7 @@ from drift.core.settings import from_mapping
 from drift.core.timing import Timings
 from drift.core.vectors import check_vectors
 
-IndexKind = Literal["flat", "hnsw", "ivfpq"]
+IndexKind = Literal["flat", "hnsw", "ivfpq", "factory", "cagra"]
 Device = Literal["auto", "cpu", "cuda"]
 
 # faiss k-means warns below this many training points per centroid (Clustering.h).
@@ -50,6 +59,8 @@ _BUILD_FIELDS: dict[str, tuple[str, ...]] = {
     "flat": (),
     "hnsw": ("m", "ef_construction"),
     "ivfpq": ("nlist", "pq_m", "pq_nbits", "seed"),
+    "factory": ("factory", "seed"),
+    "cagra": ("m",),  # the graph degree
 }
 
 _GPU_RESOURCES: Any = None  # one StandardGpuResources, created lazily; must outlive GPU indexes
@@ -69,12 +80,21 @@ class IndexSpec:
     nprobe: int = 16
     seed: int = 0
     device: Device = "auto"
+    factory: str | None = None  # kind factory: a faiss index-factory string
 
     def __post_init__(self) -> None:
         if self.kind not in _BUILD_FIELDS:
             raise ConfigError(
                 f"index kind {self.kind!r} is unknown; choose one of {sorted(_BUILD_FIELDS)}"
             )
+        if (self.kind == "factory") != (self.factory is not None):
+            raise ConfigError(
+                "index factory: set a faiss index-factory string exactly when kind is 'factory' "
+                f"(index=factory index.factory='IVF1024,Flat'); got kind {self.kind!r}, "
+                f"factory {self.factory!r}"
+            )
+        if self.factory is not None and (not isinstance(self.factory, str) or not self.factory):
+            raise ConfigError(f"index factory must be a non-empty string, got {self.factory!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"index device {self.device!r} is unknown; use auto, cpu or cuda")
         for name in ("m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_nbits", "nprobe"):
@@ -90,13 +110,21 @@ class IndexSpec:
     @property
     def min_vectors(self) -> int:
         """The fewest vectors an index of this spec can be built over: IVF-PQ trains 2**pq_nbits
-        centroids per sub-quantizer on them, flat and HNSW need one."""
-        return 2**self.pq_nbits if self.kind == "ivfpq" else 1
+        centroids per sub-quantizer on them, a factory index its IVF lists and PQ codebooks (as
+        its string states them), flat, HNSW and CAGRA need one."""
+        if self.kind == "ivfpq":
+            return 2**self.pq_nbits
+        if self.kind == "factory":
+            return _factory_min_vectors(str(self.factory))
+        return 1
 
     def check_dim(self, d: int) -> None:
-        """Refuse a dimension this spec cannot index (IVF-PQ: pq_m must divide it)."""
+        """Refuse a dimension this spec cannot index (IVF-PQ: pq_m must divide it; a factory
+        string faiss cannot build at this dimension)."""
         if self.kind == "ivfpq" and d % self.pq_m:
             raise ConfigError(f"IVF-PQ: pq_m={self.pq_m} must divide the dimension {d}")
+        if self.kind == "factory":
+            _factory_index(str(self.factory), d)
 
     def build_params(self) -> dict[str, Any]:
         """The fields that determine the built index (the cache key), for this kind only."""
@@ -105,15 +133,49 @@ class IndexSpec:
 
 def gpu_available() -> bool:
     """True when this faiss build has GPU support and sees at least one GPU."""
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    return gpu_problem() is None
+
+
+def gpu_problem() -> str | None:
+    """Why faiss cannot use a GPU here (None when it can): a build without GPU support, or a GPU
+    build that sees no GPU (no CUDA driver or device)."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        return (
+            f"this faiss build ({faiss.__version__}, CPU only) has no GPU support; install the GPU "
+            "build (pip install -e '.[gpu]': faiss-gpu-cu12, see environment.yml)"
+        )
+    if faiss.get_num_gpus() == 0:
+        return "faiss has GPU support but sees no GPU (no CUDA driver or device here)"
+    return None
+
+
+def check_device(spec: IndexSpec) -> None:
+    """ConfigError when `spec` asks for what this faiss build or machine lacks: device cuda
+    without a usable GPU, or a CAGRA index without a faiss build with cuVS and a GPU. Run by the
+    config check, before anything loads."""
+    if spec.kind == "cagra":
+        if spec.device == "cpu":
+            raise ConfigError("index kind 'cagra' is a GPU index; use device auto or cuda")
+        problem = gpu_problem()
+        if problem is None and not hasattr(faiss, "GpuIndexCagra"):
+            problem = "this faiss GPU build has no CAGRA (it comes with the cuVS builds of faiss)"
+        if problem:
+            raise ConfigError(f"index kind 'cagra': {problem}; use index=hnsw on the CPU")
+    if spec.device == "cuda":
+        problem = gpu_problem()
+        if problem:
+            raise ConfigError(f"index device is 'cuda' but {problem}; or set index.device=auto")
 
 
 def build_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     """Build an inner-product index over `vectors` (rows are the ids), on GPU when the spec and
     the faiss build allow it (see module docstring)."""
+    check_device(spec)  # before any work: a cuda or cagra request this machine cannot serve
     vectors = check_vectors(vectors, name="vectors to index")
     if vectors.shape[0] == 0:
         raise DataError("cannot build an index over zero vectors")
+    if spec.kind == "cagra":
+        return _build_cagra(vectors, spec)
     return _to_device(_build_cpu(vectors, spec), spec)
 
 
@@ -148,10 +210,10 @@ def search(
 
 
 def _search_params(spec: IndexSpec, index: faiss.Index, selector) -> faiss.SearchParameters:
-    if spec.kind == "hnsw":
+    if spec.kind == "hnsw" or (spec.kind == "factory" and _hnsw_of(index) is not None):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=spec.ef_search)
-    if spec.kind == "ivfpq":
-        nlist = faiss.extract_index_ivf(index).nlist
+    if spec.kind in ("ivfpq", "factory") and _ivf_of(index) is not None:
+        nlist = _ivf_of(index).nlist
         return faiss.SearchParametersIVF(sel=selector, nprobe=min(spec.nprobe, nlist))
     return faiss.SearchParameters(sel=selector)
 
@@ -301,9 +363,93 @@ def _build_cpu(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     elif spec.kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, spec.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = spec.ef_construction
+    elif spec.kind == "factory":
+        index = _trained_factory(vectors, spec)
     else:
         index = _trained_ivfpq(vectors, spec)
     index.add(vectors)
+    return index
+
+
+def _factory_index(factory: str, d: int) -> faiss.Index:
+    """An untrained inner-product index of `factory` at dimension `d`, or ConfigError with
+    faiss's reason."""
+    try:
+        return faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+        reason = reason.split(": ", 1)[-1] if "index_factory" in reason else reason
+        raise ConfigError(
+            f"index factory {factory!r} cannot be built at dimension {d}: {reason} (faiss "
+            "index-factory syntax, e.g. 'IVF1024,Flat', 'OPQ16,IVF1024,PQ16', 'HNSW32,Flat')"
+        ) from err
+
+
+def _factory_min_vectors(factory: str) -> int:
+    """The training points a factory string needs at least: its IVF list count, and 2**nbits
+    for a PQ codebook (what faiss's k-means refuses to train on fewer of)."""
+    need = 1
+    ivf = re.search(r"IVF(\d+)", factory)
+    if ivf:
+        need = max(need, int(ivf[1]))
+    for match in re.finditer(r"PQ\d+(?:x(\d+))?", factory):
+        need = max(need, 2 ** int(match[1] or 8))
+    return need
+
+
+def _trained_factory(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    n, d = vectors.shape
+    index = _factory_index(str(spec.factory), d)
+    if index.is_trained:
+        return index
+    if n < spec.min_vectors:
+        raise DataError(
+            f"index factory {spec.factory!r} trains on at least {spec.min_vectors} vectors, got "
+            f"{n}; use fewer IVF lists or PQ bits, or a flat or hnsw index"
+        )
+    ivf = _ivf_of(index)
+    if ivf is not None:
+        ivf.cp.seed = spec.seed
+    lists = ivf.nlist if ivf is not None else 1
+    n_train = min(n, MAX_POINTS_PER_CENTROID * max(lists, spec.min_vectors))
+    rng = np.random.default_rng(spec.seed)
+    index.train(vectors[np.sort(rng.choice(n, size=n_train, replace=False))])
+    return index
+
+
+def _ivf_of(index: faiss.Index) -> Any:
+    """The IVF index inside `index` (a factory index may wrap it), or None."""
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _hnsw_of(index: faiss.Index) -> Any:
+    """The HNSW index `index` is (or wraps, as IndexPreTransform does), or None."""
+    inner = (
+        faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    )
+    return inner if isinstance(inner, faiss.IndexHNSW) else None
+
+
+def _gpu_resources() -> Any:
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return _GPU_RESOURCES
+
+
+def _build_cagra(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    """A CAGRA graph over `vectors`, built on GPU 0 (graph degree `m`); check_device has
+    refused this spec where faiss has no CAGRA."""
+    config = faiss.GpuIndexCagraConfig()
+    config.graph_degree = spec.m
+    config.intermediate_graph_degree = 2 * spec.m
+    index = faiss.GpuIndexCagra(
+        _gpu_resources(), vectors.shape[1], faiss.METRIC_INNER_PRODUCT, config
+    )
+    index.train(vectors)  # CAGRA builds its graph over the vectors it is trained on
     return index
 
 
@@ -355,11 +501,7 @@ def is_gpu_index(index: faiss.Index) -> bool:
 def _wants_gpu(spec: IndexSpec) -> bool:
     if spec.device == "cpu":
         return False
-    if spec.device == "cuda" and not gpu_available():
-        raise ConfigError(
-            "index device is 'cuda' but this faiss build has no GPU support or sees no GPU; "
-            "install faiss-gpu-cu12 (pip install -e '.[gpu]') or set the index device to auto/cpu"
-        )
+    check_device(spec)
     if spec.kind == "hnsw":
         if spec.device == "cuda":
             warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU", stacklevel=4)
@@ -370,11 +512,8 @@ def _wants_gpu(spec: IndexSpec) -> bool:
 def _to_device(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
     if not _wants_gpu(spec):
         return index
-    global _GPU_RESOURCES
-    if _GPU_RESOURCES is None:
-        _GPU_RESOURCES = faiss.StandardGpuResources()
     try:
-        return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
+        return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     except RuntimeError as err:  # e.g. a PQ sub-dimension the GPU kernels do not support
         if spec.device == "cuda":
             raise ConfigError(f"cannot move the {spec.kind} index to the GPU: {err}") from err
@@ -383,10 +522,18 @@ def _to_device(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
 
 
 def _configure_search(index: faiss.Index, spec: IndexSpec) -> None:
-    if spec.kind == "flat":
+    if spec.kind in ("flat", "cagra"):  # CAGRA: faiss's default search parameters
         return
     gpu = is_gpu_index(index)
     space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
+    if spec.kind == "factory":  # what applies to the index the string built
+        ivf = index if gpu else _ivf_of(index)
+        settings = {"efSearch": spec.ef_search} if _hnsw_of(index) is not None else {}
+        if ivf is not None and hasattr(ivf, "nlist"):
+            settings["nprobe"] = min(spec.nprobe, ivf.nlist)
+        for name, value in settings.items():
+            space.set_index_parameter(index, name, value)
+        return
     try:
         if spec.kind == "hnsw":
             space.set_index_parameter(index, "efSearch", spec.ef_search)
