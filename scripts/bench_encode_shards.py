@@ -142,12 +142,20 @@ def run_check(data: list[str], threads: int, sharded: Path, fresh: Path) -> dict
         part: shards[0]["parts"][part]["distinct"] for part in shards[0]["parts"]
     }
     out["same_scores"] = out["after_two_shards"]["quality"] == out["fresh_cache"]["quality"]
-    out["largest_mean_score_difference"] = max(
-        abs(row["mean"] - out["fresh_cache"]["quality"][protocol][name][metric]["mean"])
+    differences = sorted(
+        (
+            abs(row["mean"] - out["fresh_cache"]["quality"][protocol][name][metric]["mean"]),
+            f"{protocol}/{name}/{metric}",
+        )
         for protocol, block in out["after_two_shards"]["quality"].items()
         for name, metrics in block.items()
         for metric, row in metrics.items()
     )
+    out["largest_mean_score_difference"] = differences[-1][0]
+    # where the last bits of the vectors moved a ranking: (difference, protocol/strategy/metric)
+    out["largest_mean_score_differences"] = [[round(d, 6), where] for d, where in differences[-5:]]
+    out["metrics_compared"] = len(differences)
+    out["metrics_equal"] = sum(d == 0 for d, _ in differences)
     merged = cached_vectors(sharded / "cache")
     fresh_vectors = cached_vectors(fresh / "cache")
     same = sum(merged[k].tobytes() == v.tobytes() for k, v in fresh_vectors.items() if k in merged)
