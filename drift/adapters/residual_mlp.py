@@ -55,7 +55,13 @@ import scipy.special
 
 from drift.adapters.base import Display, register_adapter
 from drift.adapters.baselines import RidgePath
-from drift.adapters.penalty import Candidate, PenalisedMap, Penalty, check_penalty, hold_out
+from drift.adapters.penalty import (
+    Candidate,
+    PenalisedMap,
+    Penalty,
+    check_penalty,
+    given_or_held_out,
+)
 from drift.adapters.procrustes import orthogonal_procrustes
 from drift.core.errors import ConfigError
 
@@ -143,11 +149,9 @@ class ResidualMLP(PenalisedMap):
     # -- fit ----------------------------------------------------------------------------------
     def _fit_map(self, x_new, x_old, x_new_val, x_old_val, seed) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        if x_new_val is None:
-            x_new, x_old, x_new_val, x_old_val = hold_out(x_new, x_old, rng)
-            self.fit_info["val_split"] = f"{x_new_val.shape[0]} of the training pairs (seeded)"
-        else:
-            self.fit_info["val_split"] = "given"
+        x_new, x_old, x_new_val, x_old_val = given_or_held_out(
+            x_new, x_old, x_new_val, x_old_val, rng, self.fit_info
+        )
         start = (
             f"the ridge term (ridge_alpha={self.ridge_alpha}) dominates the linear start"
             if self.init == "ridge"
