@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from dataclasses import replace
@@ -165,6 +166,23 @@ def test_random_corpus_subset_keeps_only_the_labels_of_kept_documents() -> None:
     assert set(small.qrels) < set(small.query_ids)  # some queries lost every relevant document
     with pytest.raises(ConfigError, match="corpus_subset must be one of judged_first, random"):
         subsample(data, max_corpus=12, corpus_subset="shuffled")
+
+
+def test_nested_corpus_subsets_grow_one_corpus() -> None:
+    """With one seed every smaller nested subset lies inside every larger one (the scale sweeps'
+    design); labels are cut to the kept documents as for random subsets; seeds differ."""
+    data = toy(n_docs=40, n_queries=30)
+    sizes = (5, 12, 25, 39)
+    subsets = [subsample(data, max_corpus=n, seed=3, corpus_subset="nested") for n in sizes]
+    for small, large in itertools.pairwise(subsets):
+        assert set(small.corpus_ids) < set(large.corpus_ids)
+    for n, subset in zip(sizes, subsets, strict=True):
+        subset.validate()
+        assert len(subset.corpus) == n and subset.queries == data.queries
+        labelled = {d for rel in subset.qrels.values() for d in rel}
+        assert labelled <= set(subset.corpus_ids)
+    other_seed = subsample(data, max_corpus=12, seed=4, corpus_subset="nested")
+    assert other_seed.corpus_ids != subsets[1].corpus_ids
 
 
 def test_load_beir_with_limits_through_the_registry(tmp_path: Path) -> None:

@@ -150,6 +150,7 @@ def test_log_axis_ticks_name_the_swept_values() -> None:
     plt.close(fig)
 
 
+@pytest.mark.slow  # about 40 s of kernel start and plotting; the figure code is tested above
 def test_notebook_executes_on_collected_results(
     results_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

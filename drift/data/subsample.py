@@ -5,9 +5,12 @@ kept queries in the corpus subset, so a subset never asks for a document it drop
 a corpus whose make-up changes with its size (a small one is mostly the queries' own documents).
 `corpus_subset="random"` draws the corpus subset at random instead and keeps only the labels of
 kept documents: queries that lose all of theirs leave the qrels protocol, and the kNN protocol
-sees a corpus like the full one, only smaller. Kept items stay in their original order, and the
-result's `meta["subsample"]` records the original and effective sizes: numbers measured on a
-subset are not numbers on the full set.
+sees a corpus like the full one, only smaller. `corpus_subset="nested"` is "random" drawn as the
+first N of one seeded permutation of the corpus, so with one seed every smaller subset lies inside
+every larger one: a scale sweep then grows one corpus instead of drawing a new one per size (less
+noise between sizes, and an encode of the largest subset serves all of them). Kept items stay in
+their original order, and the result's `meta["subsample"]` records the original and effective
+sizes: numbers measured on a subset are not numbers on the full set.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from drift.data.types import RetrievalData
 
 log = logging.getLogger(__name__)
 
-CORPUS_SUBSETS = ("judged_first", "random")
+CORPUS_SUBSETS = ("judged_first", "random", "nested")
+UNJUDGED_SUBSETS = ("random", "nested")  # subsets drawn without regard to the labels
 
 
 def subsample(
@@ -62,10 +66,16 @@ def subsample(
     if qrels is not None:
         qrels = {q: dict(rel) for q, rel in qrels.items() if q in kept_qids}
     judged = (
-        {d for rel in (qrels or {}).values() for d in rel} if corpus_subset != "random" else set()
+        set()
+        if corpus_subset in UNJUDGED_SUBSETS
+        else {d for rel in (qrels or {}).values() for d in rel}
     )
-    c_keep = _corpus_subset(data.corpus_ids, judged, max_corpus, np.random.default_rng([seed, 1]))
-    if qrels is not None and corpus_subset == "random":
+    corpus_rng = np.random.default_rng([seed, 1])
+    if corpus_subset == "nested":
+        c_keep = _nested_subset(len(data.corpus), max_corpus, corpus_rng)
+    else:
+        c_keep = _corpus_subset(data.corpus_ids, judged, max_corpus, corpus_rng)
+    if qrels is not None and corpus_subset in UNJUDGED_SUBSETS:
         kept_docs = {data.corpus_ids[i] for i in c_keep}
         qrels = {q: kept for q, rel in qrels.items() if (kept := _within(rel, kept_docs))}
 
@@ -104,6 +114,12 @@ def _query_subset(
     if max_queries is None or max_queries >= candidates.size:
         return candidates
     return np.sort(rng.choice(candidates, size=max_queries, replace=False))
+
+
+def _nested_subset(n: int, max_corpus: int | None, rng: np.random.Generator) -> np.ndarray:
+    if max_corpus is None or max_corpus >= n:
+        return np.arange(n)
+    return np.sort(rng.permutation(n)[:max_corpus])
 
 
 def _corpus_subset(

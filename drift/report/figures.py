@@ -225,8 +225,10 @@ def describe(rows: pd.DataFrame, note: str) -> str:
     seeds = rows.groupby("group")["seed"].nunique()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     parts.append(f"{n} seed{'s' if seeds.max() > 1 else ''}")
-    if "corpus_subset" in rows and (rows["corpus_subset"] == "random").all():
-        parts.append("random corpus subsets")
+    if "corpus_subset" in rows and rows["corpus_subset"].nunique() == 1:
+        subset = rows["corpus_subset"].iloc[0]
+        if subset in ("random", "nested"):
+            parts.append(f"{subset} corpus subsets")
     if not rows["real_weights"].all():
         parts.append("synthetic encoders")
     return note + ", ".join(parts)
