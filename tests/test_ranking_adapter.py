@@ -95,12 +95,19 @@ def test_both_succeed_on_a_rotation_and_ranking_keeps_the_op_start():
 
 def test_a_temperature_grid_is_chosen_on_the_validation_recall(reweighted):
     x_new, x_old, _, _ = reweighted
-    grid = {**FAST, "temperature": [0.02, 0.5], "max_epochs": 10}
+    grid = {**FAST, "temperature": [0.02, 0.5], "max_epochs": 10, "probe_epochs": 2}
     adapter = fitted("ranking_linear", x_new, x_old, **grid)
     chosen = adapter.fit_info["temperature"]
-    assert chosen["grid"] == [0.02, 0.5]
-    assert chosen["chosen"] == grid["temperature"][int(np.argmax(chosen["recall@10/val"]))]
+    assert chosen["grid"] == [0.02, 0.5] and chosen["probe_epochs"] == 2
+    probed = chosen["recall@10/val_after_probe"]
+    assert chosen["chosen"] == grid["temperature"][int(np.argmax(probed))]
     assert adapter.fit_info["temperature_used"] == chosen["chosen"]
+    # The chosen value trained on past the probe, from where its probe stopped: the same fit as
+    # that temperature alone (same seed, same steps).
+    alone = fitted("ranking_linear", x_new, x_old, **{**grid, "temperature": chosen["chosen"]})
+    assert adapter.fit_info["epochs_run"] == alone.fit_info["epochs_run"] > 2
+    assert adapter.fit_info["val_curve"] == alone.fit_info["val_curve"]
+    assert max(probed) == max(alone.fit_info["val_curve"][:3])
 
 
 def test_same_seed_same_weights_and_distillation_runs(reweighted):
@@ -144,6 +151,7 @@ def test_the_mlp_form_exports_for_numpy_serving(reweighted, tmp_path):
         ({"temperature": 0}, "temperature"),
         ({"temperature": []}, "temperature"),
         ({"n_positives": 0}, "n_positives"),
+        ({"probe_epochs": 0}, "probe_epochs"),
         ({"lr": 0}, "lr > 0"),
         ({"distill": -1}, "distill"),
     ],

@@ -122,6 +122,9 @@ class RankingAdapter(MapAdapter):
             a random draw of the other training items up to this many (None: all of them).
         max_epochs, patience: early stopping on the validation recall (an epoch counts as an
             improvement only when it beats the best so far).
+        probe_epochs: with a temperature grid, every value trains this many epochs, and only the
+            best by validation recall then trains on to early stopping (the grid costs about
+            probe_epochs per extra value instead of a whole fit each).
         device: torch device to train on ("cpu", "cuda", ...).
         dsm, dsm_bias, normalize_output: the shared output stage (off, off, on by default: a
             least-squares DSM would pull the map back toward regression).
@@ -141,6 +144,7 @@ class RankingAdapter(MapAdapter):
         max_candidates: int | None = 4096,
         max_epochs: int = 30,
         patience: int = 3,
+        probe_epochs: int = 2,
         device: str = "cpu",
         dsm: bool = False,
         dsm_bias: bool = False,
@@ -153,6 +157,7 @@ class RankingAdapter(MapAdapter):
             batch_size=batch_size,
             max_epochs=max_epochs,
             patience=patience,
+            probe_epochs=probe_epochs,
         )
         self.temperature = _temperatures(temperature, self.name)
         if isinstance(temperature, int | float):
@@ -166,6 +171,7 @@ class RankingAdapter(MapAdapter):
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
         self.patience, self.device = int(patience), str(device)
+        self.probe_epochs = int(probe_epochs)
         if max_candidates is not None:
             _positive_int(self.name, max_candidates=max_candidates)
         self.max_candidates = None if max_candidates is None else int(max_candidates)
@@ -203,16 +209,21 @@ class RankingAdapter(MapAdapter):
         init = self._start(x_new, x_old, rng)
         task = _Task.build(x_new, x_old, x_new_val, x_old_val, self.n_positives, rng)
         grid = self.temperature if isinstance(self.temperature, list) else [self.temperature]
-        fits = [_train(self, init, task, t, seed) for t in grid]
-        best = int(np.argmax([f["best_val_recall"] for f in fits]))  # a tie: the earlier value
-        weights = fits[best].pop("weights")
-        for fit in fits:
-            fit.pop("weights", None)
-        self.fit_info.update(fits[best])
+        trainers = [_Trainer(self, init, task, t, seed) for t in grid]
+        probe = min(self.probe_epochs, self.max_epochs) if len(grid) > 1 else 0
+        for trainer in trainers if probe else ():
+            trainer.run(until=probe)
+        probed = [t.best_recall for t in trainers]
+        best = int(np.argmax(probed))  # a tie: the earlier value
+        trainers[best].run(until=self.max_epochs)
+        fit = trainers[best].info()
+        weights = fit.pop("weights")
+        self.fit_info.update(fit)
         if len(grid) > 1:
             self.fit_info["temperature"] = {
                 "grid": grid,
-                f"recall@{task.val_k}/val": [f["best_val_recall"] for f in fits],
+                "probe_epochs": probe,
+                f"recall@{task.val_k}/val_after_probe": probed,
                 "chosen": grid[best],
             }
         return {k: v.astype(np.float32) for k, v in weights.items()}
@@ -228,6 +239,7 @@ class RankingAdapter(MapAdapter):
             "max_candidates": self.max_candidates,
             "max_epochs": self.max_epochs,
             "patience": self.patience,
+            "probe_epochs": self.probe_epochs,
             "device": self.device,
         }
 
@@ -283,84 +295,122 @@ def _learning_rates(lr: float, init: dict[str, np.ndarray], x: np.ndarray, y: np
     return {k: v for k, v in rates.items() if k in init}
 
 
-def _train(adapter: RankingAdapter, init: dict[str, Any], task: _Task, temperature: float, seed):
-    """AdamW on the listwise loss with early stopping on the validation recall, at one
-    temperature; returns the fit's info with its best served weights under "weights"."""
-    import torch  # here, not at the top: loading and applying a fitted adapter needs no torch
+class _Trainer:
+    """AdamW on the listwise loss at one temperature, epoch by epoch, with early stopping on the
+    validation recall; `run(until)` trains on from where the last call stopped, so a temperature
+    grid can probe every value for a few epochs and train on only the best (module docstring).
+    `info()` is the fit's info with its best served weights under "weights"."""
 
-    if adapter.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"{adapter.name}: device {adapter.device!r} requested but CUDA is unavailable"
-        )
-    device = torch.device(adapter.device)
-    start_np = init["start"]
-    trained = {k: v for k, v in init.items() if k != "start"}
-    start = torch.tensor(start_np, dtype=torch.float32, device=device)
-    p = {
-        k: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
-        for k, v in trained.items()
-    }
-    rates = _learning_rates(adapter.lr, trained, task.x, task.y)
-    optimizer = torch.optim.AdamW(
-        [
+    def __init__(
+        self, adapter: RankingAdapter, init: dict[str, Any], task: _Task, temperature, seed
+    ) -> None:
+        import torch  # here, not at the top: loading and applying a fitted adapter needs no torch
+
+        if adapter.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"{adapter.name}: device {adapter.device!r} requested but CUDA is unavailable"
+            )
+        self.adapter, self.task, self.temperature = adapter, task, float(temperature)
+        self.device = device = torch.device(adapter.device)
+        self.start_np = init["start"]
+        trained = {k: v for k, v in init.items() if k != "start"}
+        self.start = torch.tensor(self.start_np, dtype=torch.float32, device=device)
+        self.p = {
+            k: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
+            for k, v in trained.items()
+        }
+        self.rates = _learning_rates(adapter.lr, trained, task.x, task.y)
+        groups = [
             {
-                "params": [p[k]],
-                "lr": rates[k],
+                "params": [self.p[k]],
+                "lr": self.rates[k],
                 "weight_decay": adapter.weight_decay * (k in DECAYED),
             }
-            for k in p
+            for k in self.p
         ]
-    )
-    x = torch.from_numpy(task.x).to(device)
-    y = torch.from_numpy(task.y).to(device)
-    positives = torch.from_numpy(task.positives).to(device)
-    x_val = torch.from_numpy(task.x_val).to(device)
-    n = x.shape[0]
+        # One fused kernel per step instead of a dozen tensor passes (CPU and CUDA).
+        self.optimizer = torch.optim.AdamW(groups, fused=True)
+        self.x = torch.from_numpy(task.x).to(device)
+        self.y = torch.from_numpy(task.y).to(device)
+        self.positives = torch.from_numpy(task.positives).to(device)
+        self.x_val = torch.from_numpy(task.x_val).to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.best_recall, self.best_epoch, self.best = self._val_recall(), 0, self._served()
+        self.val_curve: list[float] = [self.best_recall]
+        self.train_curve: list[float] = []
+        self.stale, self.stopped = 0, False
 
-    def served() -> dict[str, np.ndarray]:
-        current = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in p.items()}
-        return adapter._weights_of(current, start_np)
+    def _served(self) -> dict[str, np.ndarray]:
+        current = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in self.p.items()}
+        return self.adapter._weights_of(current, self.start_np)
 
-    def val_recall() -> float:
+    def _val_recall(self) -> float:
+        import torch
+
         with torch.no_grad():
-            mapped = torch.nn.functional.normalize(adapter._forward(p, start, x_val), dim=1)
-        return task.val_recall(mapped.cpu().numpy())
+            mapped = self.adapter._forward(self.p, self.start, self.x_val)
+            mapped = torch.nn.functional.normalize(mapped, dim=1)
+        return self.task.val_recall(mapped.cpu().numpy())
 
-    generator = torch.Generator().manual_seed(seed)
-    best_recall, best_epoch, best = val_recall(), 0, served()
-    val_curve, train_curve, stale = [best_recall], [], 0
-    for epoch in range(1, adapter.max_epochs + 1):
-        order = torch.randperm(n, generator=generator).to(device)
-        total = 0.0
-        for begin in range(0, n, adapter.batch_size):
-            rows = order[begin : begin + adapter.batch_size]
-            loss = _loss(adapter, p, start, x, y, positives, rows, temperature, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * rows.shape[0]
-        train_curve.append(total / n)
-        val_curve.append(val_recall())
-        if val_curve[-1] > best_recall:
-            best_recall, best_epoch, best, stale = val_curve[-1], epoch, served(), 0
-        else:
-            stale += 1
-            if stale >= adapter.patience:
-                break
-    return {
-        "weights": best,
-        "temperature_used": temperature,
-        "epochs_run": len(train_curve),
-        "best_epoch": best_epoch,
-        "best_val_recall": best_recall,
-        "val_metric": f"recall@{task.val_k} of {task.x_val.shape[0]} validation pseudo-queries "
-        f"among {task.y_all.shape[0]} pair items' old vectors",
-        "learning_rates": rates,
-        "train_curve": train_curve,
-        "val_curve": val_curve,  # val_curve[0]: the OP start, before any step
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-    }
+    @property
+    def epochs_run(self) -> int:
+        return len(self.train_curve)
+
+    def run(self, until: int) -> None:
+        """Train on up to epoch `until` (counted from the start), or until early stopping."""
+        import torch
+
+        adapter, n = self.adapter, self.x.shape[0]
+        while not self.stopped and self.epochs_run < until:
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            total = 0.0
+            for begin in range(0, n, adapter.batch_size):
+                rows = order[begin : begin + adapter.batch_size]
+                loss = _loss(
+                    adapter,
+                    self.p,
+                    self.start,
+                    self.x,
+                    self.y,
+                    self.positives,
+                    rows,
+                    self.temperature,
+                    self.generator,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += loss.item() * rows.shape[0]
+            self.train_curve.append(total / n)
+            self.val_curve.append(self._val_recall())
+            if self.val_curve[-1] > self.best_recall:
+                self.best_recall, self.best_epoch, self.stale = (
+                    self.val_curve[-1],
+                    self.epochs_run,
+                    0,
+                )
+                self.best = self._served()
+            else:
+                self.stale += 1
+                self.stopped = self.stale >= adapter.patience
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "weights": self.best,
+            "temperature_used": self.temperature,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "best_val_recall": self.best_recall,
+            "val_metric": f"recall@{self.task.val_k} of {self.task.x_val.shape[0]} validation "
+            f"pseudo-queries among {self.task.y_all.shape[0]} pair items' old vectors",
+            "learning_rates": self.rates,
+            "train_curve": self.train_curve,
+            "val_curve": self.val_curve,  # val_curve[0]: the OP start, before any step
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+        }
 
 
 def _loss(adapter: RankingAdapter, p, start, x, y, positives, rows, temperature: float, generator):
@@ -382,15 +432,16 @@ def _loss(adapter: RankingAdapter, p, start, x, y, positives, rows, temperature:
     else:
         own = rows
     queries = torch.nn.functional.normalize(adapter._forward(p, start, x[rows]), dim=1)
-    self_mask = torch.zeros(rows.shape[0], candidates.shape[0], dtype=torch.bool, device=x.device)
-    self_mask[torch.arange(rows.shape[0]), own] = True
-    logits = (queries @ y[candidates].T / temperature).masked_fill(self_mask, -torch.inf)
+    batch = torch.arange(rows.shape[0], device=x.device)
+    logits = queries @ y[candidates].T / temperature
+    minus_inf = torch.tensor(-torch.inf, device=x.device)
+    logits = logits.index_put((batch, own), minus_inf)  # a pseudo-query is not its own answer
     log_p = torch.log_softmax(logits, dim=1)
     loss = -log_p.gather(1, local).mean()
     if adapter.distill > 0:
         with torch.no_grad():
             target_logits = x[rows] @ x[candidates].T / temperature
-            target = torch.softmax(target_logits.masked_fill(self_mask, -torch.inf), dim=1)
+            target = torch.softmax(target_logits.index_put_((batch, own), minus_inf), dim=1)
         kl = (target * (torch.log(target.clamp_min(1e-30)) - log_p.clamp_min(-1e4))).sum(dim=1)
         loss = loss + adapter.distill * kl.mean()
     return loss
