@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import drift.core.digests as digests
 import drift.data.images as images
 from drift.data.image_manifest import manifest_path
 from drift.data.images import load_image_folder
+from drift.encoders.cache import item_digest
 
 
 def png(seed: int) -> bytes:
@@ -42,9 +44,9 @@ class Counter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.hashed: list[str] = []
         self.decoded: list[str] = []
-        sha, decode = images._file_sha256, images.load_image
+        sha, decode = images.file_digest, images.load_image
         monkeypatch.setattr(
-            images, "_file_sha256", lambda p: self.hashed.append(Path(p).name) or sha(p)
+            images, "file_digest", lambda p: self.hashed.append(Path(p).name) or sha(p)
         )
         monkeypatch.setattr(
             images, "load_image", lambda p: self.decoded.append(Path(p).name) or decode(p)
@@ -100,6 +102,27 @@ def test_changed_file_is_rehashed_alone(folder, tmp_path, monkeypatch):
     os.utime(same_size, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     load(folder, tmp_path)
     assert counter.hashed == ["p5.png"]
+
+
+def test_the_embedding_cache_reuses_the_manifests_digests(folder, tmp_path, monkeypatch):
+    """After a load that took every digest from the manifest, keying the images for the cache
+    reads no file; a file touched since is read and hashed again, alone."""
+    load(folder, tmp_path)
+    digests._KNOWN.clear()  # as in a new process: only the manifest knows the digests
+    data = load(folder, tmp_path)
+    assert data.meta["manifest"]["reused"] == 7
+    read: list[str] = []
+    real = digests.hashlib.file_digest
+    monkeypatch.setattr(
+        digests.hashlib, "file_digest", lambda f, name: read.append(f.name) or real(f, name)
+    )
+    keys = [item_digest(path, "image") for path in data.corpus]
+    assert read == []
+    touched = data.corpus[0]
+    st = os.stat(touched)
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert [item_digest(path, "image") for path in data.corpus] == keys  # same bytes
+    assert [Path(name).name for name in read] == [Path(touched).name]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "edited_entry", "other_root"])

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from drift.core.digests import remember_file_digest
 from drift.core.files import atomic_write, clean_stale
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def check_with_manifest(
                 entry["problem"],
                 entry["detail"],
             )
+            remember_file_digest(sample.path, st.st_size, st.st_mtime_ns, entry["sha256"])
             entries[sample.id] = entry
             reused += 1
         else:

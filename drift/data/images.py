@@ -55,6 +55,7 @@ from typing import Literal
 
 import numpy as np
 
+from drift.core.digests import file_digest
 from drift.core.errors import ConfigError, DataError, ImageReadError
 from drift.core.files import clean_stale, temporary_folder
 from drift.core.imaging import load_image, load_threads
@@ -270,7 +271,7 @@ def _expand_shards(patterns: list[str], data_dir: str | Path) -> list[Path]:
 def extracted_shard(shard: Path, extract_dir: Path) -> tuple[str, list[Sample]]:
     """(sha256 of the shard, its samples with image paths under `extract_dir`), extracting the
     shard and checking its images only when no complete extraction exists yet."""
-    digest = _file_sha256(shard)
+    digest = file_digest(str(shard))
     dest = extract_dir / f"{shard.name.split('.')[0]}-{digest[:16]}"
     marker = dest / MARKER
     if not marker.is_file():
@@ -353,7 +354,7 @@ def check_images(samples: list[Sample]) -> None:
 
 def _check(sample: Sample) -> tuple[str, str | None]:
     try:
-        digest = _file_sha256(Path(sample.path))
+        digest = file_digest(sample.path)  # remembered: the embedding cache reuses it
     except OSError as err:
         return "", str(err)
     try:
@@ -523,8 +524,3 @@ def _json_caption(raw: bytes) -> str | None:
 
 def _relative(path: str, folder: Path) -> str:
     return Path(path).relative_to(folder).as_posix() if path else ""
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from drift.core.digests import file_digest
 from drift.core.errors import (
     CacheCorruptError,
     CacheIncompleteError,
@@ -79,7 +80,8 @@ _SHARD_NAME = re.compile(r"^\d{20}-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 def item_digest(item: str, modality: Modality) -> str:
-    """sha256 hex of an item's content: the UTF-8 text, or for images the file's bytes."""
+    """sha256 hex of an item's content: the UTF-8 text, or for images the file's bytes (the
+    digest the image loader found, while the file's size and mtime match: drift.core.digests)."""
     if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     if not isinstance(item, str):
@@ -87,8 +89,7 @@ def item_digest(item: str, modality: Modality) -> str:
     if modality != "image":
         return hashlib.sha256(item.encode("utf-8", "surrogatepass")).hexdigest()
     try:
-        with open(item, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_digest(item)  # reused when the image loader already hashed this file
     except OSError as err:
         raise ImageReadError(f"cannot read image file {item!r}: {err}") from err
 
