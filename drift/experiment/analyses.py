@@ -2,7 +2,9 @@
 
 Both reuse what the experiment already computed (vectors from the embedding cache, indexes,
 strategy answers, ground truth), so they cost no encode beyond measuring the new model's
-throughput once. `run_analyses` runs those that `stream.enabled` and `timeline.enabled` ask for.
+throughput once. `run_analyses` runs those that `stream.enabled` and `timeline.enabled` ask for;
+`stream.demand.enabled` adds demand-driven migration (drift.migration.demand) along the same
+stream, in the stream section's `demand` part.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from drift.encoders import Encoder
 from drift.encoders.cache import EncodedVectors, ModelPair
 from drift.experiment.stages import RunContext, RunPairs, Truth
 from drift.migration.cost import measure_encode_rate
-from drift.migration.stream import StreamStrategy, make_stream, simulate_stream
+from drift.migration.demand import serve_demand
+from drift.migration.stream import StreamStrategy, make_stream, served_curves, simulate_stream
 from drift.migration.timeline import TimelineConfig, TimelineData, run_timeline
 from drift.retrieval.index import IndexPair
+from drift.retrieval.mixed.backfill import backfill_order
 from drift.scoring.metrics import Qrels, knn_metrics, qrels_metrics
 
 # Per-query quality tracked along streams and timelines: each protocol's primary metric.
@@ -110,8 +114,11 @@ def query_stream(
     documents: Sequence[str],
     n_queries: int,
     seed: int,
+    vectors: EncodedVectors | None = None,
+    k: int = QUALITY_K,
 ) -> dict[str, Any]:
-    """The `stream` section of a result record (see drift.migration.stream)."""
+    """The `stream` section of a result record (see drift.migration.stream); with
+    `settings["demand"]["enabled"]`, its `demand` part too (`vectors` needed then)."""
     rate, source = new_model_encode_rate(settings, encoder, documents, seed)
     stream = make_stream(
         n_queries,
@@ -120,18 +127,103 @@ def query_stream(
         zipf_s=float(settings["zipf_s"]),
         seed=seed,
     )
+    demand = settings["demand"]
     simulated = simulate_stream(
         stream,
         stream_strategies(results, knn_truth=knn_truth, qrels=qrels, pair_rows=pair_rows),
         n_corpus=len(documents),
         encode_rate=rate,
         capacity=None if settings["capacity"] is None else int(settings["capacity"]),
+        window=int(demand["window"]) if demand["enabled"] else None,
     )
-    return {
+    section = {
         "config": dict(settings),
         "encode_rate_source": source,
         "popularity": settings["popularity"],
         **simulated,
+    }
+    if demand["enabled"]:
+        if vectors is None:
+            raise ConfigError("stream.demand needs the run's vectors")
+        section["demand"] = demand_migration(
+            demand,
+            results,
+            stream,
+            vectors,
+            knn_truth=knn_truth,
+            qrels=qrels,
+            pair_rows=pair_rows,
+            encode_rate=rate,
+            checkpoints=np.asarray(simulated["checkpoints"]),
+            k=k,
+            seed=seed,
+        )
+    return section
+
+
+def demand_migration(
+    settings: Mapping[str, Any],
+    results: Mapping[str, StrategyResult],
+    stream: np.ndarray,
+    vectors: EncodedVectors,
+    *,
+    knn_truth: np.ndarray | None,
+    qrels: Qrels | None,
+    pair_rows: np.ndarray,
+    encode_rate: float,
+    checkpoints: np.ndarray,
+    k: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The stream section's `demand` part: per source, demand-driven migration served along
+    `stream` (drift.migration.demand) as curves shaped like the stream's strategies', named
+    demand/<source>@<depth>. Its old-side candidates and warm time per query are those of the
+    run's rerank/<source>@<depth> (validation makes sure it ran); the adapter's pairs are held
+    from the start for the sources that use the adapter. With `background` > 0 a background job
+    writes into the same partial index in a seeded random order."""
+    depth = int(settings["depth"])
+    new_depth = depth if settings["new_depth"] is None else int(settings["new_depth"])
+    background = float(settings["background"])
+    order = backfill_order("random", len(vectors.x_new), seed=seed) if background else None
+    strategies = {}
+    for source in settings["sources"]:
+        lazy = results.get(f"rerank/{source}@{depth}")
+        if lazy is None or lazy.candidates is None:
+            raise ConfigError(
+                f"stream.demand source {source!r} at depth {depth} reuses the candidates of "
+                f"rerank/{source}@{depth}, which the run did not compute"
+            )
+        served = serve_demand(
+            stream,
+            lazy.candidates,
+            vectors.q_new,
+            vectors.x_new,
+            k=k,
+            new_depth=new_depth,
+            held=None if source == "status_quo" else pair_rows,
+            background=background,
+            order=order,
+            show_progress=True,
+        )
+        quality = per_query_quality(
+            served.ids,
+            None if knn_truth is None else knn_truth[stream],
+            None if qrels is None else [qrels[q] for q in stream],
+        )
+        strategies[f"demand/{source}@{depth}"] = served_curves(
+            served.cold,
+            quality,
+            upfront=served.upfront,
+            warm_seconds=lazy.timings.get("us_per_query", 0.0) / 1e6,
+            n_corpus=len(vectors.x_new),
+            encode_rate=encode_rate,
+            points=checkpoints,
+            window=int(settings["window"]),
+            background=served.background if background else None,
+        ) | {"lazy": f"rerank/{source}@{depth}", "partial_index_scans": served.scans}
+    return {
+        "config": {**settings, "new_depth": new_depth},
+        "strategies": strategies,
     }
 
 
@@ -178,6 +270,8 @@ def run_analyses(
                 documents=data.corpus,
                 n_queries=len(data.queries),
                 seed=run.seed_for("stream"),
+                vectors=vectors,
+                k=run.k,
             )
     if cfg["timeline"]["enabled"]:
         with timings("timeline"):

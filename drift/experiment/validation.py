@@ -131,6 +131,15 @@ STREAM: tuple[tuple[str, Rule], ...] = (
     ("stream.popularity", one_of(POPULARITIES)),
     ("stream.encode_rate", number(0, math.inf, closed="()", nullable=True)),
     ("stream.capacity", integer(1, nullable=True)),
+    ("stream.demand.enabled", flag()),
+)
+# Settings of demand-driven migration, read when stream.demand.enabled.
+DEMAND: tuple[tuple[str, Rule], ...] = (
+    ("stream.demand.sources", list_of(one_of(RERANK_SOURCES))),
+    ("stream.demand.depth", integer(1)),
+    ("stream.demand.new_depth", integer(0, nullable=True)),
+    ("stream.demand.window", integer(1)),
+    ("stream.demand.background", number(0, math.inf)),
 )
 # Settings of each strategy family beyond the paper, read when eval.strategies names it.
 MIXED: dict[str, tuple[tuple[str, Rule], ...]] = {
@@ -300,6 +309,44 @@ def _check_stream(problems: Problems) -> None:
         problems.check("stream.zipf_s", number(0, math.inf, closed="()"))
     if problems.value("stream.encode_rate") is None:
         problems.check("stream.encode_rate_sample", integer(1))
+    if problems.value("stream.demand.enabled") is True:
+        _check_demand(problems)
+
+
+def _check_demand(problems: Problems) -> None:
+    """Demand-driven migration reuses the candidates of rerank/<source>@<depth>: the run must
+    compute them (eval.strategies names rerank, with those sources and that depth)."""
+    found = len(problems.found)
+    for key, rule in DEMAND:
+        problems.check(key, rule)
+    if len(problems.found) > found:
+        return
+    sources, depth = problems.value("stream.demand.sources"), problems.value("stream.demand.depth")
+    strategies = problems.value("eval.strategies")
+    rerank = problems.value("eval.mixed.rerank")
+    if not isinstance(strategies, list) or "rerank" not in strategies:
+        problems.add(
+            "stream.demand.enabled",
+            "demand-driven migration reuses lazy re-rank's candidates: eval.strategies must "
+            "name rerank",
+            strategies,
+        )
+        return
+    missing = [s for s in sources if s not in rerank["sources"]]
+    if missing:
+        problems.add(
+            "stream.demand.sources",
+            f"{missing} not in eval.mixed.rerank.sources {rerank['sources']}: each source's "
+            "candidates come from that rerank strategy",
+            sources,
+        )
+    if depth not in rerank["depths"]:
+        problems.add(
+            "stream.demand.depth",
+            f"must be one of eval.mixed.rerank.depths {rerank['depths']}: its candidates come "
+            f"from rerank/<source>@{depth}",
+            depth,
+        )
 
 
 def validate_against_data(cfg: Mapping[str, Any], data: RetrievalData) -> None:

@@ -200,6 +200,7 @@ def simulate_stream(
     encode_rate: float,
     checkpoints: Sequence[int] | None = None,
     capacity: int | None = None,
+    window: int | None = None,
 ) -> dict[str, Any]:
     """Serve `stream` with every strategy; cost, quality and latency against queries served.
 
@@ -212,6 +213,8 @@ def simulate_stream(
             is always added, so the last point is the whole stream. Default: about 30 log-spaced
             points from 1 to len(stream).
         capacity: most on-demand vectors each strategy's store holds (LRU); None = unbounded.
+        window: also report each strategy's `quality_window` (and `window`): per metric, the mean
+            over the last `window` served queries at each checkpoint; None: not reported.
     Returns:
         Plain JSON: {length, n_unique_queries, n_corpus, encode_rate, checkpoints, strategies:
         {name: {encodes, share_encoded, encode_seconds, quality: {metric: [...]}, latency_us:
@@ -223,7 +226,7 @@ def simulate_stream(
         were told apart hold cold_mean, cold_p50, cold_p99 for the amortised statistics; read
         either with `stream_latency`.
     """
-    stream = _check_stream(stream)
+    stream = check_stream(stream)
     if n_corpus < 1:
         raise ConfigError(f"n_corpus must be >= 1, got {n_corpus}")
     if not (math.isfinite(encode_rate) and encode_rate > 0):
@@ -232,9 +235,10 @@ def simulate_stream(
         )
     if capacity is not None and capacity < 1:
         raise ConfigError(f"capacity must be >= 1 vectors or None (unbounded), got {capacity}")
-    points = _checkpoints(checkpoints, len(stream))
+    check_window(window)
+    points = stream_checkpoints(checkpoints, len(stream))
     out = {
-        name: _simulate_one(name, stream, s, n_corpus, encode_rate, points, capacity)
+        name: _simulate_one(name, stream, s, n_corpus, encode_rate, points, capacity, window)
         for name, s in strategies.items()
     }
     return {
@@ -255,29 +259,76 @@ def _simulate_one(
     encode_rate: float,
     points: np.ndarray,
     capacity: int | None,
+    window: int | None,
 ) -> dict[str, Any]:
     _check_strategy(name, strategy, stream, n_corpus)
-    cold = _served_encodes(stream, strategy, n_corpus, capacity)
-    encodes = strategy.upfront_encodes + np.cumsum(cold)[points - 1]
-    warm = float(strategy.warm_seconds_per_query)
-    served_us = 1e6 * (cold / encode_rate + warm)
+    return served_curves(
+        _served_encodes(stream, strategy, n_corpus, capacity),
+        {metric: values[stream] for metric, values in strategy.per_query.items()},
+        upfront=strategy.upfront_encodes,
+        warm_seconds=float(strategy.warm_seconds_per_query),
+        n_corpus=n_corpus,
+        encode_rate=encode_rate,
+        points=points,
+        window=window,
+    )
+
+
+def served_curves(
+    cold: np.ndarray,
+    served_quality: dict[str, np.ndarray],
+    *,
+    upfront: int,
+    warm_seconds: float,
+    n_corpus: int,
+    encode_rate: float,
+    points: np.ndarray,
+    window: int | None = None,
+    background: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One strategy's curves (see simulate_stream) from what each served query cost and scored.
+
+    Args:
+        cold: new-model encodes at each served query [len(stream)] (upfront excluded).
+        served_quality: metric -> the quality of each served query's answer [len(stream)] (NaN:
+            no relevant document, excluded from means).
+        upfront: encodes paid before serving.
+        warm_seconds: compute per query besides encodes.
+        points: checkpoints (numbers of queries served, 1-based, increasing).
+        window: also report `quality_window`, the mean over the last `window` served queries at
+            each checkpoint (None: not reported).
+        background: encodes by a background job after each served query [len(stream)]: counted
+            in encodes (and reported cumulatively as `background_encodes`), not in latency.
+    """
+    job = np.zeros_like(cold) if background is None else np.asarray(background)
+    encodes = upfront + np.cumsum(cold + job)[points - 1]
+    served_us = 1e6 * (cold / encode_rate + warm_seconds)
     cold_us = served_us[cold > 0]
-    return {
+    curves: dict[str, Any] = {
         "encodes": [int(e) for e in encodes],
         "share_encoded": [float(e) / n_corpus for e in encodes],
         "encode_seconds": [float(e) / encode_rate for e in encodes],
         "quality": {
-            metric: _running_mean(values[stream], points)
-            for metric, values in strategy.per_query.items()
+            metric: _running_mean(values, points) for metric, values in served_quality.items()
         },
+    }
+    if background is not None:
+        curves["background_encodes"] = [int(e) for e in np.cumsum(job)[points - 1]]
+    if window is not None:
+        curves["window"] = int(window)
+        curves["quality_window"] = {
+            metric: _running_mean(values, points, window)
+            for metric, values in served_quality.items()
+        }
+    return curves | {
         "latency_us": {
-            "warm_mean": 1e6 * warm,
+            "warm_mean": 1e6 * warm_seconds,
             **_mean_p50_p99("cold_query", cold_us),
             **_mean_p50_p99("amortised", served_us),
             "first_query": float(served_us[0]),
         },
         "queries_with_encodes": float((cold > 0).mean()),
-        "final_encodes": int(strategy.upfront_encodes + cold.sum()),
+        "final_encodes": int(upfront + cold.sum() + job.sum()),
     }
 
 
@@ -292,15 +343,20 @@ def _mean_p50_p99(prefix: str, values: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def _running_mean(values: np.ndarray, points: np.ndarray) -> list[float | None]:
-    """Mean of the non-NaN values among the first p, for each p in points (None if none)."""
+def _running_mean(
+    values: np.ndarray, points: np.ndarray, window: int | None = None
+) -> list[float | None]:
+    """Mean of the non-NaN values among the first p (with `window`: among the last `window` of
+    the first p), for each p in points (None if none)."""
     judged = ~np.isnan(values)
-    sums = np.cumsum(np.where(judged, values, 0.0))[points - 1]
-    counts = np.cumsum(judged)[points - 1]
-    return [float(s / c) if c else None for s, c in zip(sums, counts, strict=True)]
+    sums = np.concatenate([[0.0], np.cumsum(np.where(judged, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(judged)])
+    start = np.zeros_like(points) if window is None else np.maximum(points - window, 0)
+    total, count = sums[points] - sums[start], counts[points] - counts[start]
+    return [float(s / c) if c else None for s, c in zip(total, count, strict=True)]
 
 
-def _checkpoints(checkpoints: Sequence[int] | None, length: int) -> np.ndarray:
+def stream_checkpoints(checkpoints: Sequence[int] | None, length: int) -> np.ndarray:
     if checkpoints is None:
         return np.unique(np.rint(np.geomspace(1, length, N_CHECKPOINTS)).astype(np.int64))
     points = np.asarray(checkpoints, dtype=np.int64)
@@ -311,7 +367,13 @@ def _checkpoints(checkpoints: Sequence[int] | None, length: int) -> np.ndarray:
     return np.unique(np.append(points, length))
 
 
-def _check_stream(stream: np.ndarray) -> np.ndarray:
+def check_window(window: int | None) -> None:
+    if window is not None and window < 1:
+        raise ConfigError(f"the quality window must be >= 1 queries or None, got {window}")
+
+
+def check_stream(stream: np.ndarray) -> np.ndarray:
+    """`stream` as int64 query rows, refused unless a non-empty 1-D integer array >= 0."""
     stream = np.asarray(stream)
     if stream.ndim != 1 or stream.size == 0 or not np.issubdtype(stream.dtype, np.integer):
         raise DataError(
@@ -441,4 +503,38 @@ def summarise_stream(result: dict[str, Any]) -> str:
     if "status_quo" in strategies:
         base = stream_latency(result, "status_quo")["warm_mean"]
         lines[-1] += f" Added latency: minus the status quo's {base / 1e3:,.2f} ms per query."
+    if result.get("demand"):
+        lines += ["", *_demand_table(result)]
     return "\n".join(lines) + "\n"
+
+
+def _demand_table(result: dict[str, Any]) -> list[str]:
+    """Demand-driven migration (the stream section's `demand` part) beside the lazy re-rank of
+    the same candidates: final encodes, share, running and windowed quality."""
+    demand = result["demand"]
+    rows = {**result["strategies"], **demand["strategies"]}
+    names: list[str] = []
+    for name, served in demand["strategies"].items():
+        names += [name, *([served["lazy"]] if served["lazy"] in result["strategies"] else [])]
+    metrics = list(dict.fromkeys(m for n in names for m in rows[n]["quality"]))
+    window = demand["config"]["window"]
+    lines = [
+        f"Demand-driven migration (K' = {demand['config']['new_depth']} partial-index hits) "
+        f"beside lazy re-rank; last {window:,}: mean over the last {window:,} served queries.",
+        "",
+        "| strategy | encodes | share of N | "
+        + "".join(f"{m} | {m}, last {window:,} | " for m in metrics),
+        "|---|---|---|" + "---|---|" * len(metrics),
+    ]
+    for name in names:
+        s = rows[name]
+        cells = [
+            value[-1] if value else None
+            for m in metrics
+            for value in (s["quality"].get(m), (s.get("quality_window") or {}).get(m))
+        ]
+        lines.append(
+            f"| {name} | {s['final_encodes']:,} | {s['final_encodes'] / result['n_corpus']:.1%} | "
+            + "".join("n/a | " if c is None else f"{c:.3f} | " for c in cells)
+        )
+    return lines

@@ -17,6 +17,12 @@ Reads every result file under RESULTS_DIR (the files `python -m drift.run` write
                                                            that encoded), warm, amortised over
                                                            the stream; the CSV adds percentiles,
                                                            first query and added (minus status quo)
+    demand             experiment=demand_migration         quality (mean over the last W served
+                                                           queries) vs share of the corpus encoded
+                                                           along the stream: demand-driven
+                                                           migration, lazy re-rank of the same
+                                                           candidates, backfill; status quo and
+                                                           full re-index as lines
     timeline           experiment=migration_timeline,      quality over migration hours per mode
                        experiment=continuous_adaptation    (95% CI bands), references, share
                                                            migrated and each re-rank mode's
@@ -26,9 +32,11 @@ Reads every result file under RESULTS_DIR (the files `python -m drift.run` write
 Runs are found by content: the pareto figure and the table use the runs whose strategies include
 rerank, fusion or backfill (all of a run's deployable strategies are plotted; the ground-truth
 ceiling is not deployable and left out); stream and timeline use the runs with a `stream` or a
-`timeline` section. An output whose runs are absent is skipped with a message naming the
-experiment that makes them. Full runs are used when there are any, else smoke runs, and then the
-title says so. Points: mean over seeds; error bars +-1 s.d. over seeds (none with one seed).
+`timeline` section, demand those whose stream section has a `demand` part (none: no demand
+figure, and no message). An output whose runs are absent is skipped with a message naming the
+experiment that makes them. Full runs are used
+when there are any, else smoke runs, and then the title says so. Points: mean over seeds; error
+bars +-1 s.d. over seeds (none with one seed).
 
 One file per design, named `<figure>--<experiment>[--<dataset>--<pair>][--<key>-<value>...]`:
 the experiment is the runs' first tag; the dataset and model pair are named only when the
@@ -109,6 +117,7 @@ REFERENCES = {
 MAKE = {
     "pareto": "python -m drift.run -m experiment=beyond_paper",
     "stream": "python -m drift.run -m experiment=query_stream",
+    "demand": "python -m drift.run -m experiment=demand_migration",
     "timeline": "python -m drift.run -m experiment=migration_timeline (and "
     "-m experiment=continuous_adaptation)",
 }
@@ -639,6 +648,126 @@ def fig_stream(
     return fig, points
 
 
+# -- demand-driven migration ------------------------------------------------------------------
+DEMAND_COLOUR = "#117733"
+# The demand figure's lines start at this many queries served: means over fewer are noise.
+DEMAND_FIRST = 30
+
+
+def demand_view(stream: dict, windowed: bool) -> dict:
+    """A stream section whose strategies are its own and its demand part's, their `quality` the
+    windowed one (the mean over the last W served queries) when `windowed` and recorded."""
+    strategies = {**stream["strategies"], **stream["demand"]["strategies"]}
+    if windowed:
+        strategies = {
+            name: {**curve, "quality": curve.get("quality_window") or curve["quality"]}
+            for name, curve in strategies.items()
+        }
+    return {**stream, "strategies": strategies}
+
+
+def demand_points(records: Sequence[ResultRecord]) -> pd.DataFrame:
+    """Long table, averaged over runs (drift.migration.measured.mean_stream): per strategy of the
+    runs' stream sections and their demand parts, checkpoint and quality metric, the share of
+    the corpus encoded so far, the windowed quality (`value`; running where no window was
+    recorded) and the running quality since the first query."""
+    streams = [r.stream for r in records if r.stream and r.stream.get("demand")]
+    windowed = [demand_view(s, True) for s in streams]
+    running = [demand_view(s, False) for s in streams]
+    names = list(dict.fromkeys(n for s in windowed for n in s["strategies"]))
+    tables = []
+    for name in names:
+        served = [i for i, s in enumerate(windowed) if name in s["strategies"]]
+        window = mean_stream([windowed[i] for i in served], name)
+        since_start = mean_stream([running[i] for i in served], name)
+        for metric, values in window["quality"].items():
+            tables.append(
+                pd.DataFrame(
+                    {
+                        "strategy": name,
+                        "metric": metric,
+                        "queries": window["queries"],
+                        "share_encoded": window["share_encoded"],
+                        "value": values,
+                        "running": since_start["quality"][metric],
+                        "window": streams[served[0]]["demand"]["config"]["window"],
+                        "n_corpus": window["n_corpus"],
+                        "length": window["length"],
+                        "n_unique_queries": window["n_unique_queries"],
+                        "n_runs": window["n_streams"],
+                    }
+                )
+            )
+    return pd.concat(tables, ignore_index=True)
+
+
+def fig_demand(
+    runs: pd.DataFrame, records: dict[str, ResultRecord], note: str, settings: Settings
+) -> tuple[Figure, pd.DataFrame]:
+    """Per quality metric: windowed quality against share of the corpus encoded as the stream
+    goes on, for demand-driven migration and the lazy re-rank of the same candidates; backfill
+    as points (its share is fixed; quality over the whole stream); status quo and full
+    re-index as horizontal lines (quality over the whole stream)."""
+    points = demand_points([records[f] for f in runs["file"]])
+    metrics = [p for p in PANELS if p[0] in set(points["metric"])]
+    if not metrics:
+        raise Skip("demand: no qrels/ndcg@10 or knn/recall@10 curves in its runs")
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.6 * len(metrics), 4.6), squeeze=False, layout="constrained"
+    )
+    first = points.iloc[0]
+    demand = [n for n in dict.fromkeys(points["strategy"]) if n.startswith("demand/")]
+    lazy = [f"rerank/{n.split('/', 1)[1]}" for n in demand]
+    for ax, (metric, _, short) in zip(axes[0], metrics, strict=True):
+        part = points[points["metric"] == metric]
+        for name in dict.fromkeys(part["strategy"]):
+            line = part[part["strategy"] == name]
+            if name in demand or name in lazy:
+                line = line[line["queries"] >= DEMAND_FIRST]
+                source = name.split("/")[1].split("@")[0]
+                ax.plot(
+                    100 * line["share_encoded"],
+                    line["value"],
+                    color=DEMAND_COLOUR if name in demand else FAMILIES["rerank"][1],
+                    linestyle=DASHES.get(source, "-"),
+                    linewidth=1.6 if name in demand else 1.1,
+                    marker="o" if name in demand else None,
+                    markersize=2.5,
+                    label=("demand-driven " if name in demand else "lazy re-rank ")
+                    + name.split("/", 1)[1].replace("_", " "),
+                )
+            elif family_of(name) == "backfill":
+                end = line.iloc[-1]
+                ax.plot(
+                    100 * end["share_encoded"],
+                    end["running"],
+                    FAMILIES["backfill"][2],
+                    color=FAMILIES["backfill"][1],
+                    markersize=MARKER_SIZE,
+                    label=FAMILIES["backfill"][0] + " (whole stream)",
+                )
+            elif name in REFERENCES:
+                label, color, dash = REFERENCES[name]
+                ax.axhline(
+                    line.iloc[-1]["running"],
+                    color=color,
+                    linestyle=dash,
+                    linewidth=1.0,
+                    label=f"{label} (whole stream)",
+                )
+        ax.set_xlim(0, 102)
+        ax.set_xlabel("new-model documents encoded so far (% of the corpus)")
+        ax.set_ylabel(f"{short}, mean over the last\n{int(first['window']):,} queries served")
+    title = (
+        "Demand-driven migration: quality as the corpus is encoded along the query stream "
+        f"({int(first['length']):,} queries, {int(first['n_unique_queries']):,} distinct, "
+        f"N = {int(first['n_corpus']):,}); a line's points are its checkpoints from the "
+        f"{DEMAND_FIRST}th query served on"
+    )
+    finish(fig, axes, title, subtitle(runs, note, settings))
+    return fig, points
+
+
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_points(records: Sequence[ResultRecord]) -> pd.DataFrame:
     """Long table of the runs' timelines averaged over runs (onto the first run's hours): per
@@ -816,9 +945,15 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
             written.append(out / "strategy_costs.md")
         except Skip as why:
             skipped["pareto and strategy_costs.md"] = str(why)
-        for name, draw in (("stream", fig_stream), ("timeline", fig_timeline)):
+        for name, draw in (
+            ("stream", fig_stream),
+            ("demand", fig_demand),
+            ("timeline", fig_timeline),
+        ):
+            has = runs["file"].map(lambda f, name=name: has_section(records[f], name))
+            if name == "demand" and not has.any():
+                continue  # an optional part of a stream section: the stream figure speaks for it
             try:
-                has = runs["file"].map(lambda f, name=name: bool(records[f].data.get(name)))
                 chosen, note = full_runs(runs[has], name, f"no runs with a {name} section")
                 for suffix, settings, part in designs(chosen, records):
                     figures[name + suffix] = draw(part, records, note, settings)
@@ -826,3 +961,10 @@ def write_all(results: Path, out: Path) -> tuple[list[Path], dict[str, str]]:
                 skipped[name] = str(why)
     written += save_figures(figures, out)
     return written, skipped
+
+
+def has_section(record: ResultRecord, name: str) -> bool:
+    """Whether the record has the section `name` draws from (demand: a stream's demand part)."""
+    if name == "demand":
+        return bool((record.data.get("stream") or {}).get("demand"))
+    return bool(record.data.get(name))
