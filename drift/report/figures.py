@@ -549,10 +549,16 @@ def fig_ann_sensitivity(context: Context) -> tuple[Figure, pd.DataFrame]:
 
 
 def fig_corpus_size(context: Context) -> tuple[Figure, pd.DataFrame]:
+    fractions = context.rows.get("np_fraction_requested", pd.Series(dtype=float)).dropna()
+    pairs = (
+        f"Np = {fractions.iloc[0]:.0%} of N"
+        if fractions.nunique() == 1 and len(fractions) == len(context.rows)
+        else "a fixed number of pairs (Np)"
+    )
     return sweep_figure(
         context,
         axes_x=[Axis("n_corpus", "corpus size N (items, log scale)", log=10)],
-        title="ARR vs. corpus size at a fixed number of pairs (Np)",
+        title=f"ARR vs. corpus size at {pairs}",
     )
 
 
@@ -587,6 +593,13 @@ FIGURES = {
     ),
     "corpus_size_real": FigureSpec(
         ("corpus_size_real",), fig_corpus_size, ("n_corpus",), ("dataset", "pair", "corpus_subset")
+    ),
+    # GCIDE: Np grows with N in the 2% arm (so it is swept with N); one figure per index and arm.
+    "corpus_size_gcide": FigureSpec(
+        ("corpus_size_gcide", "corpus_size_gcide_np20k"),
+        fig_corpus_size,
+        ("n_corpus", "np_requested", "np"),
+        ("dataset", "pair", "index_kind", "np_fraction_requested"),
     ),
 }
 
