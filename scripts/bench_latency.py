@@ -3,6 +3,8 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_latency.py          # ~5 min on 2 cores
     .venv/bin/python scripts/bench_latency.py --quick --out /tmp/bench  # smoke run, not a result
     .venv/bin/python scripts/bench_latency.py --resummarise results/bench/latency.json  # no timing
+    .venv/bin/python scripts/bench_latency.py --print-floor results/bench/latency_floor.json
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_latency.py --floor  # ~4 min, latency_floor.json
 
 Data (all synthetic, seeded): per old dimension, 100k indexed vectors plus 4096 held-out query
 vectors from faiss's SyntheticDataset generator, L2-normalised (--corpus-kind uniform: uniform on
@@ -28,6 +30,16 @@ minimum time, median and p99, run count). All vectors are synthetic: the numbers
 retrieval quality.
 
 Writes results/bench/latency.json and results/bench/latency.png.
+
+--floor (and nothing else; no HNSW): weight precision, the fused apply and the floor. OP, LA
+(r=64) and MLP-256 at 768->384, fitted as above and exported as float32, float16 and bfloat16
+artifacts, timed at batch 1, 32 and 1024 per backend (numpy operation by operation, numpy fused,
+numpy fused into a preallocated output, onnxruntime, the faiss transforms, torch in float32, torch
+computing in the stored half precision, and for OP the bare matmul), each as a ratio to its floor
+(drift.serving.floor: FLOPs at the SGEMM rate, weight bytes at the copy bandwidth, measured at
+the start and end of the same run); and, on the offline default's fitted OP, LA and MLP and its
+held-out pairs (when the cache has them), each precision's kNN Recall@10, top-10 overlap and
+cosine to float32. Writes results/bench/latency_floor.json with the load average at start and end.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +119,15 @@ def new_model_view(x_old: np.ndarray, d_new: int, seed: int) -> np.ndarray:
     return l2_normalize(mixed + 0.1 * float(mixed.std()) * noise)
 
 
-def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.ndarray]:
-    """The artifact's operations in torch (CPU, float32), numpy in and out."""
+def torch_apply(
+    served: serving.ServingAdapter, dtype: str = "float32"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The artifact's operations in torch on the CPU, numpy float32 in and out; `dtype`: the
+    weights and the arithmetic in float16 or bfloat16 instead (input cast in, output cast out)."""
     import torch
 
-    weights = {k: torch.from_numpy(v) for k, v in served.weights.items()}
+    torch_dtype = getattr(torch, dtype)
+    weights = {k: torch.from_numpy(v).to(torch_dtype) for k, v in served.weights.items()}
 
     def run(ops: list[dict[str, Any]], x: torch.Tensor) -> torch.Tensor:
         for op in ops:
@@ -124,7 +141,7 @@ def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.nda
             elif kind == "gelu":
                 x = torch.nn.functional.gelu(x)
             elif kind == "l2_normalize":
-                x = x / x.norm(dim=1, keepdim=True).clamp_min(op["eps"])
+                x = torch.nn.functional.normalize(x, dim=1, eps=op["eps"])
             else:
                 outs = [run(branch, x) for branch in op["branches"]]
                 x = outs[0]
@@ -134,7 +151,8 @@ def torch_apply(served: serving.ServingAdapter) -> Callable[[np.ndarray], np.nda
 
     def apply(queries: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return run(served.ops, torch.from_numpy(queries)).numpy()
+            out = run(served.ops, torch.from_numpy(queries).to(torch_dtype))
+            return out.to(torch.float32).numpy()
 
     return apply
 
@@ -476,6 +494,304 @@ def plot(rows: list[dict], hnsw: list[dict], path: Path, title_note: str) -> Non
     plt.close(fig)
 
 
+# -- --floor: weight precision, the fused apply and the floor ---------------------------------
+FLOOR_ADAPTERS = ("OP", "LA", "MLP")
+FLOOR_BATCHES = (1, 32, 1024)
+FLOOR_PAIR = (768, 384)
+# torch computing in float16 / bfloat16 on this CPU (no AVX512-BF16/FP16) ran 2-50x slower than
+# float32 at batch 1 and 32; at batch 1024 one measurement would take minutes, so it is left out.
+HALF_COMPUTE_BATCHES = (1, 32)
+REAL_KINDS = {"OP": "procrustes", "LA": "low_rank_affine", "MLP": "residual_mlp"}
+HALF = ("float16", "bfloat16")
+
+
+def floor_backends(
+    served: serving.ServingAdapter, folder: Path, threads: int
+) -> dict[str, Callable[[np.ndarray], np.ndarray] | None]:
+    """What --floor times for one exported artifact (every one computes in float32 unless its
+    name says otherwise)."""
+    backends: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+        "numpy_ops": served.apply_ops,  # operation by operation, as the runtime did before
+        "numpy": served.apply,  # fused: folded output stage, in-place normalisation
+        "numpy_out": served.apply,  # fused, into a preallocated output (see bench_floor)
+        "torch": torch_apply(served),
+        "onnxruntime": onnx_apply(folder / "model.onnx", threads),
+        "faiss": faiss_apply(served),  # LinearTransform + NormalizationTransform, float32 only
+    }
+    if served.precision != "float32":
+        backends[f"torch_{served.precision}_compute"] = torch_apply(served, served.precision)
+    if served.meta["kind"] == "procrustes":  # the bare matvec of OP's shape, no adapter code
+        weight = served.weights["weight"]
+        backends["bare_matmul"] = lambda q, w=weight: q @ w
+    return backends
+
+
+def floor_cases(args, workdir: Path) -> list[dict[str, Any]]:
+    """768->384: OP, LA and MLP fitted on synthetic pairs (as the main bench) and exported at each
+    weight precision; one case per (adapter, precision, backend, batch): its row fields and the
+    call to time (cycling through distinct query batches)."""
+    from drift.serving.floor import cost
+
+    d_new, d_old = FLOOR_PAIR
+    data = old_space(args.corpus_kind, args.n_fit + QUERY_POOL, d_old, seed=args.seed + d_old)
+    views = new_model_view(data, d_new, seed=args.seed + d_new + d_old)
+    x_old, x_new, pool = data[: args.n_fit], views[: args.n_fit], views[args.n_fit :]
+    cases = []
+    for label in FLOOR_ADAPTERS:
+        kind, hparams = ADAPTERS[label]
+        adapter = build_adapter(kind, **hparams).fit(x_new, x_old, seed=args.seed)
+        for precision in serving.PRECISIONS:
+            folder = export_adapter(
+                adapter,
+                workdir / f"{label}-{precision}",
+                old_model=f"synthetic-{d_old}",
+                new_model=f"synthetic-{d_new}",
+                precision=precision,
+            )
+            served = serving.load(folder)
+            work = cost(served.ops, served.meta["weights"]["shapes"], d_new)
+            for backend, fn in floor_backends(served, folder, args.threads).items():
+                if fn is None:
+                    continue
+                for batch in FLOOR_BATCHES:
+                    if backend.endswith("_compute") and batch not in HALF_COMPUTE_BATCHES:
+                        continue
+                    call = fn
+                    if backend == "numpy_out":
+                        out = np.empty((batch, d_old), dtype=np.float32)
+                        call = partial(served.apply, out=out)
+                    row = {
+                        "adapter": label,
+                        "kind": kind,
+                        "precision": precision,
+                        "backend": backend,
+                        "batch": batch,
+                        "flops_per_query": work["flops"],
+                        "weight_bytes": work["weight_values"] * (2 if precision in HALF else 4),
+                        "weight_bytes_float32": 4 * work["weight_values"],
+                        "file_bytes": served.meta["weights"]["bytes"],
+                    }
+                    cases.append({"row": row, "call": cycling(batches_of(pool, batch), call)})
+        print(f"  {label:4s} fitted and exported at {', '.join(serving.PRECISIONS)}", flush=True)
+    return cases
+
+
+def bench_floor(
+    args, timing: dict[str, Any], cases: list[dict[str, Any]]
+) -> tuple[list[dict], list[dict]]:
+    """Every case timed once per round, the rounds one after the other (so a burst of other work
+    slows one round of every case, not every round of one case), with this machine's rates
+    measured at the start of each round and at the end; a row's median and p99 are the medians
+    over the rounds of each round's median and p99 (its min the fastest call of all)."""
+    from drift.serving.floor import measure_rates
+
+    rates, measured = [], [[] for _ in cases]
+    for round_ in range(args.rounds):
+        rates.append(measure_rates(*FLOOR_PAIR, timing=timing, seed=args.seed))
+        for case, times in zip(cases, measured, strict=True):
+            times.append(measure(case["call"], batch=case["row"]["batch"], **timing))
+        print(f"  round {round_ + 1} of {args.rounds} timed", flush=True)
+    rates.append(measure_rates(*FLOOR_PAIR, timing=timing, seed=args.seed))
+    rows = []
+    for case, times in zip(cases, measured, strict=True):
+        batch = case["row"]["batch"]
+        median = float(np.median([m.median_us for m in times]))
+        p99 = float(np.median([m.p99_us for m in times]))
+        rows.append(
+            {
+                **case["row"],
+                "rounds": len(times),
+                "runs": sum(m.runs for m in times),
+                "median_us": median,
+                "p99_us": p99,
+                "min_us": min(m.min_us for m in times),
+                "per_item_median_us": median / batch,
+                "per_item_p99_us": p99 / batch,
+                "round_medians_us": [m.median_us for m in times],
+            }
+        )
+    return rows, rates
+
+
+def add_floors(rows: list[dict], rates: dict[str, Any]) -> None:
+    """Each row's floor at its batch (drift.serving.floor.floor_us) and its ratio to it, with its
+    weights as stored and as float32."""
+    from drift.serving.floor import floor_us
+
+    for row in rows:
+        floor = floor_us(row["flops_per_query"], row["weight_bytes"], row["batch"], rates)
+        floor32 = floor_us(row["flops_per_query"], row["weight_bytes_float32"], row["batch"], rates)
+        row["floor"] = floor
+        row["ratio_to_floor"] = row["per_item_median_us"] / floor["floor_us"]
+        row["floor_float32_weights_us"] = floor32["floor_us"]
+        row["ratio_to_float32_floor"] = row["per_item_median_us"] / floor32["floor_us"]
+
+
+def real_adapters_dir(spec: str) -> Path | None:
+    """The offline default run's adapter folder (from its committed result file's artifacts) for
+    "auto", else `spec`; None when it is not in this checkout's cache."""
+    if spec != "auto":
+        return Path(spec) if Path(spec).is_dir() else None
+    for result in sorted(Path("results/offline_default/runs").glob("**/text_default-seed0-*.json")):
+        gate = json.loads(result.read_text()).get("artifacts", {}).get("gate_pairs")
+        if gate and Path(gate).is_file():
+            return Path(gate).parent
+    return None
+
+
+def real_fidelity(folder: Path | None, workdir: Path) -> dict[str, Any]:
+    """Per adapter and weight precision on real vectors (the offline default's fitted OP, LA and
+    MLP and its held-out pairs, MiniLM-L6 <- mpnet): the outputs against float32's (max abs
+    difference, cosine), and kNN Recall@10 under the paper's protocol within the held-out pool
+    (the mapped query's top 10 among the pool's old-model vectors against the new-model query's
+    top 10 among its new-model vectors), with the overlap of each precision's top 10 with
+    float32's."""
+    from drift.adapters.base import load_adapter
+    from drift.retrieval.index import exact_search
+    from drift.scoring.metrics import knn_metrics
+    from drift.serving.precision import fidelity
+
+    if folder is None:
+        return {"skipped": "the offline default's adapters are not in this checkout's cache"}
+    with np.load(folder / "gate_pairs.npz") as pairs:
+        new, old = pairs["new"], pairs["old"]
+    _, truth = exact_search(new, new, K, device="cpu")
+    out: dict[str, Any] = {"adapters_dir": str(folder), "n_pool": int(new.shape[0]), "rows": []}
+    for label, kind in REAL_KINDS.items():
+        adapter = load_adapter(folder / kind)
+        reference = ids32 = None
+        for precision in serving.PRECISIONS:
+            served = serving.load(
+                export_adapter(
+                    adapter,
+                    workdir / f"real-{kind}-{precision}",
+                    old_model="sentence-transformers/all-MiniLM-L6-v2",
+                    new_model="sentence-transformers/all-mpnet-base-v2",
+                    precision=precision,
+                    onnx=False,
+                )
+            )
+            mapped = served.apply(new)
+            _, ids = exact_search(old, mapped, K, device="cpu")
+            if reference is None:
+                reference, ids32 = mapped, ids
+            out["rows"].append(
+                {
+                    "adapter": label,
+                    "kind": kind,
+                    "precision": precision,
+                    "file_bytes": served.meta["weights"]["bytes"],
+                    "knn_recall@10": float(knn_metrics(ids, truth, ks=(K,))["recall@10"].mean()),
+                    "top10_overlap_with_float32": float(
+                        np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, ids32, strict=True)])
+                    ),
+                    **{f"{k}_vs_float32": v for k, v in fidelity(reference, mapped).items()},
+                }
+            )
+    return out
+
+
+def run_floor(args, timing: dict[str, Any]) -> None:
+    """--floor: results/bench/latency_floor.json (see FLOOR_* and bench_floor)."""
+    from drift.serving.floor import best_rates
+
+    started, load_before = time.time(), os.getloadavg()
+    if args.threads:
+        set_threads(args.threads)
+    print(f"load average at start: {load_before}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = floor_cases(args, Path(tmp))
+        rows, measured_rates = bench_floor(args, timing, cases)
+        del cases  # the onnxruntime sessions and artifacts, before the folder goes
+        real = real_fidelity(real_adapters_dir(args.real_adapters), Path(tmp))
+    rates = best_rates(*measured_rates)
+    add_floors(rows, rates)
+    record = {
+        "schema": "drift.bench.latency_floor/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+        "note": "Timings: adapters fitted on seeded synthetic pairs (costs, not quality). "
+        "Fidelity and recall: the offline default's fitted adapters on its held-out pairs. Every "
+        "backend computes in float32 unless its name ends in _compute; ratio_to_floor uses the "
+        "weight bytes at the stored precision, ratio_to_float32_floor at float32.",
+        "settings": {**vars(args), **timing, "batches": FLOOR_BATCHES, "pair": FLOOR_PAIR},
+        "timing_note": "each case measured once per round (min_time_s each), rounds one after "
+        "the other; median/p99: medians over rounds of each round's median/p99",
+        "machine": {**machine(), "loadavg_start": load_before, "loadavg_end": os.getloadavg()},
+        "provenance": provenance(),
+        "wall_seconds": time.time() - started,
+        "rates": rates,
+        "rates_measured": measured_rates,
+        "rows": rows,
+        "fidelity_real": real,
+    }
+    out = Path(args.out) / "latency_floor.json"
+    write_json_atomic(out, to_jsonable(record))
+    print_floor(record)
+    print(f"wrote {out} ({record['wall_seconds']:.0f} s)")
+
+
+# The table's columns: (heading, backend; "{precision}" is the row's weight precision).
+FLOOR_TABLE = (
+    ("numpy, op by op", "numpy_ops"),
+    ("numpy, fused", "numpy"),
+    ("onnxruntime", "onnxruntime"),
+    ("faiss", "faiss"),
+    ("torch", "torch"),
+    ("torch computing in the stored precision", "torch_{precision}_compute"),
+    ("bare matmul", "bare_matmul"),
+)
+
+
+def print_floor(record: dict[str, Any]) -> None:
+    """The run as Markdown tables (what docs/serving.md shows): per adapter, precision and batch,
+    the floor per query and each backend's median us per query with its ratio to that floor
+    (numpy_out, the fused path into a preallocated output, is in the JSON only)."""
+    r, load = record["rates"], record["machine"]
+    print(
+        f"\nrates (best of {len(record['rates_measured'])} measurements): SGEMM "
+        f"{r['sgemm_gflops']:.0f} GFLOP/s, bare 768x384 matvec {r['matvec_us']:.1f} us "
+        f"(median), copy {r['copy_gbps_weights']:.0f} GB/s "
+        f"(weights-sized) / {r['copy_gbps_dram']:.1f} GB/s (64 MiB); load average "
+        f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end\n"
+    )
+    cells: dict[tuple, dict[str, dict]] = {}
+    for row in record["rows"]:
+        cells.setdefault((row["adapter"], row["precision"], row["batch"]), {})[row["backend"]] = row
+    headings = " | ".join(heading for heading, _ in FLOOR_TABLE)
+    print(f"| adapter | weights | batch | floor us/query (binds) | {headings} |")
+    print("|---|---|---|---|" + "---|" * len(FLOOR_TABLE))
+    for (adapter, precision, batch), by_backend in cells.items():
+        floor = next(iter(by_backend.values()))["floor"]
+        shown = []
+        for _, backend in FLOOR_TABLE:
+            row = by_backend.get(backend.format(precision=precision))
+            shown.append(
+                "-"
+                if row is None
+                else f"{row['per_item_median_us']:.1f} (x{row['ratio_to_floor']:.1f})"
+            )
+        print(
+            f"| {adapter} | {precision} | {batch} | {floor['floor_us']:.1f} ({floor['binds']}) | "
+            + " | ".join(shown)
+            + " |"
+        )
+    real = record["fidelity_real"]
+    if real.get("rows"):
+        print(f"\nreal vectors ({real['n_pool']} held-out pairs of {real['adapters_dir']}):\n")
+        print(
+            "| adapter | weights | file bytes | kNN R@10 | top-10 overlap with float32 | "
+            "min cosine to float32 | max abs diff |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for row in real["rows"]:
+            print(
+                f"| {row['adapter']} | {row['precision']} | {row['file_bytes']:,} | "
+                f"{row['knn_recall@10']:.4f} | {row['top10_overlap_with_float32']:.4f} | "
+                f"{row['min_cosine_vs_float32']:.7f} | {row['max_abs_diff_vs_float32']:.2g} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/bench", help="folder for latency.json/.png")
@@ -504,6 +820,29 @@ def main() -> None:
         help="smoke run: 5k corpus, 0.02 s per measurement (not a result)",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only the weight-precision / fused-apply / floor bench (OP, LA, MLP at 768->384, "
+        "float32/float16/bfloat16, batch 1/32/1024) -> latency_floor.json; no HNSW",
+    )
+    parser.add_argument(
+        "--print-floor",
+        metavar="PATH",
+        help="only print the tables of this latency_floor.json (no timing)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="--floor: rounds over every case (the median over rounds is reported)",
+    )
+    parser.add_argument(
+        "--real-adapters",
+        default="auto",
+        help="--floor: folder of fitted adapters + gate_pairs.npz for fidelity and recall "
+        "(auto: the offline default run's, found from its committed result file)",
+    )
+    parser.add_argument(
         "--resummarise",
         metavar="PATH",
         help="only recompute the summary block of this latency.json from its rows (no timing)",
@@ -512,10 +851,16 @@ def main() -> None:
     if args.resummarise:
         print_summary(resummarise(Path(args.resummarise)))
         return
+    if args.print_floor:
+        print_floor(json.loads(Path(args.print_floor).read_text()))
+        return
     if args.quick:
         args.corpus, args.min_time, args.n_fit = 5000, 0.02, 1200
     warnings.filterwarnings("ignore", message=".*underdetermined.*")
     timing = {"min_time_s": args.min_time, "min_runs": 20, "warmup_runs": 5}
+    if args.floor:
+        run_floor(args, timing)
+        return
     started, load_before = time.time(), os.getloadavg()
     print("HNSW indexes (built with the default threads):", flush=True)
     spec, built = build_indexes(args, IndexCache(args.index_cache))

@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
         "--metrics", help="JSON file of metrics to record (e.g. `drift gate --json`)"
     )
     parser.add_argument("--no-onnx", action="store_true", help="skip model.onnx")
+    parser.add_argument(
+        "--precision",
+        choices=tuple(serving.PRECISIONS),
+        default="float32",
+        help="how the weights are stored (float16/bfloat16: half the bytes; computed in float32)",
+    )
     args = parser.parse_args(argv)
     try:
         adapter = load_adapter(args.adapter_dir)
@@ -38,12 +44,14 @@ def main(argv: list[str] | None = None) -> None:
             new_model=args.new_model,
             metrics=metrics,
             onnx=not args.no_onnx,
+            precision=args.precision,
         )
         diffs = json.loads((out / serving.META_FILE).read_text())["verification"]["max_abs_diff"]
     except (DriftError, OSError, json.JSONDecodeError) as err:
         sys.exit(refused("drift export", err))
     shown = ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
     print(
-        f"wrote {out} ({adapter.name}, {adapter.d_in} -> {adapter.d_out}); "
+        f"wrote {out} ({adapter.name}, {adapter.d_in} -> {adapter.d_out}, {args.precision} "
+        "weights); "
         f"max |artifact - transform| on {N_PROBES} probes: {shown}"
     )

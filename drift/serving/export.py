@@ -2,25 +2,30 @@
 
     drift export --adapter-dir ADAPTER_DIR --out artifacts/op-minilm-mpnet \\
         --old-model sentence-transformers/all-MiniLM-L6-v2 \\
-        --new-model sentence-transformers/all-mpnet-base-v2 [--metrics gate.json]
+        --new-model sentence-transformers/all-mpnet-base-v2 [--metrics gate.json] \
+        [--precision float16]
 
 ADAPTER_DIR is a folder written by `Adapter.save`. The artifact folder holds:
 
     serving.json         format version, dims, old/new model, normalisation, metrics, provenance,
                          the computation as a list of operations, the weights file's sha256
-    weights.safetensors  the adapter's arrays, float32 (never a pickle)
+    weights.safetensors  the adapter's arrays, float32, float16 or bfloat16 (never a pickle)
     model.onnx           the same computation as an ONNX graph: input "queries" [n, d_new] ->
                          output "mapped" [n, d_old]
     drift_serving.py     a copy of drift/serving/runtime.py: `load(dir).apply(queries)`,
                          numpy + json only
 
 Every export is checked before it is reported done: the artifact is loaded back as a serving
-process would load it, and its numpy and ONNX outputs must equal `adapter.transform` within 1e-6
-on seeded probe queries; otherwise ExportError names the largest difference.
+process would load it, and its numpy (fused and operation by operation) and ONNX outputs must
+equal `adapter.transform` within 1e-6 on seeded probe queries; otherwise ExportError names the
+largest difference. A float16 / bfloat16 artifact is checked the same way against the adapter
+with its weights rounded to that precision, and its outputs' cosine to the float32 adapter's must
+reach drift.serving.precision.MIN_COSINE (recorded in serving.json's verification).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -39,6 +44,7 @@ from drift.core.files import atomic_write, clean_stale
 from drift.core.provenance import git_info, package_versions
 from drift.core.vectors import l2_normalize
 from drift.serving import runtime as serving
+from drift.serving.precision import MIN_COSINE, encode_weights, fidelity, stored_values
 
 ONNX_FILE = "model.onnx"
 MODULE_FILE = "drift_serving.py"
@@ -70,8 +76,18 @@ def serving_ops(adapter: Adapter) -> list[Op]:
 
 
 # -- ONNX -----------------------------------------------------------------------------------
-def onnx_model(ops: list[Op], weights: Mapping[str, np.ndarray], d_in: int, d_out: int):
-    """The operations as an ONNX graph (opset 17): "queries" float32 [n, d_in] -> "mapped"."""
+def onnx_model(
+    ops: list[Op],
+    weights: Mapping[str, np.ndarray],
+    d_in: int,
+    d_out: int,
+    precision: str = "float32",
+):
+    """The operations as an ONNX graph (opset 17): "queries" float32 [n, d_in] -> "mapped".
+
+    `weights` are float32 arrays already rounded to `precision`; a float16 / bfloat16 graph stores
+    them in that type and casts each to float32 once (onnxruntime folds the casts at load), so the
+    file is half the size and computes what the numpy runtime computes."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -82,10 +98,20 @@ def onnx_model(ops: list[Op], weights: Mapping[str, np.ndarray], d_in: int, d_ou
         ) from err
 
     nodes: list[Any] = []
-    initializers = [
-        numpy_helper.from_array(np.asarray(w, dtype=np.float32), name=name)
-        for name, w in weights.items()
-    ]
+    initializers = []
+    stored = {"float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}.get(precision)
+    names = {}  # weight name -> the float32 tensor the graph reads
+    for name, w in weights.items():
+        values = stored_values(w, precision)
+        if stored is None:
+            initializers.append(numpy_helper.from_array(values, name=name))
+            names[name] = name
+            continue
+        initializers.append(
+            helper.make_tensor(name, stored, values.shape, values.tobytes(), raw=True)
+        )
+        names[name] = f"{name}_float32"
+        nodes.append(helper.make_node("Cast", [name], [names[name]], to=TensorProto.FLOAT))
     counter = iter(range(1_000_000))
 
     def const(value: float) -> str:
@@ -102,11 +128,11 @@ def onnx_model(ops: list[Op], weights: Mapping[str, np.ndarray], d_in: int, d_ou
         for op in op_list:
             kind = op["op"]
             if kind == "matmul":
-                x = node("MatMul", [x, op["weight"]])
+                x = node("MatMul", [x, names[op["weight"]]])
             elif kind == "add":
-                x = node("Add", [x, op["value"]])
+                x = node("Add", [x, names[op["value"]]])
             elif kind == "mul":
-                x = node("Mul", [x, op["value"]])
+                x = node("Mul", [x, names[op["value"]]])
             elif kind == "gelu":
                 erf = node("Erf", [node("Mul", [x, const(1.0 / math.sqrt(2.0))])])
                 x = node("Mul", [node("Mul", [x, node("Add", [erf, const(1.0)])]), const(0.5)])
@@ -154,7 +180,10 @@ def faiss_transforms(adapter: serving.ServingAdapter) -> list[Any]:
     path's; rankings by inner product would not change without it).
 
     Only for affine adapters (OP, LA, OP + low-rank, ridge, identity, with or without DSM);
-    an MLP raises.
+    an MLP raises. faiss's transforms hold float32 only: a float16 / bfloat16 artifact folds its
+    rounded weights into a float32 LinearTransform (its outputs equal the numpy path's, its
+    memory and speed are float32's). faiss has no fused transform: the normalisation is a second
+    pass over the output.
     """
     import faiss
 
@@ -196,6 +225,7 @@ def export_adapter(
     normalisation: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     onnx: bool = True,
+    precision: str = "float32",
 ) -> Path:
     """Write the artifact (see module docstring) to `out_dir` and verify it; returns `out_dir`.
 
@@ -209,18 +239,17 @@ def export_adapter(
             and whether the output is unit-norm (from the adapter) for an inner-product index.
         metrics: what the adapter reached (e.g. the gate's report); stored verbatim.
         onnx: also write and verify model.onnx (needs the `onnx` package).
+        precision: how the weights are stored: "float32", "float16" or "bfloat16" (half the
+            bytes; computed in float32, see drift/serving/precision.py).
     """
     out_dir = Path(out_dir)
     ops = serving_ops(adapter)
-    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in adapter.params().items()}
+    weights_blob, weights = encode_weights(adapter.params(), precision)
     clean_stale(out_dir)  # what a killed export left
     # Not an artifact until the new serving.json is written (a kill from here on leaves none).
     (out_dir / serving.META_FILE).unlink(missing_ok=True)
 
-    from safetensors.numpy import save
-
     weights_path = out_dir / serving.WEIGHTS_FILE
-    weights_blob = save(weights)
     atomic_write(weights_path, lambda tmp: tmp.write_bytes(weights_blob))
     meta = {
         "format": serving.FORMAT,
@@ -237,6 +266,8 @@ def export_adapter(
         "weights": {
             "file": serving.WEIGHTS_FILE,
             "sha256": hashlib.sha256(weights_blob).hexdigest(),
+            "precision": precision,
+            "bytes": len(weights_blob),
             "shapes": {k: list(v.shape) for k, v in weights.items()},
         },
         "adapter": adapter.describe(),
@@ -246,16 +277,23 @@ def export_adapter(
     }
     atomic_write(out_dir / MODULE_FILE, lambda tmp: shutil.copyfile(serving.__file__, tmp))
     if onnx:
-        graph = onnx_model(ops, weights, adapter.d_in, adapter.d_out).SerializeToString()
+        graph = onnx_model(ops, weights, adapter.d_in, adapter.d_out, precision)
+        graph = graph.SerializeToString()
         atomic_write(out_dir / ONNX_FILE, lambda tmp: tmp.write_bytes(graph))
     else:
         (out_dir / ONNX_FILE).unlink(missing_ok=True)  # never leave a stale graph behind
     served = serving.ServingAdapter(meta, serving.read_safetensors(weights_path))
     meta["verification"] = {
-        "max_abs_diff": max_differences(adapter, served, out_dir / ONNX_FILE if onnx else None),
+        "max_abs_diff": max_differences(
+            with_weights(adapter, weights, precision),
+            served,
+            out_dir / ONNX_FILE if onnx else None,
+        ),
         "n_probes": N_PROBES,
         "tolerance": TOLERANCE,
     }
+    if precision != "float32":
+        meta["verification"]["fidelity_to_float32"] = fidelity_to_float32(adapter, served)
     text = json.dumps(meta, indent=2, default=str) + "\n"
     atomic_write(out_dir / serving.META_FILE, lambda tmp: tmp.write_text(text))
     return out_dir
@@ -278,7 +316,42 @@ def verify_artifact(adapter: Adapter, out_dir: str | Path) -> dict[str, float]:
         served = serving.load(out_dir)
     except serving.ServingError as err:
         raise ExportError(f"artifact {out_dir} does not load: {err}") from err
-    return max_differences(adapter, served, onnx_path if onnx_path.exists() else None)
+    rounded = encode_weights(adapter.params(), served.precision)[1]
+    reference = with_weights(adapter, rounded, served.precision)
+    diffs = max_differences(reference, served, onnx_path if onnx_path.exists() else None)
+    if served.precision != "float32":
+        fidelity_to_float32(adapter, served)
+    return diffs
+
+
+def with_weights(adapter: Adapter, rounded: Mapping[str, np.ndarray], precision: str) -> Adapter:
+    """`adapter` itself for float32; otherwise a copy of it holding `rounded` (its weights rounded
+    to `precision`, as float32): the computation a half-precision artifact must reproduce."""
+    if precision == "float32":
+        return adapter
+    twin = copy.deepcopy(adapter)
+    twin.set_params(dict(rounded))
+    return twin
+
+
+def fidelity_to_float32(
+    adapter: Adapter, served: serving.ServingAdapter, *, seed: int = 0
+) -> dict[str, float]:
+    """The half-precision artifact's outputs against the float32 adapter's on seeded probes;
+    ExportError when their smallest cosine is below MIN_COSINE."""
+    probes = _probes(adapter.d_in, seed)
+    found = fidelity(adapter.transform(probes), served.apply(probes))
+    if not found["min_cosine"] >= MIN_COSINE:
+        raise ExportError(
+            f"{adapter.name} in {served.precision}: the smallest cosine to the float32 adapter's "
+            f"outputs is {found['min_cosine']:.6f} (< {MIN_COSINE}); export it as float32"
+        )
+    return found
+
+
+def _probes(d_in: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return l2_normalize(rng.standard_normal((N_PROBES, d_in)).astype(np.float32))
 
 
 def max_differences(
@@ -289,12 +362,10 @@ def max_differences(
     Raises ExportError when a backend differs by more than TOLERANCE (scaled by the output's
     magnitude when that exceeds 1).
     """
-    probes = l2_normalize(
-        np.random.default_rng(seed).standard_normal((N_PROBES, adapter.d_in)).astype(np.float32)
-    )
+    probes = _probes(adapter.d_in, seed)
     expected = adapter.transform(probes)
     try:
-        outputs = {"numpy": served.apply(probes)}
+        outputs = {"numpy": served.apply(probes), "numpy_ops": served.apply_ops(probes)}
     except serving.ServingError as err:
         raise ExportError(f"the exported numpy computation fails on probe queries: {err}") from err
     if onnx_path is not None:
