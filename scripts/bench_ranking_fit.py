@@ -43,9 +43,14 @@ def _adapter_fit_bench():
 
 
 def configs(epochs: int) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, kind, hparams): the experiment's settings at one temperature, then all epochs."""
+    """(label, kind, hparams): the experiment's settings (conf/adapter/ranking.yaml: its
+    temperature grid, probed), the same at one temperature, then all epochs."""
     common = {"temperature": 0.05, "lr": 0.05, "max_epochs": 30, "patience": 3}
+    grid = {**common, "temperature": [0.02, 0.05, 0.1], "probe_epochs": 2}
     rows = [
+        ("ranking_linear/grid", "ranking_linear", grid),
+        ("ranking_low_rank/grid", "ranking_low_rank", {**grid, "rank": 64}),
+        ("ranking_mlp/grid", "ranking_mlp", {**grid, "hidden": 256}),
         ("ranking_linear", "ranking_linear", common),
         ("ranking_low_rank", "ranking_low_rank", {**common, "rank": 64}),
         ("ranking_mlp", "ranking_mlp", {**common, "hidden": 256}),
@@ -53,7 +58,10 @@ def configs(epochs: int) -> list[tuple[str, str, dict[str, Any]]]:
     if epochs == 0:
         return rows
     every_epoch = {"max_epochs": epochs, "patience": epochs}
-    return rows + [(f"{label}/{epochs}_epochs", k, {**hp, **every_epoch}) for label, k, hp in rows]
+    single = [row for row in rows if not row[0].endswith("/grid")]
+    return rows + [
+        (f"{label}/{epochs}_epochs", k, {**hp, **every_epoch}) for label, k, hp in single
+    ]
 
 
 def bench(label: str, kind: str, hparams: dict[str, Any], data) -> dict[str, Any]:
@@ -70,6 +78,7 @@ def bench(label: str, kind: str, hparams: dict[str, Any], data) -> dict[str, Any
         "fit/seconds": adapter.fit_seconds,
         "fit/epochs_run": info["epochs_run"],
         "fit/best_epoch": info["best_epoch"],
+        "fit/temperature_used": info["temperature_used"],
         "fit/seconds_per_epoch": adapter.fit_seconds / max(info["epochs_run"], 1),
         "recall@10/val_synthetic": info["best_val_recall"],
         "recall@10/val_synthetic_op_start": info["val_curve"][0],

@@ -594,12 +594,18 @@ FIGURES = {
     "corpus_size_real": FigureSpec(
         ("corpus_size_real",), fig_corpus_size, ("n_corpus",), ("dataset", "pair", "corpus_subset")
     ),
-    # GCIDE: Np grows with N in the 2% arm (so it is swept with N); one figure per index and arm.
+    # GCIDE: Np grows with N in the 2% arm (so it is swept with N); one figure per index.
     "corpus_size_gcide": FigureSpec(
-        ("corpus_size_gcide", "corpus_size_gcide_np20k"),
+        ("corpus_size_gcide",),
         fig_corpus_size,
-        ("n_corpus", "np_requested", "np"),
-        ("dataset", "pair", "index_kind", "np_fraction_requested"),
+        ("n_corpus", *NP),
+        ("dataset", "pair", "index_kind"),
+    ),
+    "corpus_size_gcide_np20k": FigureSpec(
+        ("corpus_size_gcide_np20k",),
+        fig_corpus_size,
+        ("n_corpus",),
+        ("dataset", "pair", "index_kind"),
     ),
 }
 
