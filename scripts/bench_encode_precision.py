@@ -38,7 +38,8 @@ from drift.data import load_data
 from drift.data.subsample import subsample
 from drift.encoders import build_encoder
 from drift.encoders.resolver import is_offline
-from drift.scoring.metrics import qrels_metrics
+from drift.retrieval.index import exact_search
+from drift.scoring.metrics import knn_metrics, qrels_metrics
 from drift.serving.latency import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +50,6 @@ def timed(encoder: Any, items: list[str]) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     out = encoder.encode(items, role="document")
     return out, time.perf_counter() - start
-
-
-def top(q: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
-    scores = q @ x.T
-    part = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(part, order, axis=1)
 
 
 def fidelity(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
@@ -141,7 +135,7 @@ def main() -> None:
             encoder.encode(data.queries[:4])  # warm-up
             x, x_s = timed(encoder, data.corpus)
             q, q_s = timed(encoder, data.queries)
-            ids = top(q, x, 10)
+            _, ids = exact_search(x, q, 10, device="cpu")
             metrics = qrels_metrics(ids, qrels, ks=[10])
             runs[precision] = {
                 "x": x,
@@ -157,7 +151,7 @@ def main() -> None:
             }
             print(side, precision, runs[precision]["summary"], flush=True)
         ref, low = runs["fp32"], runs[args.precision]
-        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(ref["ids"], low["ids"], strict=True)]
+        overlap = knn_metrics(low["ids"], ref["ids"], ks=(10,))["recall@10"]  # top-10 overlap
         models.append(
             {
                 "side": side,

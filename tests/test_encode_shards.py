@@ -27,14 +27,8 @@ from drift.run import run
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import slurm_dry_run  # noqa: E402
+from test_run import SYNTHETIC  # noqa: E402
 
-SYNTHETIC = [
-    "encoder@old_encoder=synthetic_old",
-    "encoder@new_encoder=synthetic_new",
-    "dataset=synthetic",
-    "debug=smoke",
-    "logger=none",
-]
 # Real offline models (MiniLM-L3 ONNX -> MiniLM-L6) on 40 FAQ documents and 10 questions, one
 # text per forward pass: a text's vector then does not depend on which others share its batch.
 REAL = [

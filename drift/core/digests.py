@@ -24,6 +24,13 @@ def remember_file_digest(path: str, size: int, mtime_ns: int, sha256: str) -> No
         _KNOWN[os.path.abspath(path)] = (int(size), int(mtime_ns), sha256)
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex of a file, always read (about 1.7 GB/s on SHA-NI CPUs): what verifies a file
+    read back from disk."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def file_digest(path: str) -> str:
     """sha256 hex of the file at `path`: the remembered one when its size and mtime_ns still
     match, else read and hashed (and remembered). Raises OSError when the file cannot be read."""
@@ -33,7 +40,6 @@ def file_digest(path: str) -> str:
         known = _KNOWN.get(key)
     if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
         return known[2]
-    with open(key, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    digest = file_sha256(key)
     remember_file_digest(key, st.st_size, st.st_mtime_ns, digest)
     return digest
