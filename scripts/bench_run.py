@@ -32,12 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the benchmark JSON to write")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="keep the run's result file there (default: a temporary folder, discarded)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run (after --)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drift-bench-run-") as tmp:
+        results_dir = args.results_dir.resolve() if args.results_dir else Path(tmp) / "results"
         overrides = [
             "logger=none",
-            f"paths.results_dir={tmp}/results",
+            f"paths.results_dir={results_dir}",
             f"hydra.run.dir={tmp}/hydra",
             "encode.show_progress=false",
             *args.overrides,
@@ -49,7 +56,7 @@ def main() -> None:
         )
         wall = time.perf_counter() - start
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        record = ResultRecord.iter(f"{tmp}/results")[-1].data
+        record = max(ResultRecord.iter(results_dir), key=lambda r: r.path.stat().st_mtime).data
     result = {
         "benchmark": "one drift.run: wall time and memory peak",
         "command": "python -m drift.run " + " ".join(["logger=none", *args.overrides]),
