@@ -20,6 +20,7 @@ from drift.cli.recommend import main
 from drift.core.errors import ConfigError, DataError
 from drift.core.records import ResultRecord
 from drift.migration.measured import pareto_frontier, priced_rows
+from drift.migration.prediction_check import check_prediction
 from drift.migration.recommend import (
     Request,
     TargetUnreachableError,
@@ -369,6 +370,65 @@ def test_stream_curve_is_read_per_corpus_document_and_extrapolated_at_the_last_s
     # Capped at the share with every distinct query served, where one is given.
     assert on_demand_share(curve, 2_000_000.0, corpus_size=1_000_000, ceiling=0.35) == 0.35
     assert math.isclose(on_demand_share(curve, 55.0, corpus_size=1000, ceiling=0.35), 0.15)
+
+
+def test_a_query_pool_reads_the_curve_per_pool_query_and_scales_the_share() -> None:
+    curve = {"queries": [1, 10, 100, 1000], "share_encoded": [0.05, 0.1, 0.2, 0.3],
+             "n_corpus": 1000}  # fmt: skip
+    # A pool ten times the measured one on a ten times larger corpus is the default reading.
+    assert math.isclose(
+        on_demand_share(curve, 550.0, corpus_size=10_000, pools=(100, 1000)),
+        on_demand_share(curve, 550.0, corpus_size=10_000),
+    )
+    # The measured pool on a ten times larger corpus: the curve is read at the queries served
+    # (55: 0.15 of 1,000 documents = 150 encodes), and 150 encodes are 1.5% of 10,000.
+    assert math.isclose(on_demand_share(curve, 55.0, corpus_size=10_000, pools=(100, 100)), 0.015)
+    # The cap (every distinct query served once) scales the same way.
+    capped = on_demand_share(curve, 1e6, corpus_size=10_000, ceiling=0.25, pools=(100, 100))
+    assert math.isclose(capped, 0.025)
+    # Through recommend: 259,200 queries from the 100 measured queries serve every one of them,
+    # so rerank pays the batch run's 300 encodes (0.3 of 1,000) on the 1M corpus, not 30% of it.
+    result = recommend(records_of(make_record(stream=make_stream())), ask(query_pool=100))
+    rerank = next(o for o in result.options if o.strategy == "rerank/status_quo@50")
+    assert math.isclose(rerank.encodes, 300) and rerank.capped_at is not None
+    assert any("a pool of 100 distinct queries asked, 100 measured" in n for n in rerank.notes)
+    with pytest.raises(ConfigError, match="--query-pool"):
+        ask(query_pool=0)
+
+
+def test_check_sets_a_prediction_beside_the_measurement(tmp_path: Path, capsys) -> None:
+    """Predicted from a 1,000-document corpus for 10,000 documents; measured on 10,000 documents
+    where rerank encoded half the share the curve read per document said and kept less quality."""
+    request = ask(corpus_size=10_000, query_rate=1000 / 86_400 / 30)  # 1,000 queries
+    predicted = recommend(records_of(make_record(stream=make_stream())), request)
+    points = {**POINTS, "rerank/status_quo@50": (0.47, 0.9, 0.1)}
+    big = make_record(points, n_corpus=10_000,
+                      stream=make_stream(10_000, rerank_share=(0.01, 0.02, 0.05, 0.1)))  # fmt: skip
+    measured = recommend(records_of(big), request)
+    rows = {row.strategy: row for row in check_prediction(predicted, measured)}
+    rerank = rows["rerank/status_quo@50"]
+    # 1,000 queries on 10x the corpus read as 100 measured queries: 0.2 predicted; the measured
+    # curve at its own 1,000 queries: 0.1
+    assert math.isclose(rerank.predicted_share, 0.2) and math.isclose(rerank.measured_share, 0.1)
+    assert math.isclose(rerank.encodes_ratio, 2.0) and rerank.traffic == "zipf s=1"
+    assert math.isclose(rerank.relative_error, 0.485 / 0.5 - 0.47 / 0.5)
+    assert rows["full_reindex"].encodes_ratio == 1.0 and rows["status_quo"].encodes_ratio == 1.0
+    with pytest.raises(DataError, match="different requests: corpus_size"):
+        check_prediction(predicted, recommend(records_of(big), ask(corpus_size=20_000)))
+    small = write_records(tmp_path / "small", [make_record(stream=make_stream())])
+    large = write_records(tmp_path / "large", [big])
+    rate = str(1000 / 86_400 / 30)
+    args = ["--results", str(small), "--corpus-size", "10000", "--encode-rate", "100",
+            "--query-rate", rate, "--target", "0.95", "--check", str(large)]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "| rerank/status_quo@50 | on demand, zipf s=1 | 20.0% | 10.0% | 2.00 |" in out
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--json"])
+    check = json.loads(capsys.readouterr().out)["check"]
+    assert {row["strategy"] for row in check} >= {"rerank/status_quo@50", "full_reindex"}
 
 
 def test_extrapolated_rerank_cost_stops_at_the_share_with_every_distinct_query_served() -> None:

@@ -13,6 +13,7 @@ import sys
 from drift.cli import refused
 from drift.core.errors import ConfigError, DriftError
 from drift.core.records import ResultRecord, to_jsonable
+from drift.migration.prediction_check import check_prediction, check_text
 from drift.migration.recommend import DEFAULT_METRICS, Request, recommend
 from drift.migration.stream import POPULARITIES
 
@@ -49,6 +50,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--zipf-s", type=float, help="the Zipf exponent of zipf traffic (default: any measured)"
     )
+    parser.add_argument(
+        "--query-pool",
+        type=int,
+        help="distinct queries the traffic draws from (default: a pool that grows with the "
+        "corpus, as many queries per document as measured)",
+    )
+    parser.add_argument(
+        "--check",
+        metavar="MEASURED",
+        help="folder of result files measured at the asked corpus size: print the prediction "
+        "beside that measurement, strategy by strategy, with the errors",
+    )
     parser.add_argument("--dataset", help="choose a dataset when the results hold several")
     parser.add_argument("--new-model", help="choose a new model when the results hold several")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -65,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             horizon_days=args.horizon_days,
             popularity=args.popularity,
             zipf_s=args.zipf_s,
+            query_pool=args.query_pool,
         )
         result = recommend(
             ResultRecord.iter(args.results),
@@ -72,8 +86,22 @@ def main(argv: list[str] | None = None) -> None:
             dataset=args.dataset,
             new_model=args.new_model,
         )
+        if args.check is not None:
+            measured = recommend(ResultRecord.iter(args.check), request)
+            rows = check_prediction(result, measured)
     except (DriftError, OSError) as err:
         sys.exit(refused("drift recommend", err))
+    if args.check is not None:
+        if args.json:
+            check = {
+                "prediction": result.to_dict(),
+                "measurement": measured.to_dict(),
+                "check": [row.to_dict() for row in rows],
+            }
+            print(json.dumps(to_jsonable(check), indent=2, allow_nan=False))
+        else:
+            print(check_text(rows, result, measured), end="")
+        sys.exit(0)
     if args.json:
         print(json.dumps(to_jsonable(result.to_dict()), indent=2, allow_nan=False))
     else:

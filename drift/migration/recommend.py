@@ -68,8 +68,9 @@ class TargetUnreachableError(ConfigError):
 class Request:
     """What the user asks: N documents, R new-model docs/s (None: the measured rate), q queries/s,
     a target as a fraction of the full re-index's quality, the metric (None: the default), the
-    horizon in days and the traffic's query popularity (None: the worst measured) with its Zipf
-    exponent (None: any measured)."""
+    horizon in days, the traffic's query popularity (None: the worst measured) with its Zipf
+    exponent (None: any measured), and the number of distinct queries the traffic draws from
+    (None: a pool that grows with the corpus, as many per document as measured)."""
 
     corpus_size: int
     encode_rate: float | None
@@ -79,6 +80,7 @@ class Request:
     horizon_days: float = 30.0
     popularity: str | None = None
     zipf_s: float | None = None
+    query_pool: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +93,8 @@ class Request:
             checks.append(("--encode-rate", self.encode_rate, None, "documents/s"))
         if self.zipf_s is not None:
             checks.append(("--zipf-s", self.zipf_s, None, "(the Zipf exponent)"))
+        if self.query_pool is not None:
+            checks.append(("--query-pool", self.query_pool, 1, "distinct queries"))
         for name, value, low, unit in checks:
             ok = isinstance(value, int | float) and math.isfinite(value)
             ok = ok and (value >= low if low is not None else value > 0)
@@ -340,7 +344,11 @@ ASSUMPTIONS = [
     "arrives. The share of the corpus encoded after Q queries is read from the measured curve at "
     "Q x N_measured / N_asked queries (queries served per corpus document: a k times larger "
     "corpus draws its queries from a k times larger pool, so encodes per query stay as "
-    "measured), extrapolated beyond the measured length at the curve's last measured slope (the "
+    "measured); with --query-pool P (the traffic's distinct queries) at Q x P_measured / P "
+    "queries instead (the same share of the pool served), the share read there times "
+    "(P / P_measured) x (N_measured / N_asked) (each distinct query encodes as many documents "
+    "as measured; on a sparser corpus their candidates overlap less, so this is a lower bound); "
+    "extrapolated beyond the measured length at the curve's last measured slope (the "
     "measured mix of repeated and new queries goes on), and capped at the share the same runs' "
     "batch evaluation encoded with every distinct query of that pool served once: under this "
     "scaling no traffic can encode more (traffic more varied than the measured pool would, up "
@@ -378,21 +386,28 @@ class Measured:
 
 
 def on_demand_share(
-    curve: dict[str, Any], queries: float, corpus_size: int, ceiling: float | None = None
+    curve: dict[str, Any],
+    queries: float,
+    corpus_size: int,
+    ceiling: float | None = None,
+    pools: tuple[float, float] | None = None,
 ) -> float:
     """Share of an asked corpus encoded after `queries`, from a measured stream curve (see
-    ASSUMPTIONS: read per corpus document, extrapolated at the last slope), capped at `ceiling`
-    (the share with every distinct measured query served) when given, else at 1 unless the
-    curve already exceeds 1 (a bounded store that re-encodes)."""
+    ASSUMPTIONS: read per corpus document, or per pool query when `pools` = (measured, asked)
+    distinct queries is given; extrapolated at the last slope), capped at `ceiling` (the
+    measured share with every distinct measured query served, scaled as the curve is) when
+    given, and at 1 unless the curve already exceeds 1 (a bounded store that re-encodes)."""
     x = np.asarray(curve["queries"], dtype=float)
     y = np.asarray(curve["share_encoded"], dtype=float)
-    at = measured_queries(curve, queries, corpus_size)
+    at = measured_queries(curve, queries, corpus_size, pools)
     if at <= x[-1] or x.size < 2:
         share = float(np.interp(at, x, y))
     else:
         share = y[-1] + (y[-1] - y[-2]) / (x[-1] - x[-2]) * (at - x[-1])
+    scale = share_scale(curve, corpus_size, pools)
+    share *= scale
     if ceiling is not None:
-        return float(min(share, ceiling))
+        share = min(share, ceiling * scale)
     return float(min(share, 1.0) if y.max() <= 1.0 else share)
 
 
@@ -405,9 +420,28 @@ def all_distinct_share(m: Measured) -> float | None:
     return None if bounded else mean_of(m.rows, "share_encoded")
 
 
-def measured_queries(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
-    """Queries served on the asked corpus as the same queries per document on the measured one."""
-    return queries * curve["n_corpus"] / corpus_size
+def measured_queries(
+    curve: dict[str, Any],
+    queries: float,
+    corpus_size: int,
+    pools: tuple[float, float] | None = None,
+) -> float:
+    """Queries served on the asked corpus as the same queries per document on the measured one,
+    or, with `pools` = (measured, asked) distinct queries, as the same queries per pool query."""
+    if pools is None:
+        return queries * curve["n_corpus"] / corpus_size
+    return queries * pools[0] / pools[1]
+
+
+def share_scale(
+    curve: dict[str, Any], corpus_size: int, pools: tuple[float, float] | None = None
+) -> float:
+    """The asked corpus's share encoded per measured share: 1 when the pool grows with the
+    corpus; with `pools`, (asked / measured pool) x (measured / asked corpus): as many distinct
+    queries per pool query as measured, each encoding as many documents."""
+    if pools is None:
+        return 1.0
+    return pools[1] / pools[0] * curve["n_corpus"] / corpus_size
 
 
 def some_points(xs: Sequence[float], ys: Sequence[float], fmt: str, n: int = 8) -> str:
@@ -446,9 +480,15 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
     else:
         curve, source = batch_curve(m.rows)
     ceiling = all_distinct_share(m)
-    share = on_demand_share(curve, queries, request.corpus_size, ceiling)
-    at = measured_queries(curve, queries, request.corpus_size)
+    pools = None
+    if request.query_pool is not None:
+        pools = (mean_of(m.rows, "n_queries") or float(request.query_pool), request.query_pool)
+    share = on_demand_share(curve, queries, request.corpus_size, ceiling, pools)
+    at = measured_queries(curve, queries, request.corpus_size, pools)
     extrapolation = at / curve["queries"][-1]
+    scale = share_scale(curve, request.corpus_size, pools)
+    if ceiling is not None:
+        ceiling = min(ceiling * scale, 1.0)
     cap = (
         "the whole corpus"
         if ceiling is None
@@ -463,6 +503,12 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
             if extrapolation <= 1
             else f"{times(extrapolation)} beyond the measured curve, at its last slope (capped "
             f"at {cap})"
+        )
+        + (
+            ""
+            if pools is None
+            else f" (a pool of {pools[1]:,} distinct queries asked, {pools[0]:,.0f} measured: "
+            f"the share read there x {scale:.4g})"
         )
         + f" -> {share:.2%} of the asked corpus",
     ]
