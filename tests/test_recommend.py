@@ -24,6 +24,9 @@ from drift.migration.prediction_check import check_prediction
 from drift.migration.recommend import (
     Request,
     TargetUnreachableError,
+    Traffic,
+    coverage_share,
+    expected_distinct,
     on_demand_share,
     recommend,
 )
@@ -372,26 +375,51 @@ def test_stream_curve_is_read_per_corpus_document_and_extrapolated_at_the_last_s
     assert math.isclose(on_demand_share(curve, 55.0, corpus_size=1000, ceiling=0.35), 0.15)
 
 
-def test_a_query_pool_reads_the_curve_per_pool_query_and_scales_the_share() -> None:
-    curve = {"queries": [1, 10, 100, 1000], "share_encoded": [0.05, 0.1, 0.2, 0.3],
-             "n_corpus": 1000}  # fmt: skip
-    # A pool ten times the measured one on a ten times larger corpus is the default reading.
+def test_expected_distinct_queries_per_traffic_shape() -> None:
+    assert expected_distinct(50, 100, None) == 50 and expected_distinct(500, 100, None) == 100
+    assert expected_distinct(500, 100, Traffic("sequential")) == 100
+    assert math.isclose(expected_distinct(100, 100, Traffic("uniform")), 100 * (1 - 0.99**100))
+    rng = np.random.default_rng(0)  # zipf s=1 against a simulation of it
+    p = 1 / np.arange(1, 101)
+    drawn = [np.unique(rng.choice(100, 300, p=p / p.sum())).size for _ in range(400)]
     assert math.isclose(
-        on_demand_share(curve, 550.0, corpus_size=10_000, pools=(100, 1000)),
-        on_demand_share(curve, 550.0, corpus_size=10_000),
+        expected_distinct(300, 100, Traffic("zipf", 1.0)), np.mean(drawn), rel_tol=0.02
     )
-    # The measured pool on a ten times larger corpus: the curve is read at the queries served
-    # (55: 0.15 of 1,000 documents = 150 encodes), and 150 encodes are 1.5% of 10,000.
-    assert math.isclose(on_demand_share(curve, 55.0, corpus_size=10_000, pools=(100, 100)), 0.015)
-    # The cap (every distinct query served once) scales the same way.
-    capped = on_demand_share(curve, 1e6, corpus_size=10_000, ceiling=0.25, pools=(100, 100))
-    assert math.isclose(capped, 0.025)
-    # Through recommend: 259,200 queries from the 100 measured queries serve every one of them,
-    # so rerank pays the batch run's 300 encodes (0.3 of 1,000) on the 1M corpus, not 30% of it.
+
+
+def test_coverage_model_recovers_a_planted_random_coverage() -> None:
+    """Queries that each encode 5 random documents of 1,000: K_eff fitted from 100 of them is
+    about 5, and the model then predicts 300 such queries on 10,000 documents."""
+    rng = np.random.default_rng(0)
+
+    def covered(n_docs: int, n_queries: int) -> float:
+        return np.unique(rng.integers(0, n_docs, size=(n_queries, 5))).size / n_docs
+
+    measured = covered(1000, 100)
+    share, k_eff = coverage_share(measured, 0.0, 100, 1000, 1000, 100)
+    assert math.isclose(share, measured) and abs(k_eff - 5) < 0.3  # self-consistent, K ~ 5
+    predicted, _ = coverage_share(measured, 0.0, 100, 1000, 10_000, 300)
+    truth = np.mean([covered(10_000, 300) for _ in range(20)])
+    assert math.isclose(predicted, truth, rel_tol=0.03)
+    # An upfront share (an adapter's pairs) is paid first on both corpora.
+    share, _ = coverage_share(0.1 + 0.9 * measured, 0.1, 100, 1000, 1000, 100)
+    assert math.isclose(share, 0.1 + 0.9 * measured)
+    assert coverage_share(1.0, 0.0, 100, 1000, 10_000, 5)[0] == 1.0  # saturated: the whole corpus
+
+
+def test_a_query_pool_prices_rerank_by_coverage_not_by_the_curve() -> None:
+    # 259,200 zipf queries from a pool of the measured 100 serve about all of them; each encodes
+    # K_eff documents fitted to the batch run (100 queries covered 0.3 of 1,000 documents), so on
+    # the 1M corpus rerank pays about 100 x K_eff encodes, not the curve's share of 1M.
     result = recommend(records_of(make_record(stream=make_stream())), ask(query_pool=100))
     rerank = next(o for o in result.options if o.strategy == "rerank/status_quo@50")
-    assert math.isclose(rerank.encodes, 300) and rerank.capped_at is not None
-    assert any("a pool of 100 distinct queries asked, 100 measured" in n for n in rerank.notes)
+    k_eff = 1000 * (1 - 0.7 ** (1 / 100))
+    distinct = expected_distinct(259_200, 100, Traffic("zipf", 1.0))
+    assert math.isclose(rerank.encodes, 1e6 * (1 - (1 - k_eff / 1e6) ** distinct))
+    assert rerank.capped_at is None and rerank.extrapolation == 1.0
+    assert any(n.startswith("query pool 100 given") for n in rerank.notes)
+    default = recommend(records_of(make_record(stream=make_stream())), ask())
+    assert next(o for o in default.options if o.strategy == rerank.strategy).encodes > 1e5
     with pytest.raises(ConfigError, match="--query-pool"):
         ask(query_pool=0)
 
@@ -425,6 +453,9 @@ def test_check_sets_a_prediction_beside_the_measurement(tmp_path: Path, capsys) 
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "| rerank/status_quo@50 | on demand, zipf s=1 | 20.0% | 10.0% | 2.00 |" in out
+    with pytest.raises(SystemExit) as done:  # a pool models the prediction, never the measurement
+        main([*args, "--query-pool", "100"])
+    assert "| 10.0% |" in capsys.readouterr().out.split("rerank/status_quo@50")[1]
     with pytest.raises(SystemExit) as done:
         main([*args, "--json"])
     check = json.loads(capsys.readouterr().out)["check"]

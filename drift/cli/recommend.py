@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 
 from drift.cli import refused
 from drift.core.errors import ConfigError, DriftError
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             new_model=args.new_model,
         )
         if args.check is not None:
-            measured = recommend(ResultRecord.iter(args.check), request)
+            # measured at the asked size: read from its own curves, nothing modelled
+            measured = recommend(ResultRecord.iter(args.check), replace(request, query_pool=None))
             rows = check_prediction(result, measured)
     except (DriftError, OSError) as err:
         sys.exit(refused("drift recommend", err))

@@ -344,17 +344,20 @@ ASSUMPTIONS = [
     "arrives. The share of the corpus encoded after Q queries is read from the measured curve at "
     "Q x N_measured / N_asked queries (queries served per corpus document: a k times larger "
     "corpus draws its queries from a k times larger pool, so encodes per query stay as "
-    "measured); with --query-pool P (the traffic's distinct queries) at Q x P_measured / P "
-    "queries instead (the same share of the pool served), the share read there times "
-    "(P / P_measured) x (N_measured / N_asked) (each distinct query encodes as many documents "
-    "as measured; on a sparser corpus their candidates overlap less, so this is a lower bound); "
-    "extrapolated beyond the measured length at the curve's last measured slope (the "
+    "measured), extrapolated beyond the measured length at the curve's last measured slope (the "
     "measured mix of repeated and new queries goes on), and capped at the share the same runs' "
     "batch evaluation encoded with every distinct query of that pool served once: under this "
     "scaling no traffic can encode more (traffic more varied than the measured pool would, up "
     "to the whole corpus). A bounded (LRU) store re-encodes what it evicted: no cap then. "
     "Without a stream curve, the batch run's encodes grow linearly from its upfront part at "
     "their mean rate per distinct query, up to that share.",
+    "Rerank with --query-pool P (the traffic's distinct queries; for a pool that does not grow "
+    "with the corpus): Q queries of the asked traffic draw u distinct queries from P (expected "
+    "count under that popularity), and each distinct query encodes K_eff fresh documents drawn "
+    "at random from the corpus, so u queries cover 1 - (1 - K_eff / N)^u of it after the upfront "
+    "share (an adapter's pairs); K_eff is fitted so that the measured pool covers the share the "
+    "measured batch run encoded. Candidates that cluster more than on the measured corpus make "
+    "this an overestimate (results/corpus_size_gcide/ measures its error).",
     "Traffic: the stream curve is the one measured under the asked traffic shape (--popularity, "
     "--zipf-s); it is the user's traffic, not a choice, so strategies are compared within it. "
     "Not given, each on-demand strategy is priced under the costliest traffic shape measured "
@@ -386,28 +389,21 @@ class Measured:
 
 
 def on_demand_share(
-    curve: dict[str, Any],
-    queries: float,
-    corpus_size: int,
-    ceiling: float | None = None,
-    pools: tuple[float, float] | None = None,
+    curve: dict[str, Any], queries: float, corpus_size: int, ceiling: float | None = None
 ) -> float:
     """Share of an asked corpus encoded after `queries`, from a measured stream curve (see
-    ASSUMPTIONS: read per corpus document, or per pool query when `pools` = (measured, asked)
-    distinct queries is given; extrapolated at the last slope), capped at `ceiling` (the
-    measured share with every distinct measured query served, scaled as the curve is) when
-    given, and at 1 unless the curve already exceeds 1 (a bounded store that re-encodes)."""
+    ASSUMPTIONS: read per corpus document, extrapolated at the last slope), capped at `ceiling`
+    (the share with every distinct measured query served) when given, else at 1 unless the
+    curve already exceeds 1 (a bounded store that re-encodes)."""
     x = np.asarray(curve["queries"], dtype=float)
     y = np.asarray(curve["share_encoded"], dtype=float)
-    at = measured_queries(curve, queries, corpus_size, pools)
+    at = measured_queries(curve, queries, corpus_size)
     if at <= x[-1] or x.size < 2:
         share = float(np.interp(at, x, y))
     else:
         share = y[-1] + (y[-1] - y[-2]) / (x[-1] - x[-2]) * (at - x[-1])
-    scale = share_scale(curve, corpus_size, pools)
-    share *= scale
     if ceiling is not None:
-        share = min(share, ceiling * scale)
+        return float(min(share, ceiling))
     return float(min(share, 1.0) if y.max() <= 1.0 else share)
 
 
@@ -420,28 +416,43 @@ def all_distinct_share(m: Measured) -> float | None:
     return None if bounded else mean_of(m.rows, "share_encoded")
 
 
-def measured_queries(
-    curve: dict[str, Any],
-    queries: float,
-    corpus_size: int,
-    pools: tuple[float, float] | None = None,
-) -> float:
-    """Queries served on the asked corpus as the same queries per document on the measured one,
-    or, with `pools` = (measured, asked) distinct queries, as the same queries per pool query."""
-    if pools is None:
-        return queries * curve["n_corpus"] / corpus_size
-    return queries * pools[0] / pools[1]
+def measured_queries(curve: dict[str, Any], queries: float, corpus_size: int) -> float:
+    """Queries served on the asked corpus as the same queries per document on the measured one."""
+    return queries * curve["n_corpus"] / corpus_size
 
 
-def share_scale(
-    curve: dict[str, Any], corpus_size: int, pools: tuple[float, float] | None = None
-) -> float:
-    """The asked corpus's share encoded per measured share: 1 when the pool grows with the
-    corpus; with `pools`, (asked / measured pool) x (measured / asked corpus): as many distinct
-    queries per pool query as measured, each encoding as many documents."""
-    if pools is None:
-        return 1.0
-    return pools[1] / pools[0] * curve["n_corpus"] / corpus_size
+def expected_distinct(queries: float, pool: int, traffic: Traffic | None) -> float:
+    """Expected distinct queries among `queries` drawn from a pool of `pool` under `traffic`
+    (drift.migration.stream's shapes: zipf p_i ~ i^-s, uniform, sequential = no repeats; None,
+    a batch run: each query once)."""
+    if traffic is None or traffic.popularity == "sequential":
+        return float(min(queries, pool))
+    if traffic.popularity == "uniform":
+        p = np.full(pool, 1.0 / pool)
+    else:
+        weights = np.arange(1, pool + 1, dtype=float) ** -(traffic.zipf_s or 1.0)
+        p = weights / weights.sum()
+    return float(np.sum(-np.expm1(queries * np.log1p(-p))))
+
+
+def coverage_share(
+    batch_share: float,
+    upfront: float,
+    pool: float,
+    n_measured: float,
+    n_asked: int,
+    distinct: float,
+) -> tuple[float, float]:
+    """Share of an asked corpus encoded by `distinct` distinct queries, each drawing K_eff fresh
+    documents at random (a coverage model): K_eff is fitted so that the measured pool of `pool`
+    queries covers the measured batch share on the measured corpus; `upfront` (e.g. an adapter's
+    pairs) is encoded first, on both corpora the same share. Returns (share, K_eff)."""
+    rest = min(max((batch_share - upfront) / (1.0 - upfront), 0.0), 1.0) if upfront < 1 else 1.0
+    if rest >= 1.0:
+        return 1.0, float(n_measured)
+    k_eff = n_measured * -math.expm1(math.log1p(-rest) / pool)
+    covered = -math.expm1(distinct * math.log1p(-min(k_eff / n_asked, 1.0)))
+    return upfront + (1.0 - upfront) * covered, k_eff
 
 
 def some_points(xs: Sequence[float], ys: Sequence[float], fmt: str, n: int = 8) -> str:
@@ -480,20 +491,29 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
     else:
         curve, source = batch_curve(m.rows)
     ceiling = all_distinct_share(m)
-    pools = None
-    if request.query_pool is not None:
-        pools = (mean_of(m.rows, "n_queries") or float(request.query_pool), request.query_pool)
-    share = on_demand_share(curve, queries, request.corpus_size, ceiling, pools)
-    at = measured_queries(curve, queries, request.corpus_size, pools)
+    share = curve_share = on_demand_share(curve, queries, request.corpus_size, ceiling)
+    at = measured_queries(curve, queries, request.corpus_size)
     extrapolation = at / curve["queries"][-1]
-    scale = share_scale(curve, request.corpus_size, pools)
-    if ceiling is not None:
-        ceiling = min(ceiling * scale, 1.0)
     cap = (
         "the whole corpus"
         if ceiling is None
         else f"{ceiling:.2%}, the batch share with every distinct measured query served"
     )
+    pool_note = ""
+    if request.query_pool is not None and ceiling is not None:
+        traffic = traffic_of(m.records[0])
+        distinct = expected_distinct(queries, request.query_pool, traffic)
+        pool = mean_of(m.rows, "n_queries") or 1.0
+        share, k_eff = coverage_share(
+            ceiling, batch_upfront(m.rows), pool, curve["n_corpus"], request.corpus_size, distinct
+        )
+        pool_note = (
+            f"query pool {request.query_pool:,} given: {queries:,.0f} queries of "
+            f"{traffic or 'batch (each once)'} traffic draw {distinct:,.0f} distinct ones; each "
+            f"encodes K_eff = {k_eff:.3g} fresh documents at random (fitted: {pool:,.0f} distinct "
+            f"measured queries covered {ceiling:.2%} of {curve['n_corpus']:,.0f}) -> "
+            f"{share:.2%} of the asked corpus"
+        )
     notes = [
         f"{source}: share encoded at queries served "
         + some_points(curve["queries"], curve["share_encoded"], "{:,.0f}: {:.2%}"),
@@ -504,14 +524,14 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
             else f"{times(extrapolation)} beyond the measured curve, at its last slope (capped "
             f"at {cap})"
         )
-        + (
-            ""
-            if pools is None
-            else f" (a pool of {pools[1]:,} distinct queries asked, {pools[0]:,.0f} measured: "
-            f"the share read there x {scale:.4g})"
-        )
-        + f" -> {share:.2%} of the asked corpus",
+        + f" -> {curve_share:.2%} of the asked corpus"
+        + (" (not used: the query pool is given)" if pool_note else ""),
     ]
+    if pool_note:
+        notes.append(pool_note)
+        extrapolation = 1.0  # the coverage model reads no curve
+    elif request.query_pool is not None:
+        notes.append("query pool given but not used: these runs' store was bounded (LRU)")
     streams = streams_of(m.records, m.strategy)
     if streams:  # read with the names of every file version (drift.migration.stream.stream_latency)
         curve = {**curve, "latency_us": mean_latency(streams, m.strategy)}
@@ -530,7 +550,7 @@ def price_on_demand(m: Measured, request: Request, rate: float) -> Option:
         curve=curve,
     )
     option.extrapolation = extrapolation
-    if ceiling is not None and share >= ceiling:
+    if ceiling is not None and share >= ceiling and not pool_note:
         option.capped_at = ceiling
     per_query = mean_of(m.rows, "cold_encodes_per_query")
     if per_query is not None:
@@ -585,10 +605,19 @@ def batch_curve(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     n_queries = float(np.mean([row["n_queries"] for row in rows]))
     n_corpus = float(np.mean([row["n_corpus"] for row in rows]))
     batch = mean_of(rows, "share_encoded") or 0.0
-    per_query = mean_of(rows, "cold_encodes_per_query") or 0.0
-    upfront = max(batch - per_query * n_queries / n_corpus, 0.0)
+    upfront = batch_upfront(rows)
     curve = {"queries": [0.0, n_queries], "share_encoded": [upfront, batch], "n_corpus": n_corpus}
     return curve, "no stream measured: batch cost of the distinct evaluation queries"
+
+
+def batch_upfront(rows: Sequence[dict[str, Any]]) -> float:
+    """The share a batch run encoded before any query (e.g. the adapter's pairs): its share
+    less the cold encodes its distinct evaluation queries paid."""
+    n_queries = float(np.mean([row["n_queries"] for row in rows]))
+    n_corpus = float(np.mean([row["n_corpus"] for row in rows]))
+    batch = mean_of(rows, "share_encoded") or 0.0
+    per_query = mean_of(rows, "cold_encodes_per_query") or 0.0
+    return max(batch - per_query * n_queries / n_corpus, 0.0)
 
 
 def price_migration(
