@@ -4,9 +4,11 @@ vectors (cosine to fp32), the neighbours (top-10 overlap) and retrieval quality,
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_precision.py --precision bf16
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_precision.py --precision bf16 \
         --allow-emulated --corpus 200 --queries 60     # fidelity only, on a CPU without bf16
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_precision.py --precision bf16 \
+        --dataset gcide --corpus 2000 --queries 500 --out results/bench/encode_precision_bf16_cpu_gcide.json
     python scripts/bench_encode_precision.py --device cuda --precision fp16
 
-Data: the offline default's seeded subset (`--corpus` documents keeping the relevant document of
+Data: the offline default's (or `--dataset`'s) seeded subset (`--corpus` documents keeping the relevant document of
 each of `--queries` queries; data/offline_text). For each model of the default pair it encodes
 corpus and queries in fp32 and in `--precision` (encoder setting `precision`, so each has its own
 cache folder in a run), then reports per model: cosine of each vector to its fp32 vector (min,
@@ -97,6 +99,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=150)
     parser.add_argument("--allow-emulated", action="store_true")
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument(
+        "--dataset", default=None, help="dataset config (conf/dataset), e.g. gcide; default: the run's"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     native = args.device != "cpu" or bool(common.cpu_flags() & set(common.BF16_CPU_FLAGS))
@@ -105,7 +110,7 @@ def main() -> None:
             common.check_cpu_bf16()  # the clear error
         common.cpu_flags = lambda: {"avx512_bf16"}  # emulated: fidelity only
 
-    cfg = to_plain(compose())
+    cfg = to_plain(compose([f"dataset={args.dataset}"] if args.dataset else []))
     data = load_data(cfg["dataset"], seed=cfg["seed"], data_dir=cfg["paths"]["data_dir"])
     data = subsample(
         data,
