@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare-designs": ("drift.cli.compare_designs:main", "paired design differences in a sweep"),
     "compare-runs": ("drift.cli.compare_runs:main", "two runs of one config side by side"),
     "gate-calibration": ("drift.cli.gate_calibration:main", "gate estimates against measured ARR"),
+    "scale-law": ("drift.cli.scale_law:main", "per-tenfold slopes of corpus-size sweeps, CIs"),
     "claims": ("drift.cli.claims:main", "the paper's claims beside the committed measurements"),
     "mteb": ("drift.cli.mteb:main", "score strategies with mteb's tasks, evaluator and files"),
 }
