@@ -105,6 +105,7 @@ def test_compare_runs_refuses_runs_of_different_configs(tmp_path: Path, capsys) 
     other = copy.deepcopy(record)
     other["config"]["seed"] = 1
     other["config"]["paths"]["results_dir"] = "/elsewhere"  # where files go: not a difference
+    other["config"]["encode"]["show_progress"] = not record["config"]["encode"]["show_progress"]
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path, rec in zip(paths, [record, other], strict=True):
         path.write_text(json.dumps(rec))

@@ -17,9 +17,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from drift.core.records import ResultRecord
+from drift.core.records import NOT_DESIGN, ResultRecord
 
-IGNORED_CONFIG = ("paths", "hydra")  # where files went, not what was computed
+# Where files went and how the run went about it (paths, logger, the encode's batching, progress
+# and cache use), not what was computed: the design's exclusions (drift/core/records.py) less
+# the seed, which two runs of one config share.
+IGNORED_CONFIG = ("hydra", *(key for key in NOT_DESIGN if key != "seed"))
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
