@@ -95,6 +95,12 @@ def test_the_slope_interval_is_the_t_interval_of_the_per_seed_slopes() -> None:
     half = stats.t.ppf(0.975, 2) * np.std(slopes, ddof=1) / math.sqrt(3)
     assert op["slope_per_tenfold"] == pytest.approx(-0.10)
     assert op["slope_ci_high"] - op["slope_per_tenfold"] == pytest.approx(half)
+    # OP - status quo = 0.6 + slope log10 N: each seed crosses at N = 10^(0.6 / -slope)
+    logs = [0.6 / -slope for slope in slopes]
+    spread = stats.t.ppf(0.975, 2) * np.std(logs, ddof=1) / math.sqrt(3)
+    diff = law(laws, "adapter/procrustes - status_quo")
+    assert math.log10(diff["crossing_ci_low"]) == pytest.approx(np.mean(logs) - spread)
+    assert math.log10(diff["crossing_ci_high"]) == pytest.approx(np.mean(logs) + spread)
 
 
 def test_a_seed_missing_a_size_is_left_out_of_the_fit_and_one_seed_has_no_interval() -> None:

@@ -14,7 +14,8 @@ quo?". For every experiment x dataset x model pair x index x protocol x metric x
   with the seeds measured at all of them (a seed missing a size is left out of the fit and
   counted); b is the change per tenfold corpus, reported as its mean and 95% t-interval over
   seeds (one seed: no interval). For a difference to the baseline, the N where the mean fit
-  crosses zero, and whether that lies inside the measured sizes (beyond them it is an
+  crosses zero, with a 95% t-interval of the seeds' own crossings in log10 N when every seed's
+  line slopes the same way, and whether it lies inside the measured sizes (beyond them it is an
   extrapolation and says so).
 
 A straight line in log N is a description of the measured range, not a model of what lies beyond
@@ -125,6 +126,14 @@ def fit_one(curve: pd.DataFrame) -> dict[str, object]:
             "crossing_n": crossing,
             "crossing_within_sizes": bool(sizes[0] <= crossing <= sizes[-1]),
         }
+        if len(slopes) > 1 and np.all(np.sign(slopes) == np.sign(slope)):
+            # every seed's line crosses the same way: a t-interval of log10 of their crossings
+            logs = -intercepts / slopes
+            spread = float(t_half_width(np.std(logs, ddof=1), len(logs)))
+            row |= {
+                "crossing_ci_low": 10 ** (float(np.mean(logs)) - spread),
+                "crossing_ci_high": 10 ** (float(np.mean(logs)) + spread),
+            }
     return row
 
 
@@ -204,10 +213,12 @@ def crossing_text(row: object) -> str:
     crossing = getattr(row, "crossing_n", np.nan)
     if pd.isna(crossing):
         return ""
+    low, high = getattr(row, "crossing_ci_low", np.nan), getattr(row, "crossing_ci_high", np.nan)
+    interval = "" if pd.isna(low) else f" [{low:,.0f}, {high:,.0f}]"
     if row.crossing_within_sizes:
-        return f"{crossing:,.0f}"
+        return f"{crossing:,.0f}{interval}"
     if row.smallest / EXTRAPOLATE <= crossing <= row.largest * EXTRAPOLATE:
-        return f"{crossing:,.0f} (extrapolated)"
+        return f"{crossing:,.0f}{interval} (extrapolated)"
     return "-"
 
 
