@@ -144,3 +144,12 @@ def test_the_command_on_the_committed_gcide_sweep(tmp_path: Path) -> None:
 def test_the_command_refuses_a_folder_without_results(tmp_path: Path, capsys) -> None:
     assert scale_law_cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "drift scale-law" in capsys.readouterr().err
+
+
+def test_a_nearly_flat_difference_has_its_crossing_out_of_range_not_an_overflow() -> None:
+    frame = planted(
+        {"dual_index": 1e-6, "status_quo": 0.0}, {"dual_index": 0.5, "status_quo": 0.25}
+    )
+    _, laws = scale_law(frame)
+    diff = law(laws, "dual_index - status_quo")
+    assert diff["crossing_n"] in (0.0, math.inf) and not diff["crossing_within_sizes"]

@@ -92,6 +92,11 @@ def points(data: pd.DataFrame) -> pd.DataFrame:
     return out.assign(ci_low=out["mean"] - half, ci_high=out["mean"] + half)
 
 
+def power_of_ten(exponent: float) -> float:
+    """10 ** exponent, inf (or 0) where a nearly flat line puts a crossing out of float range."""
+    return float(10.0 ** np.clip(exponent, -300.0, 300.0))
+
+
 def fit_one(curve: pd.DataFrame) -> dict[str, object]:
     """The per-seed log10(N) fits of one strategy's curve, summarised over seeds."""
     sizes = np.sort(curve["n_corpus"].unique())
@@ -121,7 +126,7 @@ def fit_one(curve: pd.DataFrame) -> dict[str, object]:
         "value_at_largest": float(complete[sizes[-1]].mean()),
     }
     if DIFF in str(curve["strategy"].iloc[0]) and slope != 0:
-        crossing = 10 ** (-intercept / slope)
+        crossing = power_of_ten(-intercept / slope)
         row |= {
             "crossing_n": crossing,
             "crossing_within_sizes": bool(sizes[0] <= crossing <= sizes[-1]),
@@ -131,8 +136,8 @@ def fit_one(curve: pd.DataFrame) -> dict[str, object]:
             logs = -intercepts / slopes
             spread = float(t_half_width(np.std(logs, ddof=1), len(logs)))
             row |= {
-                "crossing_ci_low": 10 ** (float(np.mean(logs)) - spread),
-                "crossing_ci_high": 10 ** (float(np.mean(logs)) + spread),
+                "crossing_ci_low": power_of_ten(float(np.mean(logs)) - spread),
+                "crossing_ci_high": power_of_ten(float(np.mean(logs)) + spread),
             }
     return row
 
