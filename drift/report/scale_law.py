@@ -93,7 +93,8 @@ def points(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def power_of_ten(exponent: float) -> float:
-    """10 ** exponent, inf (or 0) where a nearly flat line puts a crossing out of float range."""
+    """10 ** exponent, held to 1e-300..1e300 where a nearly flat line puts a crossing out of
+    float range."""
     return float(10.0 ** np.clip(exponent, -300.0, 300.0))
 
 
