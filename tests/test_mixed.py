@@ -225,6 +225,22 @@ def test_search_unmigrated_skips_migrated_rows(pair):
     np.testing.assert_array_equal(ids, np.stack(expected))
 
 
+@pytest.mark.parametrize("share", [0.25, 0.75, 0.99])
+def test_flat_search_unmigrated_matches_the_selector_search(pair, share):
+    """The flat index's deeper-then-filtered search returns what faiss's ID-selector search
+    returns, also when each query's own top rows are migrated first (a popularity order) and
+    some queries must search several times deeper."""
+    rng = np.random.default_rng(1)
+    migrated = rng.random(N) < share
+    migrated[status_quo_ids(pair, 3).ravel()] = True
+    allowed = np.flatnonzero(~migrated)
+    want = search(pair["old_index"], pair["q_old"], K, FLAT, allowed=allowed)
+    got = search_unmigrated(pair["old_index"], pair["q_old"], migrated, K, FLAT)
+    np.testing.assert_array_equal(got[1], want[1])
+    found = want[1] >= 0  # past the unmigrated rows: ids -1 (scores: faiss's lowest float, -inf)
+    np.testing.assert_allclose(got[0][found], want[0][found], rtol=1e-6)
+
+
 def test_union_candidates_keeps_first_order_and_drops_duplicates():
     out = union_candidates(np.array([[1, 2, -1]]), np.array([[2, 3, 1]]))
     assert out.tolist() == [[1, 2, 3, -1, -1, -1]]
