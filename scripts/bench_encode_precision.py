@@ -5,13 +5,15 @@ vectors (cosine to fp32), the neighbours (top-10 overlap) and retrieval quality,
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_precision.py --precision bf16 \
         --allow-emulated --corpus 200 --queries 60     # fidelity only, on a CPU without bf16
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_encode_precision.py --precision bf16 \
-        --dataset gcide --corpus 2000 --queries 500 --out results/bench/encode_precision_bf16_cpu_gcide.json
+        --dataset gcide --corpus 1000 --queries 300 \
+        --out results/bench/encode_precision_bf16_cpu_gcide.json
     python scripts/bench_encode_precision.py --device cuda --precision fp16
 
-Data: the offline default's (or `--dataset`'s) seeded subset (`--corpus` documents keeping the relevant document of
-each of `--queries` queries; data/offline_text). For each model of the default pair it encodes
-corpus and queries in fp32 and in `--precision` (encoder setting `precision`, so each has its own
-cache folder in a run), then reports per model: cosine of each vector to its fp32 vector (min,
+Data: the offline default's (or `--dataset`'s) seeded subset (`--corpus` documents keeping the
+relevant document of each of `--queries` queries; data/offline_text). For each model of the
+default pair it encodes corpus and queries in fp32 and in `--precision` (encoder setting
+`precision`, so each has its own cache folder in a run), then reports per model: cosine of each
+vector to its fp32 vector (min,
 p01, mean), the mean overlap of each query's exact top-10 corpus neighbours, Recall@10 and
 nDCG@10 against the qrels under both, and the encode time of each (docs/s; the load average is
 recorded). On a CPU without bf16 instructions the run refuses bf16 unless `--allow-emulated`:
@@ -100,7 +102,7 @@ def main() -> None:
     parser.add_argument("--allow-emulated", action="store_true")
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument(
-        "--dataset", default=None, help="dataset config (conf/dataset), e.g. gcide; default: the run's"
+        "--dataset", help="dataset config (conf/dataset), e.g. gcide; default: the run's default"
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
