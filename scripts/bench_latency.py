@@ -235,7 +235,7 @@ def bench_adapters(
                             "d_old": d_old,
                             "adapter": label,
                             "kind": kind,
-                            "dsm": hparams["dsm"],
+                            "dsm": hparams.get("dsm", False),
                             "n_params": adapter.n_params,
                             "backend": backend,
                             **m.to_dict(),
