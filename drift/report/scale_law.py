@@ -31,7 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from drift.core.errors import DataError
-from drift.report.collect import one_run_per_seed, t_half_width
+from drift.report.collect import one_run_per_seed, summarize, t_half_width
 from drift.report.figures import (
     finish,
     label_of,
@@ -86,10 +86,8 @@ def paired_differences(data: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 def points(data: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per curve, strategy and size, with the 95% t-interval (NaN for one seed)."""
-    grouped = data.groupby([*CURVE, "strategy", "n_corpus"], sort=True, dropna=False)["value"]
-    out = grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
-    half = t_half_width(out["std"], out["n_seeds"])
-    return out.assign(ci_low=out["mean"] - half, ci_high=out["mean"] + half)
+    keys = [*CURVE, "strategy", "n_corpus"]
+    return summarize(data, by=keys).sort_values(keys, ignore_index=True)
 
 
 def power_of_ten(exponent: float) -> float:
